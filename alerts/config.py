@@ -1,0 +1,91 @@
+"""Settings: dev defaults, every one overridable by an ALERTS_* environment variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+DEV_SECRET_KEY = "dev-secret-key-not-for-production"
+DEV_API_TOKEN = "dev-api-token"
+DEV_ADMIN_PASSWORD = "admin"
+
+# Settings that must be set to a real value before the service runs in production.
+PRODUCTION_SECRETS = {
+    "SECRET_KEY": DEV_SECRET_KEY,
+    "API_TOKEN": DEV_API_TOKEN,
+    "ADMIN_PASSWORD": DEV_ADMIN_PASSWORD,
+}
+
+# Settings that are strings even when the environment value looks like JSON ("1234").
+STRING_SETTINGS = (
+    "ENV",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SMTP_URL",
+    "MAIL_FROM",
+    "BASE_URL",
+    "SECRET_KEY",
+    "API_TOKEN",
+    "ADMIN_PASSWORD",
+    "SITE_NAME",
+    "DEV_MAIL_DIR",
+)
+
+
+class ConfigError(RuntimeError):
+    """The settings cannot run the service; the message says what to change."""
+
+
+def var_dir() -> str:
+    """The folder for local state (SQLite database, dev mail, embedded Redis)."""
+    return os.path.abspath("var")
+
+
+def defaults() -> dict[str, Any]:
+    var = var_dir()
+    return {
+        "ENV": "development",
+        "DATABASE_URL": f"sqlite:///{var}/alerts.db",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "SMTP_URL": "smtp://127.0.0.1:8025",
+        "SMTP_TIMEOUT": 30,
+        "MAIL_FROM": "News alerts <alerts@localhost>",
+        "BASE_URL": "http://127.0.0.1:5000",
+        "SECRET_KEY": DEV_SECRET_KEY,
+        "API_TOKEN": DEV_API_TOKEN,
+        "ADMIN_PASSWORD": DEV_ADMIN_PASSWORD,
+        "SITE_NAME": "IP Policy Watch",
+        # Version of the consent text on the signup form; stored with every consent record.
+        "CONSENT_VERSION": "signup-2026-11",
+        "CONFIRM_MAX_AGE": 7 * 24 * 3600,
+        "CONFIRM_RESEND_INTERVAL": 3600,
+        "UNCONFIRMED_RETENTION_DAYS": 30,
+        "DEV_MAIL_DIR": os.path.join(var, "mail"),
+        "CELERY_ALWAYS_EAGER": False,
+    }
+
+
+def normalize(config: dict[str, Any]) -> None:
+    """Coerce values read from the environment into the types the code expects."""
+    for key in STRING_SETTINGS:
+        if config.get(key) is not None:
+            config[key] = str(config[key])
+    config["BASE_URL"] = config["BASE_URL"].rstrip("/")
+
+
+def check_production(config: Mapping[str, Any]) -> None:
+    """Refuse to start in production with a missing or default secret."""
+    if config.get("ENV") != "production":
+        return
+    problems = [
+        f"ALERTS_{key} is missing or still the development default"
+        for key, dev_value in PRODUCTION_SECRETS.items()
+        if not config.get(key) or config[key] == dev_value
+    ]
+    if not str(config.get("BASE_URL", "")).startswith("https://"):
+        problems.append("ALERTS_BASE_URL must be an https:// address (unsubscribe links need it)")
+    if problems:
+        raise ConfigError(
+            "news alerts will not start in production: " + "; ".join(problems) + "."
+        )

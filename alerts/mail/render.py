@@ -1,0 +1,75 @@
+"""Renders templates/email/<name>/{subject.txt, body.txt, body.html}, compiled once per process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import css_inline
+import jinja2
+
+TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "templates")
+STYLESHEET = "email/_base/style.css"
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+class _InliningLoader(jinja2.FileSystemLoader):
+    """Inlines the email stylesheet into each HTML template's source as it is loaded.
+
+    Jinja caches the compiled template, so CSS is inlined once per template, never per message.
+    """
+
+    def __init__(self, searchpath: str) -> None:
+        super().__init__(searchpath)
+        with open(os.path.join(searchpath, STYLESHEET), encoding="utf-8") as css_file:
+            self._css = css_file.read()
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        source, filename, uptodate = super().get_source(environment, template)
+        # The layout (doctype, head) is written with its own inline styles; content is inlined.
+        if template.endswith(".html") and template.startswith("email/") and "/_base/" not in template:
+            source = css_inline.inline_fragment(source, self._css)
+        return source, filename, uptodate
+
+
+class EmailRenderer:
+    def __init__(self, templates_dir: str = TEMPLATES_DIR) -> None:
+        self.env = jinja2.Environment(
+            loader=_InliningLoader(templates_dir),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
+        folder = f"email/{name}"
+        subject = self.env.get_template(f"{folder}/subject.txt").render(context)
+        return RenderedEmail(
+            # A subject is one line whatever the template or its data hold.
+            subject=" ".join(subject.split()),
+            text=self.env.get_template(f"{folder}/body.txt").render(context),
+            html=self.env.get_template(f"{folder}/body.html").render(context),
+        )
+
+
+_renderer: EmailRenderer | None = None
+
+
+def renderer() -> EmailRenderer:
+    """The process's renderer: templates compile on first use and stay compiled."""
+    global _renderer
+    if _renderer is None:
+        _renderer = EmailRenderer()
+    return _renderer

@@ -1,0 +1,105 @@
+"""The one place that talks SMTP: ALERTS_SMTP_URL, TLS with verified certificates, reused connections."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str  # "none", "starttls" or "ssl"
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 30.0) -> SmtpSettings:
+        parts = urlsplit(url)
+        if parts.scheme not in SCHEMES:
+            raise ValueError(
+                f"ALERTS_SMTP_URL must start with one of {', '.join(SCHEMES)}:// (got {parts.scheme!r})"
+            )
+        security = {"smtp": "none", "smtp+starttls": "starttls", "smtps": "ssl"}[parts.scheme]
+        return cls(
+            host=parts.hostname or "localhost",
+            port=parts.port or SCHEMES[parts.scheme],
+            security=security,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            timeout=timeout,
+        )
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """The server refused one recipient: `permanent` for a 5xx reply."""
+
+    code: int
+    message: str
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+
+class Mailer:
+    """One open SMTP connection, used for every message of a task."""
+
+    def __init__(self, connection: smtplib.SMTP) -> None:
+        self.connection = connection
+
+    def send(self, message: bytes, sender: str, recipient: str) -> Rejection | None:
+        """Send one message to one recipient; a refusal of that recipient is returned, not raised.
+
+        Connection failures raise (smtplib.SMTPException or OSError): the caller retries.
+        """
+        try:
+            refused = self.connection.sendmail(sender, [recipient], message)
+        except smtplib.SMTPRecipientsRefused as error:
+            code, text = error.recipients.get(recipient, (550, b"refused"))
+            return Rejection(code, _text(text))
+        except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as error:
+            self.connection.rset()
+            return Rejection(error.smtp_code, _text(error.smtp_error))
+        if refused:
+            code, text = refused[recipient]
+            return Rejection(code, _text(text))
+        return None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+@contextmanager
+def connect(settings: SmtpSettings) -> Iterator[Mailer]:
+    """Open, log in, yield a Mailer, and always say QUIT."""
+    context = ssl.create_default_context()
+    connection: smtplib.SMTP
+    if settings.security == "ssl":
+        connection = smtplib.SMTP_SSL(
+            settings.host, settings.port, timeout=settings.timeout, context=context
+        )
+    else:
+        connection = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+    try:
+        if settings.security == "starttls":
+            connection.starttls(context=context)
+            connection.ehlo()
+        if settings.username:
+            connection.login(settings.username, settings.password or "")
+        yield Mailer(connection)
+    finally:
+        try:
+            connection.quit()
+        except (smtplib.SMTPException, OSError):
+            connection.close()

@@ -1,0 +1,196 @@
+"""The tables: topics, languages, subscribers, their subscriptions and consent records."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from alerts.clock import now
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC without a zone (SQLite has none) and always returns aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; every stored time is aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def _enum_column(enum_class: type[enum.StrEnum]) -> Enum:
+    """A VARCHAR holding the enum's values (not its names), the same on SQLite and PostgreSQL."""
+    return Enum(
+        enum_class,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class Frequency(enum.StrEnum):
+    IMMEDIATE = "immediate"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+class TopicKind(enum.StrEnum):
+    SECTION = "section"
+    VENUE = "venue"
+    THEME = "theme"
+
+
+class Topic(Base):
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[TopicKind] = mapped_column(_enum_column(TopicKind))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    parent: Mapped[Topic | None] = relationship(remote_side=[id], back_populates="children")
+    children: Mapped[list[Topic]] = relationship(
+        back_populates="parent", order_by="Topic.position"
+    )
+
+
+class Language(Base):
+    __tablename__ = "languages"
+
+    code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    native_name: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    status: Mapped[SubscriberStatus] = mapped_column(
+        _enum_column(SubscriberStatus), default=SubscriberStatus.PENDING, index=True
+    )
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # Changes with every confirmation email; a link carrying an older one is spent.
+    confirm_nonce: Mapped[str | None] = mapped_column(String(32))
+    confirmation_sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
+    )
+    languages: Mapped[list[SubscriberLanguage]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+    consents: Mapped[list[ConsentRecord]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def language_codes(self) -> list[str]:
+        return sorted(language.language_code for language in self.languages)
+
+
+# One subscriber per address whatever its case; lookups use lower(email) too.
+Index("uq_subscribers_email_lower", func.lower(Subscriber.email), unique=True)
+
+
+class SubscriberLanguage(Base):
+    __tablename__ = "subscriber_languages"
+    __table_args__ = (Index("ix_subscriber_languages_language", "language_code", "subscriber_id"),)
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    language_code: Mapped[str] = mapped_column(ForeignKey("languages.code"), primary_key=True)
+
+
+class Subscription(Base):
+    """One topic a subscriber follows, with its own frequency (GOV.UK style)."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "topic_id"),
+        # Matching walks from an article's topics to subscribers: topic first.
+        Index("ix_subscriptions_topic_frequency", "topic_id", "frequency", "subscriber_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    frequency: Mapped[Frequency] = mapped_column(_enum_column(Frequency))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
+    topic: Mapped[Topic] = relationship()
+
+
+class ConsentRecord(Base):
+    """Proof of consent: when, from where, and which version of the form text was agreed to."""
+
+    __tablename__ = "consent_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(32))
+    given_at: Mapped[datetime] = mapped_column(default=now)
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    form_version: Mapped[str] = mapped_column(String(64))
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="consents")

@@ -1,0 +1,166 @@
+"""The topic tree of the reference site (sections, venues, themes) and its languages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts.models import Language, Topic, TopicKind
+
+
+@dataclass(frozen=True)
+class TopicSeed:
+    slug: str
+    name: str
+    kind: TopicKind
+    children: tuple[TopicSeed, ...] = field(default=())
+
+
+def _branch(slug: str, name: str, kind: TopicKind, *children: tuple[str, str]) -> TopicSeed:
+    return TopicSeed(slug, name, kind, tuple(TopicSeed(s, n, kind) for s, n in children))
+
+
+# Slugs are stable identifiers (links, the API, CSV files): rename a topic, never its slug.
+TOPIC_TREE: tuple[TopicSeed, ...] = (
+    TopicSeed("copyright", "Copyright", TopicKind.SECTION),
+    TopicSeed("patents", "Patents", TopicKind.SECTION),
+    TopicSeed("trademarks", "Trademarks", TopicKind.SECTION),
+    TopicSeed("opinions", "Opinions", TopicKind.SECTION),
+    TopicSeed("people-news", "People News", TopicKind.SECTION),
+    _branch(
+        "venues",
+        "Venues",
+        TopicKind.VENUE,
+        ("wipo", "WIPO"),
+        ("wto-trips", "WTO/TRIPS"),
+        ("who", "WHO"),
+        ("itu-icann", "ITU/ICANN"),
+        ("un-other", "United Nations – other"),
+        ("bilateral-regional-negotiations", "Bilateral/Regional Negotiations"),
+        ("africa", "Africa"),
+        ("asia-pacific", "Asia/Pacific"),
+        ("europe", "Europe"),
+        ("latin-america-caribbean", "Latin America/Caribbean"),
+        ("north-america", "North America"),
+    ),
+    _branch(
+        "themes",
+        "Themes",
+        TopicKind.THEME,
+        ("access-to-knowledge", "Access to Knowledge/Open Innovation & Science"),
+        ("food-security", "Food Security/Agriculture/Genetic Resources"),
+        ("finance", "Finance"),
+        ("health-ip", "Health & IP"),
+        ("human-rights", "Human Rights"),
+        ("internet-governance", "Internet Governance/Digital Economy/Cyberspace"),
+        ("lobbying", "Lobbying"),
+        ("technology-transfer", "Technical Cooperation/Technology Transfer"),
+    ),
+)
+
+LANGUAGES: tuple[tuple[str, str, str], ...] = (
+    ("en", "English", "English"),
+    ("fr", "French", "Français"),
+    ("es", "Spanish", "Español"),
+    ("zh", "Chinese", "中文"),
+    ("ar", "Arabic", "العربية"),
+)
+
+GROUP_TITLES = {
+    TopicKind.SECTION: "Sections",
+    TopicKind.VENUE: "Venues",
+    TopicKind.THEME: "Themes",
+}
+
+
+@dataclass
+class SeedReport:
+    created: int = 0
+    updated: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated)
+
+
+def seed(session: Session) -> SeedReport:
+    """Create or update the topics and languages; a second run changes nothing."""
+    report = SeedReport()
+    existing = {topic.slug: topic for topic in session.scalars(select(Topic))}
+
+    def upsert(item: TopicSeed, parent: Topic | None, position: int) -> None:
+        topic = existing.get(item.slug)
+        wanted = {"name": item.name, "kind": item.kind, "parent": parent, "position": position}
+        if topic is None:
+            topic = Topic(slug=item.slug, **wanted)
+            session.add(topic)
+            existing[item.slug] = topic
+            report.created += 1
+        elif any(getattr(topic, key) != value for key, value in wanted.items()):
+            for key, value in wanted.items():
+                setattr(topic, key, value)
+            report.updated += 1
+        for child_position, child in enumerate(item.children):
+            upsert(child, topic, child_position)
+
+    for position, item in enumerate(TOPIC_TREE):
+        upsert(item, None, position)
+
+    languages = {language.code: language for language in session.scalars(select(Language))}
+    for position, (code, name, native_name) in enumerate(LANGUAGES):
+        language = languages.get(code)
+        wanted_language = {"name": name, "native_name": native_name, "position": position}
+        if language is None:
+            session.add(Language(code=code, **wanted_language))
+            report.created += 1
+        elif any(getattr(language, key) != value for key, value in wanted_language.items()):
+            for key, value in wanted_language.items():
+                setattr(language, key, value)
+            report.updated += 1
+    session.flush()
+    return report
+
+
+@dataclass(frozen=True)
+class TopicNode:
+    slug: str
+    name: str
+    kind: TopicKind
+    children: tuple[TopicNode, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "slug": self.slug,
+            "name": self.name,
+            "kind": self.kind.value,
+            "children": [child.as_dict() for child in self.children],
+        }
+
+
+def tree(session: Session) -> list[TopicNode]:
+    """The whole topic tree, roots in site order, from one query."""
+    topics = session.scalars(select(Topic).order_by(Topic.position, Topic.id)).all()
+    by_parent: dict[int | None, list[Topic]] = {}
+    for topic in topics:
+        by_parent.setdefault(topic.parent_id, []).append(topic)
+
+    def build(topic: Topic) -> TopicNode:
+        children = tuple(build(child) for child in by_parent.get(topic.id, []))
+        return TopicNode(topic.slug, topic.name, topic.kind, children)
+
+    return [build(root) for root in by_parent.get(None, [])]
+
+
+def groups(session: Session) -> list[tuple[str, list[TopicNode]]]:
+    """The tree split into the signup form's groups: Sections, Venues, Themes."""
+    grouped: dict[TopicKind, list[TopicNode]] = {kind: [] for kind in GROUP_TITLES}
+    for node in tree(session):
+        grouped[node.kind].append(node)
+    return [(GROUP_TITLES[kind], nodes) for kind, nodes in grouped.items() if nodes]
+
+
+def languages(session: Session) -> list[Language]:
+    return list(session.scalars(select(Language).order_by(Language.position)))

@@ -1,0 +1,150 @@
+"""Public pages: the signup form, its answer, and the confirmation link."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from alerts import db, taxonomy, tokens
+from alerts.models import Frequency
+from alerts.subscriptions import (
+    Choices,
+    ConfirmResult,
+    Consent,
+    InvalidSignup,
+    LinkNotValid,
+    confirm,
+    subscribe,
+    validate,
+)
+
+bp = Blueprint("public", __name__)
+
+FREQUENCY_LABELS = {
+    Frequency.IMMEDIATE: "As soon as an article is published",
+    Frequency.DAILY: "Once a day",
+    Frequency.WEEKLY: "Once a week",
+    Frequency.MONTHLY: "Once a month",
+}
+
+
+def _signup_page(
+    values: dict[str, object] | None = None, errors: dict[str, str] | None = None
+) -> str:
+    session = db.session()
+    return render_template(
+        "web/signup.html",
+        groups=taxonomy.groups(session),
+        languages=taxonomy.languages(session),
+        frequencies=FREQUENCY_LABELS,
+        values=values or {"topics": [], "languages": ["en"], "frequency": "immediate"},
+        errors=errors or {},
+        consent_version=current_app.config["CONSENT_VERSION"],
+    )
+
+
+def _consent(source: str = "signup form") -> Consent:
+    return Consent(
+        form_version=current_app.config["CONSENT_VERSION"],
+        source=source,
+        ip_address=request.remote_addr,
+        user_agent=(request.user_agent.string or "")[:512] or None,
+    )
+
+
+@bp.get("/")
+def signup_form() -> ResponseReturnValue:
+    return _signup_page()
+
+
+@bp.post("/subscribe")
+def signup() -> ResponseReturnValue:
+    form = request.form
+    values: dict[str, object] = {
+        "email": form.get("email", "")[:400],
+        "topics": form.getlist("topics"),
+        "languages": form.getlist("languages"),
+        "frequency": form.get("frequency", ""),
+    }
+    session = db.session()
+    try:
+        email, choices = validate(
+            session,
+            form.get("email", ""),
+            form.getlist("topics"),
+            form.getlist("languages"),
+            form.get("frequency", ""),
+        )
+    except InvalidSignup as error:
+        return _signup_page(values, error.errors), 400
+
+    interval = timedelta(seconds=int(current_app.config["CONFIRM_RESEND_INTERVAL"]))
+    request_ = subscribe(session, email, choices, _consent(), resend_interval=interval)
+    session.commit()
+    if request_ is not None:
+        from worker.tasks import send_confirmation
+
+        send_confirmation.delay(
+            request_.subscriber_id,
+            request_.nonce,
+            request_.changes.as_payload() if request_.changes else None,
+        )
+    # The same answer whether the address was new, pending, active or throttled.
+    return redirect(url_for("public.check_email"), code=303)
+
+
+@bp.get("/subscribe/check-your-email")
+def check_email() -> ResponseReturnValue:
+    return render_template("web/check_email.html")
+
+
+@bp.get("/confirm/<token>")
+def confirm_link(token: str) -> ResponseReturnValue:
+    config = current_app.config
+    try:
+        payload = tokens.read(
+            config["SECRET_KEY"], tokens.Purpose.CONFIRM, token, int(config["CONFIRM_MAX_AGE"])
+        )
+        subscriber_id, nonce = int(payload["s"]), str(payload["n"])
+        changes = Choices.from_payload(payload["c"]) if "c" in payload else None
+    except tokens.TokenExpired:
+        return _link_error(
+            "This link has expired",
+            "Confirmation links work for a limited time. Sign up again to get a new one.",
+            410,
+        )
+    except (tokens.TokenInvalid, KeyError, TypeError, ValueError):
+        return _link_error(
+            "This link is not valid",
+            "The link may have been copied incompletely. Try copying it again from the email, "
+            "or sign up again.",
+            404,
+        )
+
+    session = db.session()
+    try:
+        result, subscriber = confirm(session, subscriber_id, nonce, changes, _consent("link"))
+    except LinkNotValid:
+        return _link_error("This link is not valid", "There is no subscription for it.", 404)
+    session.commit()
+    if result is ConfirmResult.SPENT:
+        return _link_error(
+            "This link has already been used",
+            "It was used already, or a newer confirmation email replaced it. "
+            "Use the link in the most recent email, or sign up again.",
+            409,
+        )
+    return render_template(
+        "web/confirmed.html",
+        result=result.value,
+        subscriber=subscriber,
+        subscriptions=sorted(subscriber.subscriptions, key=lambda s: s.topic.name),
+        languages={language.code: language for language in taxonomy.languages(session)},
+        frequencies=FREQUENCY_LABELS,
+    )
+
+
+def _link_error(title: str, message: str, status: int) -> ResponseReturnValue:
+    return render_template("web/link_error.html", title=title, message=message), status
