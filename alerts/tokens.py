@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from alerts.clock import now
 
@@ -32,15 +32,17 @@ class TokenInvalid(TokenError):
     pass
 
 
-class _Serializer(URLSafeTimedSerializer):
-    """Signs with the service clock, so tests can age a link by moving now()."""
+class _ClockSigner(TimestampSigner):
+    """Signs and checks ages with the service clock, so tests can age a link by moving now()."""
 
     def get_timestamp(self) -> int:
         return int(now().timestamp())
 
 
 def _serializer(secret_key: str, purpose: Purpose) -> URLSafeTimedSerializer:
-    return _Serializer(secret_key, salt=f"news-alerts.{purpose.value}")
+    return URLSafeTimedSerializer(
+        secret_key, salt=f"news-alerts.{purpose.value}", signer=_ClockSigner
+    )
 
 
 def make(secret_key: str, purpose: Purpose, payload: dict[str, Any]) -> str:

@@ -1,0 +1,22 @@
+"""Small helpers the tests share: reading forms and emails as a reader would."""
+
+from __future__ import annotations
+
+import re
+
+CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_PATTERN.search(html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+CONFIRM_LINK = re.compile(r"https?://[^\s\"<>]+/confirm/[A-Za-z0-9_.\-]+")
+
+
+def confirm_link_in(text_body: str) -> str:
+    match = CONFIRM_LINK.search(text_body)
+    assert match, f"no confirmation link in {text_body!r}"
+    return match.group(0)

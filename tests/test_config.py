@@ -1,0 +1,65 @@
+"""Settings: read once from ALERTS_* variables, and production refuses development secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from alerts import config, create_app
+from alerts.config import ConfigError
+
+
+def test_settings_come_from_alerts_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.setenv("ALERTS_SITE_NAME", "Health Policy Watch")
+    monkeypatch.setenv("ALERTS_API_TOKEN", "123456")
+    monkeypatch.setenv("ALERTS_DATABASE_URL", f"sqlite:///{tmp_path}/env.db")
+    monkeypatch.setenv("ALERTS_BASE_URL", "https://alerts.example.org/")
+    app = create_app()
+    assert app.config["SITE_NAME"] == "Health Policy Watch"
+    assert app.config["API_TOKEN"] == "123456"  # a string, though it looks like JSON
+    assert app.config["BASE_URL"] == "https://alerts.example.org"
+    app.extensions["alerts.engine"].dispose()
+
+
+def production(**overrides: str) -> dict[str, str]:
+    settings = config.defaults()
+    settings.update(
+        ENV="production",
+        SECRET_KEY="a-long-random-secret",
+        API_TOKEN="a-long-random-token",
+        ADMIN_PASSWORD="a-long-random-password",
+        BASE_URL="https://alerts.example.org",
+    )
+    settings.update(overrides)
+    return settings
+
+
+def test_production_accepts_real_secrets() -> None:
+    config.check_production(production())
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("SECRET_KEY", config.DEV_SECRET_KEY),
+        ("SECRET_KEY", ""),
+        ("API_TOKEN", config.DEV_API_TOKEN),
+        ("ADMIN_PASSWORD", config.DEV_ADMIN_PASSWORD),
+        ("ADMIN_PASSWORD", ""),
+    ],
+)
+def test_production_refuses_missing_or_default_secrets(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"ALERTS_{key} is missing or still the development default"):
+        config.check_production(production(**{key: value}))
+
+
+def test_production_start_up_stops_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERTS_ENV", "production")
+    with pytest.raises(ConfigError, match="will not start in production"):
+        create_app()
+
+
+def test_production_needs_an_https_base_url() -> None:
+    with pytest.raises(ConfigError, match="https"):
+        config.check_production(production(BASE_URL="http://alerts.example.org"))

@@ -1,0 +1,102 @@
+"""Rendering, MIME building and SMTP settings."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import smtplib
+
+import pytest
+
+from alerts.mail import message, smtp
+from alerts.mail.render import EmailRenderer, RenderedEmail
+from alerts.mail.sink import MailSink
+
+RENDERED = RenderedEmail(subject="Hello", text="Plain text\n", html="<p>HTML</p>\n")
+
+
+def test_renderer_escapes_html_and_inlines_css() -> None:
+    rendered = EmailRenderer().render(
+        "confirm",
+        {
+            "site_name": "<b>Site</b>",
+            "confirm_url": "https://a.test/confirm/x?a=1&b=2",
+            "is_change": False,
+            "valid_days": 7,
+            "base_url": "https://a.test",
+        },
+    )
+    assert "&lt;b&gt;Site&lt;/b&gt;" in rendered.html
+    assert 'href="https://a.test/confirm/x?a=1&amp;b=2"' in rendered.html
+    assert 'class="button"' in rendered.html and "style=" in rendered.html
+    assert "<b>Site</b>" in rendered.text  # text parts are not HTML
+    assert "\n" not in rendered.subject
+
+
+def test_message_is_multipart_with_crlf_line_endings() -> None:
+    raw = message.build(RENDERED, sender="News <alerts@news.test>", recipient="r@example.org")
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in parsed.iter_parts()] == ["text/plain", "text/html"]
+    assert parsed["From"] == "News <alerts@news.test>"
+    assert parsed["Message-ID"].endswith("@news.test>")
+
+
+def test_non_ascii_subject_is_encoded() -> None:
+    rendered = RenderedEmail(subject="Alertes : propriété intellectuelle", text="t", html="h")
+    raw = message.build(rendered, sender="a@news.test", recipient="r@example.org")
+    assert b"=?utf-8?q?" in raw
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == "Alertes : propriété intellectuelle"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("subject", "Hi\r\nBcc: victim@example.org"), ("recipient", "r@example.org\nBcc: x@y.z")],
+)
+def test_header_injection_is_refused(field: str, value: str) -> None:
+    rendered = RenderedEmail(subject=value if field == "subject" else "ok", text="t", html="h")
+    recipient = value if field == "recipient" else "r@example.org"
+    with pytest.raises(message.HeaderInjection):
+        message.build(rendered, sender="a@news.test", recipient=recipient)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://127.0.0.1:8025", smtp.SmtpSettings("127.0.0.1", 8025, "none")),
+        (
+            "smtp+starttls://user%40x:p%3Ass@mail.example.org",
+            smtp.SmtpSettings("mail.example.org", 587, "starttls", "user@x", "p:ss"),
+        ),
+        ("smtps://u:p@mail.example.org:2465", smtp.SmtpSettings("mail.example.org", 2465, "ssl", "u", "p")),
+    ],
+)
+def test_smtp_url(url: str, expected: smtp.SmtpSettings) -> None:
+    assert smtp.SmtpSettings.from_url(url) == expected
+
+
+def test_smtp_url_with_unknown_scheme_is_refused() -> None:
+    with pytest.raises(ValueError, match="ALERTS_SMTP_URL"):
+        smtp.SmtpSettings.from_url("http://mail.example.org")
+
+
+def test_one_connection_sends_many_messages(sink: MailSink) -> None:
+    settings = smtp.SmtpSettings("127.0.0.1", sink.controller.port, "none")
+    with smtp.connect(settings) as mailer:
+        for number in range(3):
+            raw = message.build(RENDERED, sender="a@news.test", recipient=f"r{number}@example.org")
+            assert mailer.send(raw, "a@news.test", f"r{number}@example.org") is None
+    assert sorted(m.recipients[0] for m in sink.store.all()) == [
+        "r0@example.org",
+        "r1@example.org",
+        "r2@example.org",
+    ]
+
+
+def test_starttls_verifies_certificates(sink: MailSink) -> None:
+    # The sink offers no TLS: asking for STARTTLS must fail, never fall back to plain text.
+    settings = smtp.SmtpSettings("127.0.0.1", sink.controller.port, "starttls")
+    with pytest.raises(smtplib.SMTPNotSupportedError), smtp.connect(settings):
+        pass
