@@ -10,7 +10,9 @@ from flask import Flask
 
 from alerts import config as settings
 
-TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "templates")
+TEMPLATES_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "templates"
+)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:

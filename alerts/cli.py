@@ -1,4 +1,4 @@
-"""The `alerts` command: dev stack, migrations, taxonomy, the mail sink (plus Flask's own commands)."""
+"""The `alerts` command: dev stack, migrations, taxonomy, mail sink (and Flask's own commands)."""
 
 from __future__ import annotations
 

@@ -6,9 +6,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-DEV_SECRET_KEY = "dev-secret-key-not-for-production"
-DEV_API_TOKEN = "dev-api-token"
-DEV_ADMIN_PASSWORD = "admin"
+DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105 - refused in production
+DEV_API_TOKEN = "dev-api-token"  # noqa: S105 - refused in production
+DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - refused in production
 
 # Settings that must be set to a real value before the service runs in production.
 PRODUCTION_SECRETS = {
@@ -86,6 +86,4 @@ def check_production(config: Mapping[str, Any]) -> None:
     if not str(config.get("BASE_URL", "")).startswith("https://"):
         problems.append("ALERTS_BASE_URL must be an https:// address (unsubscribe links need it)")
     if problems:
-        raise ConfigError(
-            "news alerts will not start in production: " + "; ".join(problems) + "."
-        )
+        raise ConfigError("news alerts will not start in production: " + "; ".join(problems) + ".")

@@ -1,4 +1,4 @@
-"""`alerts dev`: the whole service on one machine (SQLite, embedded Redis, mail sink, worker, beat, web).
+"""`alerts dev`: the whole service on one machine: SQLite, embedded Redis, mail sink, workers, web.
 
 The process launchers here are also what the end-to-end tests start their services with.
 """
@@ -76,7 +76,7 @@ class ChildProcess:
             env=self.env,
             stdout=output,
             stderr=subprocess.STDOUT if output else None,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run yet in the launcher
+            preexec_fn=_die_with_parent,
         )
         return self
 

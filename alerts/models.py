@@ -98,9 +98,7 @@ class Topic(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
 
     parent: Mapped[Topic | None] = relationship(remote_side=[id], back_populates="children")
-    children: Mapped[list[Topic]] = relationship(
-        back_populates="parent", order_by="Topic.position"
-    )
+    children: Mapped[list[Topic]] = relationship(back_populates="parent", order_by="Topic.position")
 
 
 class Language(Base):

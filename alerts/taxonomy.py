@@ -38,7 +38,7 @@ TOPIC_TREE: tuple[TopicSeed, ...] = (
         ("wto-trips", "WTO/TRIPS"),
         ("who", "WHO"),
         ("itu-icann", "ITU/ICANN"),
-        ("un-other", "United Nations – other"),
+        ("un-other", "United Nations \N{EN DASH} other"),
         ("bilateral-regional-negotiations", "Bilateral/Regional Negotiations"),
         ("africa", "Africa"),
         ("asia-pacific", "Asia/Pacific"),

@@ -50,7 +50,9 @@ def test_production_accepts_real_secrets() -> None:
     ],
 )
 def test_production_refuses_missing_or_default_secrets(key: str, value: str) -> None:
-    with pytest.raises(ConfigError, match=f"ALERTS_{key} is missing or still the development default"):
+    with pytest.raises(
+        ConfigError, match=f"ALERTS_{key} is missing or still the development default"
+    ):
         config.check_production(production(**{key: value}))
 
 

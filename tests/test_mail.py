@@ -70,7 +70,10 @@ def test_header_injection_is_refused(field: str, value: str) -> None:
             "smtp+starttls://user%40x:p%3Ass@mail.example.org",
             smtp.SmtpSettings("mail.example.org", 587, "starttls", "user@x", "p:ss"),
         ),
-        ("smtps://u:p@mail.example.org:2465", smtp.SmtpSettings("mail.example.org", 2465, "ssl", "u", "p")),
+        (
+            "smtps://u:p@mail.example.org:2465",
+            smtp.SmtpSettings("mail.example.org", 2465, "ssl", "u", "p"),
+        ),
     ],
 )
 def test_smtp_url(url: str, expected: smtp.SmtpSettings) -> None:

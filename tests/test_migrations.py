@@ -29,7 +29,7 @@ def test_email_is_unique_case_insensitively_in_the_schema(database_url: str) -> 
             " VALUES (:email, 'pending', 'UTC', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
         )
         connection.execute(insert, {"email": "Case@example.org"})
-        with pytest.raises(Exception, match="(?i)unique"):
+        with pytest.raises(Exception, match=r"(?i)unique"):
             connection.execute(insert, {"email": "case@EXAMPLE.org"})
         connection.rollback()
     engine.dispose()

@@ -44,10 +44,22 @@ def test_tree_has_sections_venues_with_regions_and_themes(session: Session) -> N
         "un-other",
         "bilateral-regional-negotiations",
     ]
-    assert venues[6:] == ["africa", "asia-pacific", "europe", "latin-america-caribbean", "north-america"]
+    assert venues[6:] == [
+        "africa",
+        "asia-pacific",
+        "europe",
+        "latin-america-caribbean",
+        "north-america",
+    ]
     assert len(roots["themes"].children) == 8
     assert [title for title, _ in taxonomy.groups(session)] == ["Sections", "Venues", "Themes"]
 
 
 def test_languages_are_seeded_in_site_order(session: Session) -> None:
-    assert [language.code for language in taxonomy.languages(session)] == ["en", "fr", "es", "zh", "ar"]
+    assert [language.code for language in taxonomy.languages(session)] == [
+        "en",
+        "fr",
+        "es",
+        "zh",
+        "ar",
+    ]

@@ -24,7 +24,11 @@ def test_a_token_for_one_purpose_opens_no_other() -> None:
 
 def test_forged_and_truncated_tokens_are_invalid() -> None:
     token = tokens.make("k", tokens.Purpose.CONFIRM, {"s": 7})
-    for bad in (token[:-2], token + "x", tokens.make("other-key", tokens.Purpose.CONFIRM, {"s": 7})):
+    for bad in (
+        token[:-2],
+        token + "x",
+        tokens.make("other-key", tokens.Purpose.CONFIRM, {"s": 7}),
+    ):
         with pytest.raises(tokens.TokenInvalid):
             tokens.read("k", tokens.Purpose.CONFIRM, bad, 60)
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from alerts.mail.sink import MailSink
 from alerts.models import ConsentRecord, Subscriber, SubscriberStatus, Subscription
+
 from support import confirm_link_in, csrf_from
 
 
@@ -38,7 +39,11 @@ def test_signup_page_groups_topics_and_works_without_javascript(client: FlaskCli
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert "<script" not in html
-    for legend in ("<legend>Sections</legend>", "<legend>Venues</legend>", "<legend>Themes</legend>"):
+    for legend in (
+        "<legend>Sections</legend>",
+        "<legend>Venues</legend>",
+        "<legend>Themes</legend>",
+    ):
         assert legend in html
     assert 'value="venues"' in html and "All of Venues" in html
     assert '<label for="topic-wipo">WIPO</label>' in html
@@ -175,9 +180,13 @@ def test_pending_address_gets_at_most_one_confirmation_an_hour(
     messages = sink.store.all()
     assert len(messages) == 2
     # Both emails carry a working link to the same pending signup.
-    first = client.get(confirm_link_in(messages[0].body("plain")).removeprefix("http://alerts.test"))
+    first = client.get(
+        confirm_link_in(messages[0].body("plain")).removeprefix("http://alerts.test")
+    )
     assert "You are signed up" in first.get_data(as_text=True)
-    second = client.get(confirm_link_in(messages[1].body("plain")).removeprefix("http://alerts.test"))
+    second = client.get(
+        confirm_link_in(messages[1].body("plain")).removeprefix("http://alerts.test")
+    )
     assert "already confirmed" in second.get_data(as_text=True)
 
 
@@ -187,7 +196,9 @@ def test_active_reader_changes_choices_only_through_the_emailed_link(
     from alerts.clock import now
 
     signup(client, topics=["wipo"], frequency="immediate")
-    client.get(confirm_link_in(sink.store.all()[0].body("plain")).removeprefix("http://alerts.test"))
+    client.get(
+        confirm_link_in(sink.store.all()[0].body("plain")).removeprefix("http://alerts.test")
+    )
 
     frozen_clock(now() + timedelta(hours=2))
     signup(client, topics=["copyright"], frequency="weekly")
@@ -196,13 +207,17 @@ def test_active_reader_changes_choices_only_through_the_emailed_link(
 
     change_email = sink.store.all()[-1]
     assert change_email.subject == "Confirm the changes to your IP Policy Watch news alerts"
-    page = client.get(confirm_link_in(change_email.body("plain")).removeprefix("http://alerts.test"))
+    page = client.get(
+        confirm_link_in(change_email.body("plain")).removeprefix("http://alerts.test")
+    )
     assert "Your alerts are updated" in page.get_data(as_text=True)
     session.expire_all()
     frequencies = {s.topic.slug: s.frequency.value for s in subscriber.subscriptions}
     assert frequencies == {"wipo": "immediate", "copyright": "weekly"}
 
-    reused = client.get(confirm_link_in(change_email.body("plain")).removeprefix("http://alerts.test"))
+    reused = client.get(
+        confirm_link_in(change_email.body("plain")).removeprefix("http://alerts.test")
+    )
     assert reused.status_code == 409
     assert "already been used" in reused.get_data(as_text=True)
 

@@ -1,4 +1,4 @@
-"""Entry point for `celery -A worker worker|beat`: the Flask app from ALERTS_* and its Celery app."""
+"""Entry point of `celery -A worker worker|beat`: the Flask app from ALERTS_* and its Celery app."""
 
 from __future__ import annotations
 

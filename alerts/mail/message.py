@@ -6,7 +6,7 @@ import email.charset
 from collections.abc import Mapping
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import compat32
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
 
@@ -28,8 +28,15 @@ def _clean(name: str, value: str) -> str:
     return value
 
 
-def _encoded(value: str) -> str | Header:
-    return value if value.isascii() else Header(value, _UTF8_QP)
+def _encoded(value: str) -> str:
+    """ASCII as it is; anything else as an RFC 2047 encoded word."""
+    return value if value.isascii() else Header(value, _UTF8_QP).encode()
+
+
+def _text_part(content: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(content, _UTF8_QP)
+    return part
 
 
 def build(
@@ -49,8 +56,8 @@ def build(
     message["Message-ID"] = make_msgid(domain=sender_address.rpartition("@")[2] or "localhost")
     for name, value in (headers or {}).items():
         message[_clean("header name", name)] = _encoded(_clean(name, value))
-    message.attach(MIMEText(rendered.text, "plain", _UTF8_QP))
-    message.attach(MIMEText(rendered.html, "html", _UTF8_QP))
+    message.attach(_text_part(rendered.text, "plain"))
+    message.attach(_text_part(rendered.html, "html"))
     return message.as_bytes(policy=_WIRE)
 
 

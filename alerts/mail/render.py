@@ -10,7 +10,9 @@ from typing import Any
 import css_inline
 import jinja2
 
-TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "templates")
+TEMPLATES_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "templates"
+)
 STYLESHEET = "email/_base/style.css"
 
 
@@ -34,10 +36,14 @@ class _InliningLoader(jinja2.FileSystemLoader):
 
     def get_source(
         self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+    ) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
         # The layout (doctype, head) is written with its own inline styles; content is inlined.
-        if template.endswith(".html") and template.startswith("email/") and "/_base/" not in template:
+        if (
+            template.endswith(".html")
+            and template.startswith("email/")
+            and "/_base/" not in template
+        ):
             source = css_inline.inline_fragment(source, self._css)
         return source, filename, uptodate
 

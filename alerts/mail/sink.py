@@ -41,7 +41,7 @@ class StoredMessage:
         part = self.parsed().get_body(preferencelist=(subtype,))
         if part is None or part.get_content_subtype() != subtype:
             return ""
-        content: str = part.get_content()  # type: ignore[attr-defined]
+        content: str = part.get_content()
         return content
 
 

@@ -1,4 +1,4 @@
-"""The one place that talks SMTP: ALERTS_SMTP_URL, TLS with verified certificates, reused connections."""
+"""The one place that talks SMTP: ALERTS_SMTP_URL, verified TLS, one reused connection per task."""
 
 from __future__ import annotations
 
@@ -25,9 +25,8 @@ class SmtpSettings:
     def from_url(cls, url: str, timeout: float = 30.0) -> SmtpSettings:
         parts = urlsplit(url)
         if parts.scheme not in SCHEMES:
-            raise ValueError(
-                f"ALERTS_SMTP_URL must start with one of {', '.join(SCHEMES)}:// (got {parts.scheme!r})"
-            )
+            expected = ", ".join(f"{scheme}://" for scheme in SCHEMES)
+            raise ValueError(f"ALERTS_SMTP_URL must start with {expected} (got {parts.scheme!r})")
         security = {"smtp": "none", "smtp+starttls": "starttls", "smtps": "ssl"}[parts.scheme]
         return cls(
             host=parts.hostname or "localhost",

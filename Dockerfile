@@ -1,0 +1,12 @@
+# The image every production service runs: web (gunicorn), worker and beat (celery).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY alerts ./alerts
+COPY worker ./worker
+COPY templates ./templates
+# Editable, so the package finds templates/ beside it as in a checkout.
+RUN pip install --no-cache-dir -e . && useradd --system --home /app alerts
+USER alerts
+EXPOSE 8000

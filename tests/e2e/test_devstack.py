@@ -1,0 +1,76 @@
+"""`alerts dev` (what `make run` runs): serves the signup page, stops everything on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from alerts.devstack import free_port, wait_for
+
+
+def start_dev(cwd: Path, port: int, smtp_port: int) -> subprocess.Popen[bytes]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ALERTS_")}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "alerts.cli",
+            "dev",
+            "--port",
+            str(port),
+            "--smtp-port",
+            str(smtp_port),
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except OSError:
+        return 0, b""
+
+
+def run_once(cwd: Path) -> str:
+    port, smtp_port = free_port(), free_port()
+    dev = start_dev(cwd, port, smtp_port)
+    try:
+        wait_for(lambda: get(f"http://127.0.0.1:{port}/")[0] == 200, 60, "alerts dev")
+        status, body = get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 200 and json.loads(body) == {
+            "status": "ok",
+            "database": "ok",
+            "broker": "ok",
+        }
+        assert get(f"http://127.0.0.1:{port}/dev/mail/")[0] == 200
+        children = psutil.Process(dev.pid).children(recursive=True)
+        names = " ".join(" ".join(child.cmdline()) for child in children)
+        assert "redis-server" in names and "mail-sink" in names
+        assert "worker" in names and "beat" in names
+    finally:
+        dev.send_signal(signal.SIGINT)
+        output, _ = dev.communicate(timeout=60)
+    _gone, alive = psutil.wait_procs(children, timeout=15)
+    assert alive == [], f"left behind: {[p.cmdline() for p in alive]}"
+    assert dev.returncode == 0
+    return output.decode()
+
+
+def test_dev_stack_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    first = run_once(tmp_path)
+    assert "topics: 31 created" in first
+    assert (tmp_path / "var" / "alerts.db").exists()
+    second = run_once(tmp_path)
+    assert "topics: 0 created, 0 updated" in second  # the data of the first run is reused
