@@ -169,6 +169,8 @@ def run(host: str, port: int, smtp_port: int) -> None:
 
     var = config.var_dir()
     os.makedirs(var, exist_ok=True)
+    # Explicit, because a shell's background job starts with SIGINT ignored.
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     children: list[ChildProcess] = []
     try:
