@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import typing
 
 import click
 from flask import current_app
@@ -62,21 +63,80 @@ def topics_seed() -> None:
     click.echo(f"topics and languages: {report.created} created, {report.updated} updated")
 
 
+@main.group("articles")
+def articles_group() -> None:
+    """Articles."""
+
+
+@articles_group.command("publish")
+@click.argument("source", type=click.File("rb"))
+@with_appcontext
+def articles_publish(source: typing.BinaryIO) -> None:
+    """Publish the article(s) in SOURCE (a JSON object or a list of them; - reads stdin).
+
+    New articles alert their readers; a known guid updates the article and alerts nobody.
+    """
+    import json
+
+    from alerts import articles, db
+    from worker.tasks import fanout_article
+
+    try:
+        data = json.loads(source.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise click.ClickException(f"{source.name} is not JSON: {error}") from error
+    items = data if isinstance(data, list) else [data]
+    session = db.session()
+    created = updated = 0
+    rejected: list[tuple[int, dict[str, str]]] = []
+    with click.progressbar(items, label="Publishing", show_pos=True) as progress:
+        for number, item in enumerate(progress, start=1):
+            try:
+                result = articles.publish(session, articles.parse(session, item))
+            except articles.InvalidArticle as invalid:
+                session.rollback()
+                rejected.append((number, invalid.errors))
+                continue
+            session.commit()
+            if result.created:
+                fanout_article.delay(result.article_id)
+                created += 1
+            else:
+                updated += 1
+    for number, errors in rejected:
+        details = "; ".join(f"{field}: {message}" for field, message in errors.items())
+        click.echo(f"article {number} rejected: {details}", err=True)
+    click.echo(f"{created} created, {updated} updated, {len(rejected)} rejected")
+    if rejected:
+        raise SystemExit(1)
+
+
 @main.command("mail-sink")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8025, show_default=True)
 @click.option("--dir", "directory", default=None, help="Where to keep messages [var/mail].")
-def mail_sink(host: str, port: int, directory: str | None) -> None:
+@click.option(
+    "--fail",
+    "failures",
+    multiple=True,
+    metavar="ADDRESS=CODE[xN]",
+    help="Refuse ADDRESS with CODE (always, or the first N times), to try bounces and retries.",
+)
+def mail_sink(host: str, port: int, directory: str | None, failures: tuple[str, ...]) -> None:
     """A local SMTP server that keeps every message (read them on /dev/mail)."""
     from alerts import config
-    from alerts.mail.sink import serve_forever
+    from alerts.mail.sink import FailureRule, serve_forever
 
+    try:
+        rules = [FailureRule.parse(text) for text in failures]
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--fail") from error
     directory = directory or os.path.join(config.var_dir(), "mail")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     click.echo(f"mail sink on {host}:{port}, keeping messages in {directory}")
-    serve_forever(directory, host, port, stop)
+    serve_forever(directory, host, port, stop, rules)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,13 @@ def defaults() -> dict[str, Any]:
         "CONFIRM_MAX_AGE": 7 * 24 * 3600,
         "CONFIRM_RESEND_INTERVAL": 3600,
         "UNCONFIRMED_RETENTION_DAYS": 30,
+        "UNSUBSCRIBE_MAX_AGE": 400 * 24 * 3600,
+        "FANOUT_BATCH_SIZE": 500,
+        "SEND_MAX_ATTEMPTS": 5,
+        "SEND_RETRY_BACKOFF": 30,
+        "SEND_RETRY_BACKOFF_MAX": 3600,
+        "SEND_STALE_AFTER": 900,
+        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
         "DEV_MAIL_DIR": os.path.join(var, "mail"),
         "CELERY_ALWAYS_EAGER": False,
     }

@@ -152,11 +152,14 @@ def celery_worker_argv(concurrency: int = 2, loglevel: str = "INFO") -> list[str
     ]  # fmt: skip
 
 
-def mail_sink_argv(host: str, port: int, directory: str) -> list[str]:
-    return [
+def mail_sink_argv(host: str, port: int, directory: str, failures: Sequence[str] = ()) -> list[str]:
+    argv = [
         sys.executable, "-m", "alerts.cli", "mail-sink",
         "--host", host, "--port", str(port), "--dir", directory,
     ]  # fmt: skip
+    for rule in failures:
+        argv += ["--fail", rule]
+    return argv
 
 
 def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:

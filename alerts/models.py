@@ -1,4 +1,4 @@
-"""The tables: topics, languages, subscribers, their subscriptions and consent records."""
+"""The tables: topics, languages, subscribers and their subscriptions, articles, deliveries."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -81,6 +82,13 @@ class Frequency(enum.StrEnum):
     MONTHLY = "monthly"
 
 
+class DeliveryStatus(enum.StrEnum):
+    CLAIMED = "claimed"
+    SENT = "sent"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+
+
 class TopicKind(enum.StrEnum):
     SECTION = "section"
     VENUE = "venue"
@@ -125,6 +133,8 @@ class Subscriber(Base):
     updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
+    # How the reader left ("one-click", "unsubscribe page") or why we stopped ("550 …").
+    unsubscribe_reason: Mapped[str | None] = mapped_column(String(500))
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
@@ -192,3 +202,78 @@ class ConsentRecord(Base):
     form_version: Mapped[str] = mapped_column(String(64))
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="consents")
+
+
+class TopicAlias(Base):
+    """Another name for a topic (or a language) as a site writes it, e.g. "Copyright Policy".
+
+    `key` is the name folded by articles.alias_key(): case, accents and punctuation removed.
+    An alias with neither topic nor language is a known category that carries no topic.
+    """
+
+    __tablename__ = "topic_aliases"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
+    language_code: Mapped[str | None] = mapped_column(ForeignKey("languages.code"))
+
+    topic: Mapped[Topic | None] = relationship()
+
+
+class Article(Base):
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guid: Mapped[str] = mapped_column(String(1000), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    title: Mapped[str] = mapped_column(String(500))
+    summary_html: Mapped[str] = mapped_column(Text, default="")
+    summary_text: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(200), default="")
+    language_code: Mapped[str] = mapped_column(ForeignKey("languages.code"))
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    published_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
+
+    topics: Mapped[list[Topic]] = relationship(secondary="article_topics", order_by="Topic.id")
+
+
+class ArticleTopic(Base):
+    __tablename__ = "article_topics"
+    __table_args__ = (Index("ix_article_topics_topic", "topic_id", "article_id"),)
+
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"), primary_key=True)
+
+
+class Delivery(Base):
+    """The send ledger: one row per (subscriber, article), claimed before the email goes out.
+
+    The unique constraint is what makes "never twice" hold across retries, re-runs and races.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "article_id"),
+        Index("ix_deliveries_article_status", "article_id", "status"),
+        Index("ix_deliveries_status_updated", "status", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum_column(DeliveryStatus), default=DeliveryStatus.CLAIMED
+    )
+    # Which run holds the claim; a claim older than the stale limit may be taken over.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
+    sent_at: Mapped[datetime | None]

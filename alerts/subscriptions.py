@@ -333,6 +333,20 @@ def _still_known(session: Session, choices: Choices) -> Choices:
     )
 
 
+def unsubscribe(session: Session, subscriber_id: int, how: str) -> Subscriber | None:
+    """Stop every email to this reader at once; records when and how. Safe to repeat."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return None
+    if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+        subscriber.unsubscribed_at = now()
+        subscriber.unsubscribe_reason = how[:500]
+        subscriber.confirm_nonce = None
+        session.flush()
+    return subscriber
+
+
 def purge_unconfirmed(session: Session, older_than: timedelta) -> int:
     """Delete sign-ups never confirmed: an unconfirmed address is not ours to keep."""
     cutoff = now() - older_than

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts.models import Language, Topic, TopicKind
+from alerts.models import Language, Topic, TopicAlias, TopicKind
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,55 @@ LANGUAGES: tuple[tuple[str, str, str], ...] = (
     ("ar", "Arabic", "العربية"),
 )
 
+# Names the reference site writes in its "Filed Under" lines, beyond each topic's own name
+# and slug. None marks a known category that carries no topic of ours (a parent, a legacy one).
+TOPIC_ALIASES: tuple[tuple[str, str | None], ...] = (
+    ("Copyright Policy", "copyright"),
+    ("Patent Policy", "patents"),
+    ("Trademarks/Geographical Indications/Domains", "trademarks"),
+    ("Access to Knowledge/ Education", "access-to-knowledge"),
+    ("Information and Communications Technology/ Broadcasting", "internet-governance"),
+    ("Internet Governance", "internet-governance"),
+    ("Public Health", "health-ip"),
+    ("Health", "health-ip"),
+    ("UN - other", "un-other"),
+    ("United Nations", "un-other"),
+    ("WTO", "wto-trips"),
+    ("TRIPS", "wto-trips"),
+    ("ICANN", "itu-icann"),
+    ("ITU", "itu-icann"),
+    ("Regional Negotiations", "bilateral-regional-negotiations"),
+    ("Asia", "asia-pacific"),
+    ("Latin America", "latin-america-caribbean"),
+    ("Technology Transfer", "technology-transfer"),
+    ("Genetic Resources", "food-security"),
+    ("IP Policies", None),
+    ("Language", None),
+    ("Uncategorized", None),
+)
+
+# Category names that say which language an article is in.
+LANGUAGE_ALIASES: tuple[tuple[str, str], ...] = (
+    ("English", "en"),
+    ("Français", "fr"),
+    ("French", "fr"),
+    ("Español", "es"),
+    ("Spanish", "es"),
+    ("中文", "zh"),
+    ("Chinese", "zh"),
+    ("اللغة العربية", "ar"),
+    ("العربية", "ar"),
+    ("Arabic", "ar"),
+)
+
+
+def alias_key(name: str) -> str:
+    """A topic name folded for lookup: "ITU/ICANN", "itu icann" and "Itu-Icann" are one key."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    without_accents = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return re.sub(r"[\W_]+", "", without_accents)[:200]
+
+
 GROUP_TITLES = {
     TopicKind.SECTION: "Sections",
     TopicKind.VENUE: "Venues",
@@ -121,7 +172,32 @@ def seed(session: Session) -> SeedReport:
                 setattr(language, key, value)
             report.updated += 1
     session.flush()
+    _seed_aliases(session, existing, report)
     return report
+
+
+def _seed_aliases(session: Session, topics: dict[str, Topic], report: SeedReport) -> None:
+    """Every topic answers to its name and slug; the site's other names come on top."""
+    wanted: dict[str, tuple[str, int | None, str | None]] = {}
+    for topic in topics.values():
+        for name in (topic.slug, topic.name):
+            wanted.setdefault(alias_key(name), (name, topic.id, None))
+    for name, slug in TOPIC_ALIASES:
+        wanted.setdefault(alias_key(name), (name, topics[slug].id if slug else None, None))
+    for name, code in LANGUAGE_ALIASES:
+        wanted.setdefault(alias_key(name), (name, None, code))
+    existing = {alias.key: alias for alias in session.scalars(select(TopicAlias))}
+    for key, (name, topic_id, language_code) in wanted.items():
+        alias = existing.get(key)
+        if alias is None:
+            session.add(
+                TopicAlias(key=key, name=name, topic_id=topic_id, language_code=language_code)
+            )
+            report.created += 1
+        elif (alias.topic_id, alias.language_code) != (topic_id, language_code):
+            alias.topic_id, alias.language_code = topic_id, language_code
+            report.updated += 1
+    session.flush()
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from typing import Any
 from celery import shared_task
 from flask import current_app
 
-from alerts import db, subscriptions
-from alerts.mail import emails
+from alerts import clock, db, matching, subscriptions
+from alerts.mail import delivery, emails, ledger
+from alerts.models import Article, Frequency
 from alerts.subscriptions import Choices
 
 log = logging.getLogger(__name__)
@@ -53,3 +54,63 @@ def purge_unconfirmed() -> int:
     session.commit()
     log.info("purged %d unconfirmed sign-ups", removed)
     return removed
+
+
+def _retry_policy() -> delivery.RetryPolicy:
+    config = current_app.config
+    return delivery.RetryPolicy(
+        max_attempts=int(config["SEND_MAX_ATTEMPTS"]),
+        backoff=float(config["SEND_RETRY_BACKOFF"]),
+        backoff_max=float(config["SEND_RETRY_BACKOFF_MAX"]),
+        stale_after=timedelta(seconds=int(config["SEND_STALE_AFTER"])),
+    )
+
+
+@shared_task(name="alerts.fanout_article")
+def fanout_article(article_id: int) -> int:
+    """Queue one send task per page of matching immediate readers (every reader, if urgent)."""
+    session = db.session()
+    article = session.get(Article, article_id)
+    if article is None:
+        return 0
+    frequencies = tuple(Frequency) if article.urgent else (Frequency.IMMEDIATE,)
+    scope = matching.scope(session, article)
+    batch_size = int(current_app.config["FANOUT_BATCH_SIZE"])
+    queued = 0
+    for page in matching.subscriber_pages(session, scope, frequencies, batch_size):
+        send_alert_batch.delay(article_id, page)
+        queued += len(page)
+    log.info("article %s: queued alerts for %d readers", article_id, queued)
+    return queued
+
+
+@shared_task(name="alerts.send_alert_batch")
+def send_alert_batch(article_id: int, subscriber_ids: list[int]) -> None:
+    settings = emails.MailSettings.from_config(current_app.config)
+    report = delivery.deliver_alerts(
+        db.session(), settings, _retry_policy(), article_id, subscriber_ids
+    )
+    if report.retry:
+        send_alert_batch.apply_async((article_id, report.retry), countdown=report.retry_delay)
+    log.info(
+        "article %s: %d sent, %d bounced, %d failed, %d to retry in %.0fs",
+        article_id,
+        len(report.sent),
+        len(report.bounced),
+        len(report.failed),
+        len(report.retry),
+        report.retry_delay,
+    )
+
+
+@shared_task(name="alerts.requeue_stale_deliveries")
+def requeue_stale_deliveries() -> int:
+    """The sweeper: claims nobody finished (a worker died, a retry was lost) are sent again."""
+    policy = _retry_policy()
+    cutoff = clock.now() - policy.stale_after - timedelta(seconds=policy.backoff_max)
+    by_article: dict[int, list[int]] = {}
+    for article_id, subscriber_id in ledger.stale_claims(db.session(), cutoff):
+        by_article.setdefault(article_id, []).append(subscriber_id)
+    for article_id, subscriber_ids in by_article.items():
+        send_alert_batch.delay(article_id, subscriber_ids)
+    return sum(len(ids) for ids in by_article.values())

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
 from alerts import tokens
 from alerts.mail import message, smtp
 from alerts.mail.render import renderer
-from alerts.models import Subscriber, SubscriberStatus
+from alerts.models import Article, Subscriber, SubscriberStatus, Topic
 from alerts.subscriptions import Choices
 
 
@@ -25,6 +27,12 @@ class MailSettings:
     secret_key: str
     confirm_max_age: int
     smtp: smtp.SmtpSettings
+
+    @property
+    def list_id(self) -> str:
+        """RFC 2919 List-Id: one list for all of this site's alerts and digests."""
+        host = urlsplit(self.base_url).hostname or "localhost"
+        return f"{self.site_name} news alerts <news-alerts.{host}>"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MailSettings:
@@ -88,3 +96,53 @@ def send_confirmation(
         return None
     with smtp.connect(settings.smtp) as mailer:
         return mailer.send(raw, message.envelope_sender(settings.mail_from), subscriber.email)
+
+
+def reader_links(settings: MailSettings, subscriber_id: int) -> dict[str, str]:
+    """The links every alert and digest carries: manage, unsubscribe (one-click)."""
+    unsubscribe = tokens.make(settings.secret_key, tokens.Purpose.UNSUBSCRIBE, {"s": subscriber_id})
+    manage = tokens.make(settings.secret_key, tokens.Purpose.MANAGE, {"s": subscriber_id})
+    return {
+        "unsubscribe_url": f"{settings.base_url}/unsubscribe/{unsubscribe}",
+        "manage_url": f"{settings.base_url}/manage/{manage}",
+    }
+
+
+def list_headers(settings: MailSettings, unsubscribe_url: str) -> dict[str, str]:
+    """RFC 2369 / RFC 8058 headers: mailbox providers show an unsubscribe button from them."""
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": settings.list_id,
+    }
+
+
+def _local_time(subscriber: Subscriber, article: Article) -> str:
+    try:
+        zone = ZoneInfo(subscriber.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    local = article.published_at.astimezone(zone)
+    return f"{local.day} {local:%B %Y, %H:%M} {local.tzname()}"
+
+
+def alert(
+    settings: MailSettings, article: Article, subscriber: Subscriber, matched: Topic | None
+) -> bytes:
+    """An instant alert for one article to one reader, saying which of their topics matched."""
+    links = reader_links(settings, subscriber.id)
+    context = {
+        "site_name": settings.site_name,
+        "base_url": settings.base_url,
+        "article": article,
+        "published": _local_time(subscriber, article),
+        "topic_name": matched.name if matched is not None else None,
+        **links,
+    }
+    rendered = renderer().render("alert", context)
+    return message.build(
+        rendered,
+        sender=settings.mail_from,
+        recipient=subscriber.email,
+        headers=list_headers(settings, links["unsubscribe_url"]),
+    )

@@ -98,11 +98,49 @@ class MailStore:
         return [m for m in self.all() if address.lower() in (r.lower() for r in m.recipients)]
 
 
-class SinkHandler:
-    """aiosmtpd handler: accept everything, store it."""
+@dataclass
+class FailureRule:
+    """Answer `code` to RCPT TO for `address`: the first `times` times, or always (None)."""
 
-    def __init__(self, store: MailStore) -> None:
+    address: str
+    code: int
+    times: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FailureRule:
+        """`bad@example.org=550` (always) or `slow@example.org=451x2` (the first two times)."""
+        address, _, answer = text.rpartition("=")
+        code, _, times = answer.partition("x")
+        if not address or not code.isdigit() or (times and not times.isdigit()):
+            raise ValueError(f"not a failure rule: {text!r} (want ADDRESS=CODE or ADDRESS=CODExN)")
+        return cls(address.lower(), int(code), int(times) if times else None)
+
+
+class SinkHandler:
+    """aiosmtpd handler: store every message; refuse recipients as the failure rules say."""
+
+    def __init__(self, store: MailStore, rules: list[FailureRule] | None = None) -> None:
         self.store = store
+        self.rules = {rule.address: rule for rule in rules or []}
+        self.refused: dict[str, int] = {}
+
+    async def handle_RCPT(
+        self,
+        server: SMTPServer,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        rule = self.rules.get(address.lower())
+        if rule is not None:
+            count = self.refused.get(rule.address, 0)
+            if rule.times is None or count < rule.times:
+                self.refused[rule.address] = count + 1
+                kind = "temporarily" if rule.code < 500 else "permanently"
+                return f"{rule.code} {address} refused {kind} by the test sink"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
@@ -113,10 +151,17 @@ class SinkHandler:
 class MailSink:
     """The sink on a socket: start() returns once it accepts connections."""
 
-    def __init__(self, directory: str, host: str = "127.0.0.1", port: int = 8025) -> None:
+    def __init__(
+        self,
+        directory: str,
+        host: str = "127.0.0.1",
+        port: int = 8025,
+        rules: list[FailureRule] | None = None,
+    ) -> None:
         self.store = MailStore(directory)
+        self.handler = SinkHandler(self.store, rules)
         self.controller = Controller(
-            SinkHandler(self.store), hostname=host, port=port, data_size_limit=64 * 1024 * 1024
+            self.handler, hostname=host, port=port, data_size_limit=64 * 1024 * 1024
         )
 
     def start(self) -> None:
@@ -133,6 +178,12 @@ class MailSink:
         self.stop()
 
 
-def serve_forever(directory: str, host: str, port: int, stop: threading.Event) -> None:
-    with MailSink(directory, host, port):
+def serve_forever(
+    directory: str,
+    host: str,
+    port: int,
+    stop: threading.Event,
+    rules: list[FailureRule] | None = None,
+) -> None:
+    with MailSink(directory, host, port, rules):
         stop.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def run_once(cwd: Path) -> str:
 
 def test_dev_stack_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
     first = run_once(tmp_path)
-    assert "topics: 31 created" in first
+    assert re.search(r"topics: [1-9]\d* created, 0 updated", first)
     assert (tmp_path / "var" / "alerts.db").exists()
     second = run_once(tmp_path)
     assert "topics: 0 created, 0 updated" in second  # the data of the first run is reused

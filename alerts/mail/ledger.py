@@ -1,0 +1,244 @@
+"""The send ledger: a delivery row per (subscriber, article), claimed before the email goes out.
+
+A run claims rows with its own token; only rows it holds are sent. A claim left by a run that
+died is taken over once it is older than the stale limit. Subscriber status is checked at
+claim time, so an unsubscribe stops the very next email.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from alerts.clock import now
+from alerts.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+
+
+@dataclass(frozen=True)
+class Claim:
+    token: str
+    subscriber_ids: list[int]
+    # Rows another live run holds right now: retry later, they may still need sending.
+    held_elsewhere: int
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> None:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(Delivery).values(rows).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(Delivery).values(rows).on_conflict_do_nothing())
+    else:  # pragma: no cover - other databases are not supported
+        session.execute(insert(Delivery).values(rows))
+
+
+def claim(
+    session: Session,
+    article_id: int,
+    subscriber_ids: Collection[int],
+    stale_after: timedelta,
+) -> Claim:
+    """Take the right to send this article to these subscribers; commits, returns what we hold."""
+    token = secrets.token_hex(8)
+    current = now()
+    ids = sorted(set(subscriber_ids))
+    if ids:
+        active = list(
+            session.scalars(
+                select(Subscriber.id).where(
+                    Subscriber.id.in_(ids), Subscriber.status == SubscriberStatus.ACTIVE
+                )
+            )
+        )
+        if active:
+            _insert_ignoring_duplicates(
+                session,
+                [
+                    {
+                        "subscriber_id": subscriber_id,
+                        "article_id": article_id,
+                        "status": DeliveryStatus.CLAIMED.value,
+                        "attempts": 0,
+                        "created_at": current,
+                        "updated_at": current,
+                    }
+                    for subscriber_id in active
+                ],
+            )
+    subscriber_is_active = exists().where(
+        Subscriber.id == Delivery.subscriber_id, Subscriber.status == SubscriberStatus.ACTIVE
+    )
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.article_id == article_id,
+            Delivery.subscriber_id.in_(ids),
+            Delivery.status == DeliveryStatus.CLAIMED,
+            or_(Delivery.claim_token.is_(None), Delivery.claimed_at < current - stale_after),
+            subscriber_is_active,
+        )
+        .values(
+            claim_token=token,
+            claimed_at=current,
+            attempts=Delivery.attempts + 1,
+            updated_at=current,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    held = list(
+        session.scalars(
+            select(Delivery.subscriber_id)
+            .where(Delivery.article_id == article_id, Delivery.claim_token == token)
+            .order_by(Delivery.subscriber_id)
+        )
+    )
+    elsewhere = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            Delivery.article_id == article_id,
+            Delivery.subscriber_id.in_(ids),
+            Delivery.status == DeliveryStatus.CLAIMED,
+            Delivery.claim_token.is_not(None),
+            Delivery.claim_token != token,
+        )
+    )
+    session.commit()
+    return Claim(token, held, int(elsewhere or 0))
+
+
+def _finish(
+    session: Session,
+    token: str,
+    article_id: int,
+    subscriber_ids: Collection[int],
+    values: dict[str, object],
+) -> None:
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.article_id == article_id,
+            Delivery.subscriber_id.in_(list(subscriber_ids)),
+            Delivery.claim_token == token,
+        )
+        .values(updated_at=now(), **values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_sent(
+    session: Session, token: str, article_id: int, subscriber_ids: Collection[int]
+) -> None:
+    current = now()
+    _finish(
+        session,
+        token,
+        article_id,
+        subscriber_ids,
+        {
+            "status": DeliveryStatus.SENT,
+            "sent_at": current,
+            "claim_token": None,
+            "last_error": None,
+        },
+    )
+
+
+def release_for_retry(
+    session: Session, token: str, article_id: int, subscriber_id: int, error: str
+) -> None:
+    """Give a claim back after a temporary failure: the retry claims it again."""
+    _finish(
+        session,
+        token,
+        article_id,
+        [subscriber_id],
+        {"claim_token": None, "last_error": error[:2000]},
+    )
+
+
+def mark_failed(
+    session: Session, token: str, article_id: int, subscriber_id: int, error: str
+) -> None:
+    _finish(
+        session,
+        token,
+        article_id,
+        [subscriber_id],
+        {"status": DeliveryStatus.FAILED, "claim_token": None, "last_error": error[:2000]},
+    )
+
+
+def mark_bounced(
+    session: Session, token: str, article_id: int, subscriber_id: int, error: str
+) -> None:
+    """A permanent refusal: this delivery failed and the address is suppressed."""
+    _finish(
+        session,
+        token,
+        article_id,
+        [subscriber_id],
+        {"status": DeliveryStatus.BOUNCED, "claim_token": None, "last_error": error[:2000]},
+    )
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .values(
+            status=SubscriberStatus.BOUNCED,
+            unsubscribe_reason=f"bounced: {error}"[:500],
+            updated_at=now(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def attempts(session: Session, article_id: int, subscriber_ids: Collection[int]) -> dict[int, int]:
+    return dict(
+        session.execute(
+            select(Delivery.subscriber_id, Delivery.attempts).where(
+                and_(
+                    Delivery.article_id == article_id,
+                    Delivery.subscriber_id.in_(list(subscriber_ids)),
+                )
+            )
+        )
+        .tuples()
+        .all()
+    )
+
+
+def counts(session: Session, article_id: int) -> dict[str, int]:
+    """Deliveries of one article by status."""
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.article_id == article_id)
+        .group_by(Delivery.status)
+    ).tuples()
+    return {str(status): int(number) for status, number in rows}
+
+
+def stale_claims(
+    session: Session, older_than: datetime, limit: int = 1000
+) -> list[tuple[int, int]]:
+    """(article, subscriber) pairs claimed but untouched since `older_than`: their run died,
+    or their retry task was lost. Pick `older_than` past the longest retry backoff."""
+    return list(
+        session.execute(
+            select(Delivery.article_id, Delivery.subscriber_id)
+            .where(
+                Delivery.status == DeliveryStatus.CLAIMED,
+                Delivery.updated_at < older_than,
+            )
+            .order_by(Delivery.article_id, Delivery.subscriber_id)
+            .limit(limit)
+        ).tuples()
+    )
