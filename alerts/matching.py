@@ -38,7 +38,7 @@ class Scope:
 
 
 def scope(session: Session, article: Article) -> Scope:
-    parents = dict(session.execute(select(Topic.id, Topic.parent_id)).tuples().all())
+    parents = dict(session.execute(select(Topic.id, Topic.parent_id)).all())
     own = session.scalars(
         select(ArticleTopic.topic_id).where(ArticleTopic.article_id == article.id)
     ).all()
@@ -127,7 +127,7 @@ def matched_topics(
             Subscription.subscriber_id.in_(list(subscriber_ids)),
             Subscription.topic_id.in_(article_scope.topic_ids),
         )
-    ).tuples()
+    )
     best: dict[int, Topic] = {}
     for subscriber_id, topic in rows:
         current = best.get(subscriber_id)

@@ -210,9 +210,7 @@ def attempts(session: Session, article_id: int, subscriber_ids: Collection[int])
                     Delivery.subscriber_id.in_(list(subscriber_ids)),
                 )
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
 
 
@@ -222,7 +220,7 @@ def counts(session: Session, article_id: int) -> dict[str, int]:
         select(Delivery.status, func.count())
         .where(Delivery.article_id == article_id)
         .group_by(Delivery.status)
-    ).tuples()
+    )
     return {str(status): int(number) for status, number in rows}
 
 
@@ -231,14 +229,10 @@ def stale_claims(
 ) -> list[tuple[int, int]]:
     """(article, subscriber) pairs claimed but untouched since `older_than`: their run died,
     or their retry task was lost. Pick `older_than` past the longest retry backoff."""
-    return list(
-        session.execute(
-            select(Delivery.article_id, Delivery.subscriber_id)
-            .where(
-                Delivery.status == DeliveryStatus.CLAIMED,
-                Delivery.updated_at < older_than,
-            )
-            .order_by(Delivery.article_id, Delivery.subscriber_id)
-            .limit(limit)
-        ).tuples()
+    rows = session.execute(
+        select(Delivery.article_id, Delivery.subscriber_id)
+        .where(Delivery.status == DeliveryStatus.CLAIMED, Delivery.updated_at < older_than)
+        .order_by(Delivery.article_id, Delivery.subscriber_id)
+        .limit(limit)
     )
+    return [(article_id, subscriber_id) for article_id, subscriber_id in rows]

@@ -12,7 +12,9 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 
 from alerts.mail.render import RenderedEmail
 
-_WIRE = compat32.clone(linesep="\r\n")
+# Fold headers only past RFC 5322's hard limit: a List-Unsubscribe URL stays on one line.
+# Non-ASCII values are folded into 76-character encoded words by _encoded() already.
+_WIRE = compat32.clone(linesep="\r\n", max_line_length=998)
 _UTF8_QP = email.charset.Charset("utf-8")
 _UTF8_QP.header_encoding = email.charset.QP
 _UTF8_QP.body_encoding = email.charset.QP

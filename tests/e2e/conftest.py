@@ -26,7 +26,10 @@ from processes import Browser, Stack
 
 
 @pytest.fixture
-def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
+def stack(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """Use @pytest.mark.sink_failures("addr=451x1", ...) to make the sink refuse addresses."""
+    marker = request.node.get_closest_marker("sink_failures")
+    failures = list(marker.args) if marker else []
     redis = EmbeddedRedis(str(tmp_path / "redis")).start()
     smtp_port = free_port()
     web_port = free_port()
@@ -39,6 +42,8 @@ def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
         "ALERTS_BASE_URL": base_url,
         "ALERTS_SECRET_KEY": "e2e-secret",
         "ALERTS_DEV_MAIL_DIR": mail_dir,
+        # Retries in fractions of a second, so a 4xx-then-250 test takes no minutes.
+        "ALERTS_SEND_RETRY_BACKOFF": "0.3",
     }
     env = {**os.environ, **settings}
     processes: list[ChildProcess] = [redis]
@@ -46,7 +51,7 @@ def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
     try:
         sink = ChildProcess(
             "mail-sink",
-            mail_sink_argv("127.0.0.1", smtp_port, mail_dir),
+            mail_sink_argv("127.0.0.1", smtp_port, mail_dir, failures),
             env,
             str(tmp_path / "sink.log"),
         ).start()
@@ -56,11 +61,12 @@ def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
         ).start()
         processes.append(worker)
         app = create_app({key.removeprefix("ALERTS_"): value for key, value in settings.items()})
+        app.config["SEND_RETRY_BACKOFF"] = 0.3
         server = make_server("127.0.0.1", web_port, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         wait_for(lambda: port_open("127.0.0.1", smtp_port), 20, "mail sink")
         wait_for(lambda: b"ready." in Path(worker.log_path or "").read_bytes(), 60, "celery worker")
-        yield Stack(base_url, app, MailStore(mail_dir), processes)
+        yield Stack(base_url, app, MailStore(mail_dir), redis.url, processes)
     finally:
         if server is not None:
             server.shutdown()

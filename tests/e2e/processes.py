@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.cookiejar
+import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -10,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from flask import Flask
+from sqlalchemy import func, select
 
-from alerts.devstack import (
-    ChildProcess,
-    wait_for,
-)
+from alerts import db
+from alerts.devstack import ChildProcess, wait_for
 from alerts.mail.sink import MailStore, StoredMessage
+from alerts.models import Delivery, DeliveryStatus
 
 
 @dataclass
@@ -24,27 +27,64 @@ class Stack:
     base_url: str
     app: Flask
     mail: MailStore
+    redis_url: str
     processes: list[ChildProcess] = field(default_factory=list)
 
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.processes)
+
     def wait_for_mail(
-        self, predicate: Callable[[StoredMessage], bool], timeout: float = 30
-    ) -> StoredMessage:
+        self, predicate: Callable[[StoredMessage], bool], timeout: float = 30, count: int = 1
+    ) -> list[StoredMessage]:
+        """Wait until `count` received messages match; returns them."""
         found: list[StoredMessage] = []
 
         def arrived() -> bool:
             found[:] = [m for m in self.mail.all() if predicate(m)]
-            return bool(found)
+            return len(found) >= count
 
         try:
             wait_for(arrived, timeout, "the email")
         except TimeoutError:
-            logs = "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.processes)
-            raise AssertionError(f"no matching email within {timeout}s\n{logs}") from None
-        return found[0]
+            raise AssertionError(
+                f"{len(found)} of {count} emails within {timeout}s\n{self.logs()}"
+            ) from None
+        return found
+
+    def to(self, address: str) -> list[StoredMessage]:
+        return self.mail.to(address)
+
+    def settle(self, timeout: float = 30) -> None:
+        """Wait until the broker holds no task (queued or running) and no delivery is claimed."""
+        client = redis.Redis.from_url(self.redis_url)
+        quiet_since: float | None = None
+
+        def idle() -> bool:
+            nonlocal quiet_since
+            with self.app.app_context():
+                claimed = db.session().scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(Delivery.status == DeliveryStatus.CLAIMED)
+                )
+                db.session().rollback()
+            busy = client.llen("celery") or client.hlen("unacked") or claimed
+            if busy:
+                quiet_since = None
+                return False
+            quiet_since = quiet_since or time.monotonic()
+            return time.monotonic() - quiet_since > 0.5
+
+        try:
+            wait_for(idle, timeout, "the workers to finish")
+        except TimeoutError:
+            raise AssertionError(f"still busy after {timeout}s\n{self.logs()}") from None
+        finally:
+            client.close()
 
 
 class Browser:
-    """A reader's browser: keeps cookies, follows redirects, speaks real HTTP."""
+    """A reader's browser (or a publisher's script): keeps cookies, speaks real HTTP."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
@@ -52,11 +92,30 @@ class Browser:
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
         )
 
-    def request(self, path: str, data: dict[str, Any] | None = None) -> tuple[int, str]:
+    def request(
+        self,
+        path: str,
+        data: dict[str, Any] | None = None,
+        *,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
         url = path if path.startswith("http") else self.base_url + path
         body = urllib.parse.urlencode(data, doseq=True).encode() if data is not None else None
+        request = urllib.request.Request(url, data=body, headers=headers or {})
+        if json_body is not None:
+            request.data = json.dumps(json_body).encode()
+            request.add_header("Content-Type", "application/json")
         try:
-            with self.opener.open(url, data=body, timeout=15) as response:
+            with self.opener.open(request, timeout=15) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
+
+    def publish(
+        self, article: dict[str, Any], token: str = "dev-api-token"
+    ) -> tuple[int, dict[str, Any]]:
+        status, body = self.request(
+            "/api/v1/articles", json_body=article, headers={"Authorization": f"Bearer {token}"}
+        )
+        return status, json.loads(body)

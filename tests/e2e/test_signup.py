@@ -26,7 +26,7 @@ def test_signup_confirm_over_real_processes(stack: Stack, browser: Browser) -> N
     )
     assert status == 200 and "Check your email" in page
 
-    message = stack.wait_for_mail(lambda m: "reader@example.org" in m.recipients)
+    [message] = stack.wait_for_mail(lambda m: "reader@example.org" in m.recipients)
     assert message.subject == "Confirm your IP Policy Watch news alerts"
     status, page = browser.request(confirm_link_in(message.body("plain")))
     assert status == 200 and "You are signed up" in page
