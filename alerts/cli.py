@@ -122,7 +122,10 @@ def articles_publish(source: typing.BinaryIO) -> None:
     metavar="ADDRESS=CODE[xN]",
     help="Refuse ADDRESS with CODE (always, or the first N times), to try bounces and retries.",
 )
-def mail_sink(host: str, port: int, directory: str | None, failures: tuple[str, ...]) -> None:
+@click.option("--discard", is_flag=True, help="Accept and count messages without keeping them.")
+def mail_sink(
+    host: str, port: int, directory: str | None, failures: tuple[str, ...], discard: bool
+) -> None:
     """A local SMTP server that keeps every message (read them on /dev/mail)."""
     from alerts import config
     from alerts.mail.sink import FailureRule, serve_forever
@@ -136,7 +139,7 @@ def mail_sink(host: str, port: int, directory: str | None, failures: tuple[str, 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     click.echo(f"mail sink on {host}:{port}, keeping messages in {directory}")
-    serve_forever(directory, host, port, stop, rules)
+    serve_forever(directory, host, port, stop, rules, discard)
 
 
 if __name__ == "__main__":

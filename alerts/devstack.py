@@ -152,13 +152,17 @@ def celery_worker_argv(concurrency: int = 2, loglevel: str = "INFO") -> list[str
     ]  # fmt: skip
 
 
-def mail_sink_argv(host: str, port: int, directory: str, failures: Sequence[str] = ()) -> list[str]:
+def mail_sink_argv(
+    host: str, port: int, directory: str, failures: Sequence[str] = (), discard: bool = False
+) -> list[str]:
     argv = [
         sys.executable, "-m", "alerts.cli", "mail-sink",
         "--host", host, "--port", str(port), "--dir", directory,
     ]  # fmt: skip
     for rule in failures:
         argv += ["--fail", rule]
+    if discard:
+        argv.append("--discard")
     return argv
 
 

@@ -99,7 +99,8 @@ def normalize_email(raw: str) -> str:
     if len(candidate) > MAX_EMAIL_LENGTH or any(ch in candidate for ch in "\r\n\0"):
         raise InvalidSignup({"email": "Enter a valid email address, like name@example.org."})
     try:
-        result = validate_email(candidate, check_deliverability=False)
+        # No SMTPUTF8 local parts: not every server on the way can deliver them.
+        result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
         raise InvalidSignup({"email": f"Enter a valid email address: {error}"}) from error
     normalized: str = result.normalized

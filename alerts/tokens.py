@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from functools import lru_cache
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
@@ -39,6 +40,7 @@ class _ClockSigner(TimestampSigner):
         return int(now().timestamp())
 
 
+@lru_cache(maxsize=32)
 def _serializer(secret_key: str, purpose: Purpose) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(
         secret_key, salt=f"news-alerts.{purpose.value}", signer=_ClockSigner

@@ -11,8 +11,9 @@ import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
@@ -116,79 +117,75 @@ def claim(
     return Claim(token, held, int(elsewhere or 0))
 
 
+_deliveries = cast(Table, Delivery.__table__)
+# Built once: marking a delivery happens once per email, so it must cost little.
+_FINISH = (
+    update(_deliveries)
+    .where(
+        _deliveries.c.article_id == bindparam("article"),
+        _deliveries.c.subscriber_id == bindparam("subscriber"),
+        _deliveries.c.claim_token == bindparam("token"),
+    )
+    .values(
+        status=bindparam("new_status"),
+        sent_at=bindparam("new_sent_at"),
+        last_error=bindparam("new_error"),
+        updated_at=bindparam("new_updated_at"),
+        claim_token=None,
+    )
+)
+
+
 def _finish(
     session: Session,
     token: str,
     article_id: int,
     subscriber_ids: Collection[int],
-    values: dict[str, object],
+    status: DeliveryStatus,
+    error: str | None = None,
 ) -> None:
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.article_id == article_id,
-            Delivery.subscriber_id.in_(list(subscriber_ids)),
-            Delivery.claim_token == token,
-        )
-        .values(updated_at=now(), **values)
-        .execution_options(synchronize_session=False)
+    current = now()
+    session.connection().execute(
+        _FINISH,
+        [
+            {
+                "article": article_id,
+                "subscriber": subscriber_id,
+                "token": token,
+                "new_status": status,
+                "new_sent_at": current if status is DeliveryStatus.SENT else None,
+                "new_error": error[:2000] if error else None,
+                "new_updated_at": current,
+            }
+            for subscriber_id in subscriber_ids
+        ],
     )
 
 
 def mark_sent(
     session: Session, token: str, article_id: int, subscriber_ids: Collection[int]
 ) -> None:
-    current = now()
-    _finish(
-        session,
-        token,
-        article_id,
-        subscriber_ids,
-        {
-            "status": DeliveryStatus.SENT,
-            "sent_at": current,
-            "claim_token": None,
-            "last_error": None,
-        },
-    )
+    _finish(session, token, article_id, subscriber_ids, DeliveryStatus.SENT)
 
 
 def release_for_retry(
     session: Session, token: str, article_id: int, subscriber_id: int, error: str
 ) -> None:
     """Give a claim back after a temporary failure: the retry claims it again."""
-    _finish(
-        session,
-        token,
-        article_id,
-        [subscriber_id],
-        {"claim_token": None, "last_error": error[:2000]},
-    )
+    _finish(session, token, article_id, [subscriber_id], DeliveryStatus.CLAIMED, error)
 
 
 def mark_failed(
     session: Session, token: str, article_id: int, subscriber_id: int, error: str
 ) -> None:
-    _finish(
-        session,
-        token,
-        article_id,
-        [subscriber_id],
-        {"status": DeliveryStatus.FAILED, "claim_token": None, "last_error": error[:2000]},
-    )
+    _finish(session, token, article_id, [subscriber_id], DeliveryStatus.FAILED, error)
 
 
 def mark_bounced(
     session: Session, token: str, article_id: int, subscriber_id: int, error: str
 ) -> None:
     """A permanent refusal: this delivery failed and the address is suppressed."""
-    _finish(
-        session,
-        token,
-        article_id,
-        [subscriber_id],
-        {"status": DeliveryStatus.BOUNCED, "claim_token": None, "last_error": error[:2000]},
-    )
+    _finish(session, token, article_id, [subscriber_id], DeliveryStatus.BOUNCED, error)
     session.execute(
         update(Subscriber)
         .where(Subscriber.id == subscriber_id)

@@ -1,23 +1,20 @@
-"""Builds the MIME bytes of an email: multipart text + HTML, CRLF line endings, safe headers."""
+"""Builds the MIME bytes of every outgoing email: multipart text + HTML, CRLF, safe headers.
+
+The bytes are assembled directly rather than through email.message: the parts are encoded
+with binascii's quoted-printable (C), which makes building a message several times faster
+than the email package's generator, the largest cost of sending (see DESIGN.md).
+"""
 
 from __future__ import annotations
 
-import email.charset
+import quopri
+import secrets
 from collections.abc import Mapping
 from email.header import Header
-from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
-from email.policy import compat32
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from functools import lru_cache
 
 from alerts.mail.render import RenderedEmail
-
-# Fold headers only past RFC 5322's hard limit: a List-Unsubscribe URL stays on one line.
-# Non-ASCII values are folded into 76-character encoded words by _encoded() already.
-_WIRE = compat32.clone(linesep="\r\n", max_line_length=998)
-_UTF8_QP = email.charset.Charset("utf-8")
-_UTF8_QP.header_encoding = email.charset.QP
-_UTF8_QP.body_encoding = email.charset.QP
 
 
 class HeaderInjection(ValueError):
@@ -31,14 +28,29 @@ def _clean(name: str, value: str) -> str:
 
 
 def _encoded(value: str) -> str:
-    """ASCII as it is; anything else as an RFC 2047 encoded word."""
-    return value if value.isascii() else Header(value, _UTF8_QP).encode()
+    """ASCII as it is; anything else as RFC 2047 encoded words folded at 76 characters."""
+    if value.isascii():
+        return value
+    return Header(value, "utf-8").encode(linesep="\r\n")
 
 
-def _text_part(content: str, subtype: str) -> MIMENonMultipart:
-    part = MIMENonMultipart("text", subtype)
-    part.set_payload(content, _UTF8_QP)
-    return part
+def ascii_address(address: str) -> str:
+    """An address with an internationalized domain written in IDNA, for headers and RCPT."""
+    if address.isascii():
+        return address
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.encode('idna').decode('ascii')}"
+
+
+@lru_cache(maxsize=16)
+def _from_header(sender: str) -> tuple[str, str]:
+    name, address = parseaddr(_clean("From", sender))
+    return formataddr((name, address), charset="utf-8"), address.rpartition("@")[2] or "localhost"
+
+
+def _quoted_printable(text: str) -> bytes:
+    unified = text.replace("\r\n", "\n").replace("\r", "\n")
+    return quopri.encodestring(unified.encode("utf-8")).replace(b"\n", b"\r\n")
 
 
 def build(
@@ -49,18 +61,38 @@ def build(
     headers: Mapping[str, str] | None = None,
 ) -> bytes:
     """One message ready for SMTP, every header checked for CR/LF."""
-    message = MIMEMultipart("alternative")
-    sender_name, sender_address = parseaddr(_clean("From", sender))
-    message["From"] = formataddr((sender_name, sender_address))
-    message["To"] = _clean("To", recipient)
-    message["Subject"] = _encoded(_clean("Subject", rendered.subject))
-    message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain=sender_address.rpartition("@")[2] or "localhost")
+    from_header, domain = _from_header(sender)
+    # "=_" never occurs in quoted-printable text, so the boundary cannot clash with a part.
+    boundary = f"=_{secrets.token_hex(12)}"
+    lines = [
+        f"From: {from_header}",
+        f"To: {ascii_address(_clean('To', recipient))}",
+        f"Subject: {_encoded(_clean('Subject', rendered.subject))}",
+        f"Date: {formatdate(localtime=False)}",
+        f"Message-ID: {make_msgid(domain=domain)}",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+    ]
     for name, value in (headers or {}).items():
-        message[_clean("header name", name)] = _encoded(_clean(name, value))
-    message.attach(_text_part(rendered.text, "plain"))
-    message.attach(_text_part(rendered.html, "html"))
-    return message.as_bytes(policy=_WIRE)
+        if not name.isascii() or not name.replace("-", "").isalnum():
+            raise HeaderInjection(f"bad header name {name!r}")
+        lines.append(f"{name}: {_encoded(_clean(name, value))}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    part_head = (
+        f'--{boundary}\r\nContent-Type: text/%s; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    )
+    return b"".join(
+        (
+            head,
+            (part_head % "plain").encode("ascii"),
+            _quoted_printable(rendered.text),
+            b"\r\n",
+            (part_head % "html").encode("ascii"),
+            _quoted_printable(rendered.html),
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        )
+    )
 
 
 def envelope_sender(sender: str) -> str:

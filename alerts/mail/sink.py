@@ -119,10 +119,15 @@ class FailureRule:
 class SinkHandler:
     """aiosmtpd handler: store every message; refuse recipients as the failure rules say."""
 
-    def __init__(self, store: MailStore, rules: list[FailureRule] | None = None) -> None:
+    def __init__(
+        self, store: MailStore, rules: list[FailureRule] | None = None, discard: bool = False
+    ) -> None:
         self.store = store
         self.rules = {rule.address: rule for rule in rules or []}
         self.refused: dict[str, int] = {}
+        # Benchmarks measure the sender, not this sink's disk: accept and count only.
+        self.discard = discard
+        self.received = 0
 
     async def handle_RCPT(
         self,
@@ -143,8 +148,10 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        self.store.save(str(envelope.mail_from), [str(r) for r in envelope.rcpt_tos], raw)
+        self.received += 1
+        if not self.discard:
+            raw = envelope.original_content or b""
+            self.store.save(str(envelope.mail_from), [str(r) for r in envelope.rcpt_tos], raw)
         return "250 Message accepted for delivery"
 
 
@@ -157,9 +164,10 @@ class MailSink:
         host: str = "127.0.0.1",
         port: int = 8025,
         rules: list[FailureRule] | None = None,
+        discard: bool = False,
     ) -> None:
         self.store = MailStore(directory)
-        self.handler = SinkHandler(self.store, rules)
+        self.handler = SinkHandler(self.store, rules, discard)
         self.controller = Controller(
             self.handler, hostname=host, port=port, data_size_limit=64 * 1024 * 1024
         )
@@ -184,6 +192,7 @@ def serve_forever(
     port: int,
     stop: threading.Event,
     rules: list[FailureRule] | None = None,
+    discard: bool = False,
 ) -> None:
-    with MailSink(directory, host, port, rules):
+    with MailSink(directory, host, port, rules, discard):
         stop.wait()

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from alerts.mail.message import ascii_address
+
 SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 
 
@@ -61,6 +63,7 @@ class Mailer:
 
         Connection failures raise (smtplib.SMTPException or OSError): the caller retries.
         """
+        recipient = ascii_address(recipient)
         try:
             refused = self.connection.sendmail(sender, [recipient], message)
         except smtplib.SMTPRecipientsRefused as error:

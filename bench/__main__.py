@@ -1,0 +1,34 @@
+"""`make bench`: the figures the issues name, measured on this machine over real processes.
+
+python -m bench [alerts] [--subscribers 10000] [--concurrency 2] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import alerts
+
+BENCHMARKS = {"alerts": alerts.run}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark: {', '.join(sorted(unknown))}")
+    for name in args.names or list(BENCHMARKS):
+        BENCHMARKS[name](args)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
