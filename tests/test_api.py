@@ -116,3 +116,12 @@ def test_urgent_article_reaches_digest_readers_at_once(
     publish(client, factories.article_payload(topics=["wipo"], title="Treaty adopted", urgent=True))
     [message] = sink.store.to(weekly.email)
     assert message.subject == "Urgent: Treaty adopted"
+
+
+def test_fanout_pages_through_readers_in_batches(
+    app: Any, client: FlaskClient, session: Session, sink: MailSink
+) -> None:
+    app.config["FANOUT_BATCH_SIZE"] = 2
+    people = [factories.subscriber(session, ["wipo"]) for _ in range(5)]
+    publish(client, factories.article_payload(topics=["wipo"], title="Paged"))
+    assert sorted(m.recipients[0] for m in sink.store.all()) == sorted(p.email for p in people)

@@ -196,3 +196,12 @@ def test_alert_email_has_list_headers_and_why(session: Session) -> None:
     assert 'You get this because you follow "Venues"' in text
     assert "/manage/" in text and "/unsubscribe/" in text
     assert "Monika Ermert" in text
+
+
+def test_sweeper_finds_claims_nobody_finished(session: Session, frozen_clock: Any) -> None:
+    reader = factories.subscriber(session)
+    article = factories.article(session, topics=["wipo"])
+    ledger.claim(session, article.id, [reader.id], STALE)
+    assert ledger.stale_claims(session, now() - STALE) == []
+    frozen_clock(now() + 2 * STALE)
+    assert ledger.stale_claims(session, now() - STALE) == [(article.id, reader.id)]
