@@ -62,6 +62,7 @@ def running(
         env = {**os.environ, **settings}
         processes: list[ChildProcess] = [redis]
         server: Any = None
+        app: Flask | None = None
         try:
             sink = ChildProcess(
                 "sink",
@@ -89,6 +90,8 @@ def running(
             if server is not None:
                 server.shutdown()
                 server.server_close()
+            if app is not None:
+                app.extensions["alerts.engine"].dispose()
             for process in reversed(processes):
                 process.stop()
 

@@ -48,6 +48,7 @@ def stack(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     env = {**os.environ, **settings}
     processes: list[ChildProcess] = [redis]
     server = None
+    app = None
     try:
         sink = ChildProcess(
             "mail-sink",
@@ -71,6 +72,8 @@ def stack(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         if server is not None:
             server.shutdown()
             server.server_close()
+        if app is not None:
+            app.extensions["alerts.engine"].dispose()
         for process in reversed(processes):
             process.stop()
 
