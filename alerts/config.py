@@ -68,6 +68,7 @@ def defaults() -> dict[str, Any]:
         "SEND_RETRY_BACKOFF_MAX": 3600,
         "SEND_STALE_AFTER": 900,
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+        "DIGEST_CHECK_INTERVAL": 300,
         "DEV_MAIL_DIR": os.path.join(var, "mail"),
         "CELERY_ALWAYS_EAGER": False,
     }

@@ -89,6 +89,13 @@ class DeliveryStatus(enum.StrEnum):
     BOUNCED = "bounced"
 
 
+class RecipientStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    SKIPPED = "skipped"  # nothing new: no email
+    FAILED = "failed"
+
+
 class TopicKind(enum.StrEnum):
     SECTION = "section"
     VENUE = "venue"
@@ -126,6 +133,9 @@ class Subscriber(Base):
         _enum_column(SubscriberStatus), default=SubscriberStatus.PENDING, index=True
     )
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # Digests go out at this local hour; weekly ones on this weekday (0 = Monday).
+    send_hour: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
+    send_weekday: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Changes with every confirmation email; a link carrying an older one is spent.
     confirm_nonce: Mapped[str | None] = mapped_column(String(32))
     confirmation_sent_at: Mapped[datetime | None]
@@ -277,3 +287,63 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
     sent_at: Mapped[datetime | None]
+    # Set when the article went out in a digest (None: an alert).
+    digest_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("digest_runs.id", ondelete="SET NULL"), index=True
+    )
+
+
+class DigestRun(Base):
+    """One sending of a frequency's digests for one period (and optionally one topic).
+
+    Unique per (frequency, period, scope): a second trigger of the same period joins this run.
+    """
+
+    __tablename__ = "digest_runs"
+    __table_args__ = (UniqueConstraint("frequency", "period", "scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    frequency: Mapped[Frequency] = mapped_column(_enum_column(Frequency))
+    period: Mapped[str] = mapped_column(String(20))
+    # "" for every topic, else the slug of the one topic (and its branch) the run covers.
+    scope: Mapped[str] = mapped_column(String(100), default="")
+    triggered_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=now, index=True)
+    finished_at: Mapped[datetime | None]
+
+
+class DigestRecipient(Base):
+    """A reader's digest email in one run: claimed, then sent (or skipped when empty) once."""
+
+    __tablename__ = "digest_recipients"
+    __table_args__ = (
+        UniqueConstraint("run_id", "subscriber_id"),
+        Index("ix_digest_recipients_run_status", "run_id", "status", "subscriber_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("digest_runs.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    status: Mapped[RecipientStatus] = mapped_column(
+        _enum_column(RecipientStatus), default=RecipientStatus.QUEUED
+    )
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    article_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
+
+
+class DigestSchedule(Base):
+    """When a reader's next digest of one frequency is due (UTC, from their zone and hour)."""
+
+    __tablename__ = "digest_schedules"
+    __table_args__ = (Index("ix_digest_schedules_due", "frequency", "next_at", "subscriber_id"),)
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    frequency: Mapped[Frequency] = mapped_column(_enum_column(Frequency), primary_key=True)
+    next_at: Mapped[datetime]
+    last_sent_at: Mapped[datetime | None]

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from alerts import digests
 from alerts.clock import now
 from alerts.models import (
     ConsentRecord,
@@ -308,6 +309,8 @@ def confirm(
         return ConfirmResult.SPENT, subscriber
 
     subscriber.confirm_nonce = None
+    session.flush()
+    digests.sync_schedules(session, subscriber)
     session.add(
         ConsentRecord(
             subscriber_id=subscriber.id,

@@ -15,6 +15,7 @@ class Purpose(enum.StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
     MANAGE = "manage"
+    DIGEST = "digest"
 
 
 class TokenError(Exception):

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts import articles
+from alerts import articles, digests
+from alerts.clock import now
 from alerts.models import (
     Article,
     Frequency,
@@ -32,6 +33,7 @@ def subscriber(
     languages: tuple[str, ...] = ("en",),
     frequency: Frequency = Frequency.IMMEDIATE,
     timezone: str = "UTC",
+    confirmed_at: datetime | None = None,
 ) -> Subscriber:
     """An (active by default) subscriber following `topics` (slugs, or slug -> frequency)."""
     wanted = topics if isinstance(topics, dict) else dict.fromkeys(topics or ["wipo"], frequency)
@@ -47,6 +49,10 @@ def subscriber(
         )
     for code in languages:
         session.add(SubscriberLanguage(subscriber_id=reader.id, language_code=code))
+    session.flush()
+    if status is SubscriberStatus.ACTIVE:
+        reader.confirmed_at = confirmed_at or now()
+        digests.sync_schedules(session, reader)
     session.commit()
     return reader
 

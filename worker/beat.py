@@ -10,6 +10,10 @@ from celery.schedules import crontab
 
 def schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {
+        "run-due-digests": {
+            "task": "alerts.run_due_digests",
+            "schedule": float(config.get("DIGEST_CHECK_INTERVAL", 300)),
+        },
         "requeue-stale-deliveries": {
             "task": "alerts.requeue_stale_deliveries",
             "schedule": 600.0,

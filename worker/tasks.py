@@ -10,9 +10,9 @@ from typing import Any
 from celery import shared_task
 from flask import current_app
 
-from alerts import clock, db, matching, subscriptions
+from alerts import clock, db, digests, matching, subscriptions
 from alerts.mail import delivery, emails, ledger
-from alerts.models import Article, Frequency
+from alerts.models import Article, DigestRun, Frequency
 from alerts.subscriptions import Choices
 
 log = logging.getLogger(__name__)
@@ -114,3 +114,53 @@ def requeue_stale_deliveries() -> int:
     for article_id, subscriber_ids in by_article.items():
         send_alert_batch.delay(article_id, subscriber_ids)
     return sum(len(ids) for ids in by_article.values())
+
+
+@shared_task(name="alerts.run_due_digests")
+def run_due_digests() -> int:
+    """Beat, every few minutes: each frequency with readers due joins its period's run."""
+    session = db.session()
+    queued = 0
+    for frequency in digests.due_frequencies(session):
+        run, _created = digests.start_run(session, frequency, "", "schedule")
+        digests.enqueue(session, run, due_only=True)
+        session.commit()
+        queued += queue_digest_batches(run.id)
+    return queued
+
+
+@shared_task(name="alerts.resume_digest_run")
+def resume_digest_run(run_id: int) -> int:
+    """Queue the send tasks of every recipient of a run still to do (safe to repeat)."""
+    return queue_digest_batches(run_id)
+
+
+def queue_digest_batches(run_id: int) -> int:
+    session = db.session()
+    batch_size = int(current_app.config["FANOUT_BATCH_SIZE"])
+    queued = 0
+    for page in digests.queued_pages(session, run_id, batch_size):
+        send_digest_batch.delay(run_id, page)
+        queued += len(page)
+    return queued
+
+
+@shared_task(name="alerts.send_digest_batch")
+def send_digest_batch(run_id: int, subscriber_ids: list[int]) -> None:
+    settings = emails.MailSettings.from_config(current_app.config)
+    session = db.session()
+    report = delivery.deliver_digests(session, settings, _retry_policy(), run_id, subscriber_ids)
+    if report.retry:
+        send_digest_batch.apply_async((run_id, report.retry), countdown=report.retry_delay)
+    run = session.get(DigestRun, run_id)
+    if run is not None:
+        digests.progress(session, run)  # stamps finished_at when the last one is done
+        session.commit()
+    log.info(
+        "digest run %s: %d sent, %d bounced, %d failed, %d to retry",
+        run_id,
+        len(report.sent),
+        len(report.bounced),
+        len(report.failed),
+        len(report.retry),
+    )

@@ -109,3 +109,123 @@ def deliver_alerts(
             temporary(subscriber_id, f"{type(error).__name__}: {error}")
         session.commit()
     return report
+
+
+def deliver_digests(
+    session: Session,
+    settings: emails.MailSettings,
+    policy: RetryPolicy,
+    run_id: int,
+    subscriber_ids: Collection[int],
+    connect: Connect = smtp.connect,
+    digest_renderer: emails.DigestRenderer | None = None,
+) -> BatchReport:
+    """Send one run's digests to these readers: each at most once, empty ones skipped."""
+    from alerts import digests
+    from alerts.models import DeliveryStatus, DigestRun, RecipientStatus
+
+    report = BatchReport()
+    run = session.get(DigestRun, run_id)
+    if run is None:
+        return report
+    frequency = run.frequency
+    tree = digests.TopicTree(session)
+    contents = digests.build_contents(session, frequency, subscriber_ids, run.scope, tree)
+    render = digest_renderer or emails.DigestRenderer(settings)
+    sender = message.envelope_sender(settings.mail_from)
+    remaining = list(subscriber_ids)
+
+    def finish(subscriber_id: int, token: str, status: RecipientStatus, **kwargs: object) -> None:
+        digests.finish_recipient(
+            session,
+            run_id,
+            subscriber_id,
+            token,
+            status,
+            frequency=frequency,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def temporary(subscriber_id: int, token: str, error: str) -> None:
+        state = digests.recipient_state(session, run_id, subscriber_id)
+        tries = state.attempts if state else 1
+        if tries >= policy.max_attempts:
+            finish(
+                subscriber_id,
+                token,
+                RecipientStatus.FAILED,
+                error=error,
+                delivery_status=DeliveryStatus.FAILED,
+            )
+            report.failed.append(subscriber_id)
+        else:
+            digests.release_recipient(session, run_id, subscriber_id, token, error)
+            report.retry.append(subscriber_id)
+            report.retry_delay = max(report.retry_delay, policy.delay(tries))
+
+    token: str | None = None
+    try:
+        with connect(settings.smtp) as mailer:
+            while remaining:
+                subscriber_id = remaining[0]
+                token = digests.claim_recipient(session, run_id, subscriber_id, policy.stale_after)
+                if token is None:
+                    state = digests.recipient_state(session, run_id, subscriber_id)
+                    if state is not None and state.status is RecipientStatus.QUEUED:
+                        # Another live attempt holds it; if that one died, look again later.
+                        report.retry.append(subscriber_id)
+                        report.retry_delay = max(
+                            report.retry_delay, policy.stale_after.total_seconds()
+                        )
+                    remaining.pop(0)
+                    continue
+                content = contents.get(subscriber_id)
+                held = (
+                    digests.claim_articles(
+                        session, run_id, subscriber_id, content.article_ids, token
+                    )
+                    if content is not None
+                    else []
+                )
+                if content is None or not held:
+                    # Nothing new (or no longer active): no email, and the schedule moves on.
+                    finish(subscriber_id, token, RecipientStatus.SKIPPED)
+                else:
+                    content.keep_only(held)
+                    raw = render.message(content, run_id)
+                    rejection = mailer.send(raw, sender, content.subscriber.email)
+                    if rejection is None:
+                        finish(
+                            subscriber_id,
+                            token,
+                            RecipientStatus.SENT,
+                            article_ids=held,
+                            delivery_status=DeliveryStatus.SENT,
+                        )
+                        report.sent.append(subscriber_id)
+                    elif rejection.permanent:
+                        error = f"{rejection.code} {rejection.message}"
+                        finish(
+                            subscriber_id,
+                            token,
+                            RecipientStatus.FAILED,
+                            error=error,
+                            delivery_status=DeliveryStatus.BOUNCED,
+                        )
+                        ledger.suppress(session, subscriber_id, error)
+                        report.bounced.append(subscriber_id)
+                    else:
+                        temporary(subscriber_id, token, f"{rejection.code} {rejection.message}")
+                session.commit()
+                token = None
+                remaining.pop(0)
+    except (OSError, smtplib.SMTPException) as error:
+        session.rollback()
+        text = f"{type(error).__name__}: {error}"
+        if token is not None and remaining:
+            temporary(remaining.pop(0), token, text)
+        for subscriber_id in remaining:
+            report.retry.append(subscriber_id)
+            report.retry_delay = max(report.retry_delay, policy.delay(1))
+        session.commit()
+    return report

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from alerts import tokens
 from alerts.mail import message, smtp
-from alerts.mail.render import renderer
-from alerts.models import Article, Subscriber, SubscriberStatus, Topic
+from alerts.mail.render import RenderedEmail, renderer
+from alerts.models import Article, Frequency, Subscriber, SubscriberStatus, Topic
 from alerts.subscriptions import Choices
 
 
@@ -146,3 +146,72 @@ def alert(
         recipient=subscriber.email,
         headers=list_headers(settings, links["unsubscribe_url"]),
     )
+
+
+PERIOD_WORDS = {
+    Frequency.DAILY: "daily",
+    Frequency.WEEKLY: "weekly",
+    Frequency.MONTHLY: "monthly",
+    Frequency.IMMEDIATE: "instant",
+}
+
+
+@dataclass(frozen=True)
+class ArticleBlock:
+    html: str
+    text: str
+
+
+class DigestRenderer:
+    """Renders digests of one run: each article block once, only the personal parts per reader."""
+
+    def __init__(self, settings: MailSettings) -> None:
+        self.settings = settings
+        self.env = renderer().env
+        self._html = self.env.get_template("email/digest/article.html")
+        self._text = self.env.get_template("email/digest/article.txt")
+        self._blocks: dict[int, ArticleBlock] = {}
+
+    def block(self, article: Article) -> ArticleBlock:
+        if article.id not in self._blocks:
+            context = {"article": article, "published": f"{article.published_at:%d %B %Y}"}
+            self._blocks[article.id] = ArticleBlock(
+                self._html.render(context), self._text.render(context)
+            )
+        return self._blocks[article.id]
+
+    def render(self, content: Any, run_id: int | None, test: bool = False) -> RenderedEmail:
+        """`content` is a digests.DigestContent; `run_id` None for a preview."""
+        reader = content.subscriber
+        links = reader_links(self.settings, reader.id)
+        more_url = None
+        if content.more and run_id is not None:
+            token = tokens.make(
+                self.settings.secret_key, tokens.Purpose.DIGEST, {"s": reader.id, "r": run_id}
+            )
+            more_url = f"{self.settings.base_url}/digest/{token}"
+        context = {
+            "site_name": self.settings.site_name,
+            "base_url": self.settings.base_url,
+            "period": PERIOD_WORDS[content.frequency],
+            "total": content.total,
+            "more": content.more,
+            "more_url": more_url,
+            "groups": [
+                (root, [(item, self.block(item.article)) for item in items])
+                for root, items in content.groups
+            ],
+            "test": test,
+            **links,
+        }
+        return renderer().render("digest", context)
+
+    def message(self, content: Any, run_id: int | None, test: bool = False) -> bytes:
+        rendered = self.render(content, run_id, test)
+        links = reader_links(self.settings, content.subscriber.id)
+        return message.build(
+            rendered,
+            sender=self.settings.mail_from,
+            recipient=content.subscriber.email,
+            headers=list_headers(self.settings, links["unsubscribe_url"]),
+        )

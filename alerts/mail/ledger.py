@@ -186,6 +186,11 @@ def mark_bounced(
 ) -> None:
     """A permanent refusal: this delivery failed and the address is suppressed."""
     _finish(session, token, article_id, [subscriber_id], DeliveryStatus.BOUNCED, error)
+    suppress(session, subscriber_id, error)
+
+
+def suppress(session: Session, subscriber_id: int, error: str) -> None:
+    """A permanent refusal: no email goes to this address any more."""
     session.execute(
         update(Subscriber)
         .where(Subscriber.id == subscriber_id)
@@ -228,7 +233,11 @@ def stale_claims(
     or their retry task was lost. Pick `older_than` past the longest retry backoff."""
     rows = session.execute(
         select(Delivery.article_id, Delivery.subscriber_id)
-        .where(Delivery.status == DeliveryStatus.CLAIMED, Delivery.updated_at < older_than)
+        .where(
+            Delivery.status == DeliveryStatus.CLAIMED,
+            Delivery.updated_at < older_than,
+            Delivery.digest_run_id.is_(None),  # digests resume through their runs
+        )
         .order_by(Delivery.article_id, Delivery.subscriber_id)
         .limit(limit)
     )

@@ -1,0 +1,678 @@
+"""Digests: when each reader is due, what goes in their digest, and digest runs.
+
+Times are UTC from clock.now(); each reader's digest is due at their own local hour
+(daily), on their weekday (weekly), or on the 1st (monthly), in their IANA zone.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from alerts.clock import now
+from alerts.models import (
+    Article,
+    ArticleTopic,
+    Delivery,
+    DeliveryStatus,
+    DigestRecipient,
+    DigestRun,
+    DigestSchedule,
+    Frequency,
+    RecipientStatus,
+    Subscriber,
+    SubscriberLanguage,
+    SubscriberStatus,
+    Subscription,
+    Topic,
+)
+
+DIGEST_FREQUENCIES = (Frequency.DAILY, Frequency.WEEKLY, Frequency.MONTHLY)
+MAX_ARTICLES = 50
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def period_of(frequency: Frequency, at: datetime) -> str:
+    """The calendar period (UTC) a run belongs to: 2026-11-28, 2026-W48, 2026-11."""
+    if frequency is Frequency.WEEKLY:
+        year, week, _ = at.isocalendar()
+        return f"{year}-W{week:02d}"
+    if frequency is Frequency.MONTHLY:
+        return f"{at:%Y-%m}"
+    return f"{at:%Y-%m-%d}"
+
+
+def next_send_time(
+    frequency: Frequency, zone_name: str, hour: int, weekday: int, after: datetime
+) -> datetime:
+    """The first moment strictly after `after` when this reader's digest is due, in UTC."""
+    tz = zone(zone_name)
+    local = after.astimezone(tz)
+    day = local.date()
+    for _ in range(400):
+        if frequency is Frequency.WEEKLY and day.weekday() != weekday:
+            day += timedelta(days=1)
+            continue
+        if frequency is Frequency.MONTHLY and day.day != 1:
+            day = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+            continue
+        candidate = datetime(day.year, day.month, day.day, hour, tzinfo=tz)
+        if candidate > local:
+            return candidate.astimezone(ZoneInfo("UTC"))
+        day += timedelta(days=1)
+    raise ValueError("no send time found")  # pragma: no cover - the loop always finds one
+
+
+def sync_schedules(session: Session, subscriber: Subscriber) -> None:
+    """One schedule per digest frequency the reader follows; none for the others.
+
+    Call after activation, after any change of topics, frequencies, zone or send hour.
+    """
+    wanted = {
+        frequency
+        for frequency in session.scalars(
+            select(Subscription.frequency)
+            .where(Subscription.subscriber_id == subscriber.id)
+            .distinct()
+        )
+        if frequency in DIGEST_FREQUENCIES
+    }
+    existing = {
+        schedule.frequency: schedule
+        for schedule in session.scalars(
+            select(DigestSchedule).where(DigestSchedule.subscriber_id == subscriber.id)
+        )
+    }
+    current = now()
+    for frequency, schedule in existing.items():
+        if frequency not in wanted:
+            session.delete(schedule)
+        else:
+            schedule.next_at = next_send_time(
+                frequency,
+                subscriber.timezone,
+                subscriber.send_hour,
+                subscriber.send_weekday,
+                schedule.last_sent_at or current,
+            )
+    for frequency in wanted - set(existing):
+        session.add(
+            DigestSchedule(
+                subscriber_id=subscriber.id,
+                frequency=frequency,
+                next_at=next_send_time(
+                    frequency,
+                    subscriber.timezone,
+                    subscriber.send_hour,
+                    subscriber.send_weekday,
+                    current,
+                ),
+            )
+        )
+    session.flush()
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+def start_run(
+    session: Session, frequency: Frequency, scope: str, triggered_by: str
+) -> tuple[DigestRun, bool]:
+    """The run of this frequency's current period (and scope): created, or the existing one."""
+    period = period_of(frequency, now())
+    run = DigestRun(frequency=frequency, period=period, scope=scope, triggered_by=triggered_by)
+    try:
+        with session.begin_nested():
+            session.add(run)
+    except IntegrityError:
+        existing = session.scalar(
+            select(DigestRun).where(
+                DigestRun.frequency == frequency,
+                DigestRun.period == period,
+                DigestRun.scope == scope,
+            )
+        )
+        if existing is None:
+            raise
+        return existing, False
+    return run, True
+
+
+def scope_topic_ids(session: Session, scope: str) -> tuple[set[int], set[int]] | None:
+    """For a run restricted to one topic: (that topic and its branch, its ancestors)."""
+    if not scope:
+        return None
+    parents = dict(session.execute(select(Topic.id, Topic.parent_id)).all())
+    root = session.scalar(select(Topic.id).where(Topic.slug == scope))
+    if root is None:
+        raise ValueError(f"unknown topic {scope!r}")
+    branch = {root} | {topic_id for topic_id in parents if root in _ancestors(parents, topic_id)}
+    return branch, _ancestors(parents, root) - {root}
+
+
+def _ancestors(parents: dict[int, int | None], topic_id: int) -> set[int]:
+    found: set[int] = set()
+    current: int | None = topic_id
+    while current is not None and current not in found:
+        found.add(current)
+        current = parents.get(current)
+    return found
+
+
+def _reader_filter(session: Session, run: DigestRun, due_only: bool) -> list[object]:
+    conditions: list[object] = [
+        DigestSchedule.frequency == run.frequency,
+        Subscriber.status == SubscriberStatus.ACTIVE,
+    ]
+    if due_only:
+        conditions.append(DigestSchedule.next_at <= now())
+    scoped = scope_topic_ids(session, run.scope)
+    if scoped is not None:
+        branch, ancestors = scoped
+        conditions.append(
+            exists().where(
+                Subscription.subscriber_id == DigestSchedule.subscriber_id,
+                Subscription.frequency == run.frequency,
+                Subscription.topic_id.in_(branch | ancestors),
+            )
+        )
+    return conditions
+
+
+def count_readers(session: Session, run: DigestRun, due_only: bool) -> int:
+    """How many readers a run would consider (before knowing whose digest is empty)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(DigestSchedule)
+            .join(Subscriber, Subscriber.id == DigestSchedule.subscriber_id)
+            .where(*_reader_filter(session, run, due_only))  # type: ignore[arg-type]
+        )
+        or 0
+    )
+
+
+def enqueue(session: Session, run: DigestRun, due_only: bool) -> int:
+    """Add the run's readers as queued recipients (each once per run); returns how many new.
+
+    Scheduled runs take readers whose time has come; a run an admin starts takes every
+    reader of the frequency at once.
+    """
+    readers = (
+        select(
+            literal(run.id),
+            DigestSchedule.subscriber_id,
+            literal(RecipientStatus.QUEUED.value),
+            literal(0),
+            literal(0),
+            literal(now()),
+        )
+        .join(Subscriber, Subscriber.id == DigestSchedule.subscriber_id)
+        .where(*_reader_filter(session, run, due_only))  # type: ignore[arg-type]
+    )
+    columns = ["run_id", "subscriber_id", "status", "attempts", "article_count", "updated_at"]
+    before = _recipient_count(session, run.id)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    session.execute(
+        dialect_insert(DigestRecipient).from_select(columns, readers).on_conflict_do_nothing()
+    )
+    session.flush()
+    return _recipient_count(session, run.id) - before
+
+
+def _recipient_count(session: Session, run_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(DigestRecipient)
+            .where(DigestRecipient.run_id == run_id)
+        )
+        or 0
+    )
+
+
+def queued_pages(session: Session, run_id: int, batch_size: int) -> Iterator[list[int]]:
+    """The run's recipients still to do, as keyset pages of subscriber ids."""
+    after = 0
+    while True:
+        page = list(
+            session.scalars(
+                select(DigestRecipient.subscriber_id)
+                .where(
+                    DigestRecipient.run_id == run_id,
+                    DigestRecipient.status == RecipientStatus.QUEUED,
+                    DigestRecipient.subscriber_id > after,
+                )
+                .order_by(DigestRecipient.subscriber_id)
+                .limit(batch_size)
+            )
+        )
+        if not page:
+            return
+        yield page
+        after = page[-1]
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    run: DigestRun
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def remaining(self) -> int:
+        return self.counts.get(RecipientStatus.QUEUED.value, 0)
+
+    @property
+    def done(self) -> bool:
+        return self.remaining == 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.run.id,
+            "frequency": self.run.frequency.value,
+            "period": self.run.period,
+            "scope": self.run.scope or None,
+            "triggered_by": self.run.triggered_by,
+            "created_at": self.run.created_at.isoformat(),
+            "finished_at": self.run.finished_at.isoformat() if self.run.finished_at else None,
+            "total": self.total,
+            "sent": self.counts.get("sent", 0),
+            "skipped": self.counts.get("skipped", 0),
+            "failed": self.counts.get("failed", 0),
+            "remaining": self.remaining,
+            "done": self.done,
+        }
+
+
+def progress(session: Session, run: DigestRun) -> RunProgress:
+    rows = session.execute(
+        select(DigestRecipient.status, func.count())
+        .where(DigestRecipient.run_id == run.id)
+        .group_by(DigestRecipient.status)
+    )
+    counts = {str(status): int(number) for status, number in rows}
+    result = RunProgress(run, counts)
+    if result.done and result.total and run.finished_at is None:
+        run.finished_at = now()
+    return result
+
+
+# --- content ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    article: Article
+    topic: Topic  # the reader's topic that matched, for "why you got this"
+
+
+@dataclass
+class DigestContent:
+    subscriber: Subscriber
+    frequency: Frequency
+    # (top-level topic, its items newest first), in site order
+    groups: list[tuple[Topic, list[DigestItem]]] = field(default_factory=list)
+    # Every article of the digest, the ones past the shown limit too ("and N more").
+    article_ids: list[int] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.article_ids)
+
+    @property
+    def shown(self) -> int:
+        return sum(len(items) for _, items in self.groups)
+
+    @property
+    def more(self) -> int:
+        return self.total - self.shown
+
+    def keep_only(self, article_ids: Collection[int]) -> None:
+        """Drop articles another sender took between building and claiming."""
+        keep = set(article_ids)
+        self.article_ids = [article_id for article_id in self.article_ids if article_id in keep]
+        groups = []
+        for root, items in self.groups:
+            kept = [item for item in items if item.article.id in keep]
+            if kept:
+                groups.append((root, kept))
+        self.groups = groups
+
+
+class TopicTree:
+    """The topic tree in memory (a few dozen rows): parents, depth, roots."""
+
+    def __init__(self, session: Session) -> None:
+        self.topics = {topic.id: topic for topic in session.scalars(select(Topic))}
+        self.parents = {topic.id: topic.parent_id for topic in self.topics.values()}
+
+    def ancestors(self, topic_id: int) -> set[int]:
+        return _ancestors(self.parents, topic_id)
+
+    def depth(self, topic_id: int) -> int:
+        return len(self.ancestors(topic_id)) - 1
+
+    def root(self, topic_id: int) -> Topic:
+        current = topic_id
+        while (parent := self.parents.get(current)) is not None:
+            current = parent
+        return self.topics[current]
+
+
+def build_contents(
+    session: Session,
+    frequency: Frequency,
+    subscriber_ids: Collection[int],
+    scope: str = "",
+    tree: TopicTree | None = None,
+    limit: int = MAX_ARTICLES,
+) -> dict[int, DigestContent]:
+    """Each reader's digest now: every matching article not sent to them yet, published since
+    their previous digest (or since they confirmed), each once, grouped, newest first."""
+    tree = tree or TopicTree(session)
+    current = now()
+    readers = {
+        reader.id: reader
+        for reader in session.scalars(
+            select(Subscriber).where(
+                Subscriber.id.in_(list(subscriber_ids)),
+                Subscriber.status == SubscriberStatus.ACTIVE,
+            )
+        )
+    }
+    if not readers:
+        return {}
+    follows: dict[int, set[int]] = {}
+    for subscriber_id, topic_id in session.execute(
+        select(Subscription.subscriber_id, Subscription.topic_id).where(
+            Subscription.subscriber_id.in_(list(readers)), Subscription.frequency == frequency
+        )
+    ):
+        follows.setdefault(subscriber_id, set()).add(topic_id)
+    languages: dict[int, set[str]] = {}
+    for subscriber_id, code in session.execute(
+        select(SubscriberLanguage.subscriber_id, SubscriberLanguage.language_code).where(
+            SubscriberLanguage.subscriber_id.in_(list(readers))
+        )
+    ):
+        languages.setdefault(subscriber_id, set()).add(code)
+    last_sent = dict(
+        session.execute(
+            select(DigestSchedule.subscriber_id, DigestSchedule.last_sent_at).where(
+                DigestSchedule.subscriber_id.in_(list(readers)),
+                DigestSchedule.frequency == frequency,
+            )
+        ).all()
+    )
+    since = {
+        reader.id: last_sent.get(reader.id) or reader.confirmed_at or reader.created_at
+        for reader in readers.values()
+    }
+
+    # The articles of the window, with their topics expanded to ancestors: loaded once.
+    earliest = min(since.values())
+    articles = list(
+        session.scalars(
+            select(Article)
+            .where(Article.published_at > earliest, Article.published_at <= current)
+            .order_by(Article.published_at.desc(), Article.id.desc())
+        )
+    )
+    if not articles:
+        return {reader_id: DigestContent(readers[reader_id], frequency) for reader_id in readers}
+    article_topics: dict[int, set[int]] = {}
+    for article_id, topic_id in session.execute(
+        select(ArticleTopic.article_id, ArticleTopic.topic_id).where(
+            ArticleTopic.article_id.in_([article.id for article in articles])
+        )
+    ):
+        article_topics.setdefault(article_id, set()).update(tree.ancestors(topic_id))
+    scoped = scope_topic_ids(session, scope)
+    delivered = set(
+        session.execute(
+            select(Delivery.subscriber_id, Delivery.article_id).where(
+                Delivery.subscriber_id.in_(list(readers)),
+                Delivery.article_id.in_([article.id for article in articles]),
+                # A claim of this same digest, left by a run that died, is ours to finish.
+                or_(Delivery.status != DeliveryStatus.CLAIMED, Delivery.digest_run_id.is_(None)),
+            )
+        ).all()
+    )
+
+    contents: dict[int, DigestContent] = {}
+    for reader_id, reader in readers.items():
+        content = DigestContent(reader, frequency)
+        grouped: dict[int, list[DigestItem]] = {}
+        followed = follows.get(reader_id, set())
+        for article in articles:
+            if article.published_at <= since[reader_id]:
+                break  # newest first: the rest are older still
+            topics = article_topics.get(article.id, set())
+            if (
+                article.language_code not in languages.get(reader_id, ())
+                or (reader_id, article.id) in delivered
+                or (scoped is not None and not topics & scoped[0])
+            ):
+                continue
+            matched = topics & followed
+            if not matched:
+                continue
+            topic_id = max(matched, key=tree.depth)
+            root = tree.root(topic_id)
+            grouped.setdefault(root.id, []).append(DigestItem(article, tree.topics[topic_id]))
+            content.article_ids.append(article.id)
+        # The newest `limit` articles are shown, under their groups in site order.
+        shown_ids = set(content.article_ids[:limit])
+        for root_id in sorted(grouped, key=lambda rid: (tree.topics[rid].position, rid)):
+            items = [item for item in grouped[root_id] if item.article.id in shown_ids]
+            if items:
+                content.groups.append((tree.topics[root_id], items))
+        contents[reader_id] = content
+    return contents
+
+
+# --- claims -------------------------------------------------------------------------------
+
+
+def claim_recipient(
+    session: Session, run_id: int, subscriber_id: int, stale_after: timedelta
+) -> str | None:
+    """Take this reader's digest of this run; None when it is done or another live run has it."""
+    token = secrets.token_hex(8)
+    current = now()
+    claimed = session.execute(
+        update(DigestRecipient)
+        .where(
+            DigestRecipient.run_id == run_id,
+            DigestRecipient.subscriber_id == subscriber_id,
+            DigestRecipient.status == RecipientStatus.QUEUED,
+            or_(
+                DigestRecipient.claim_token.is_(None),
+                DigestRecipient.claimed_at < current - stale_after,
+            ),
+        )
+        .values(
+            claim_token=token,
+            claimed_at=current,
+            attempts=DigestRecipient.attempts + 1,
+            updated_at=current,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return token if getattr(claimed, "rowcount", 0) == 1 else None
+
+
+def recipient_state(session: Session, run_id: int, subscriber_id: int) -> DigestRecipient | None:
+    return session.scalar(
+        select(DigestRecipient).where(
+            DigestRecipient.run_id == run_id, DigestRecipient.subscriber_id == subscriber_id
+        )
+    )
+
+
+def claim_articles(
+    session: Session, run_id: int, subscriber_id: int, article_ids: list[int], token: str
+) -> list[int]:
+    """Record the digest's articles in the send ledger; returns those this digest may carry
+    (an alert or another digest may have taken one a moment ago)."""
+    current = now()
+    if not article_ids:
+        return []
+    rows = [
+        {
+            "subscriber_id": subscriber_id,
+            "article_id": article_id,
+            "status": DeliveryStatus.CLAIMED.value,
+            "attempts": 1,
+            "created_at": current,
+            "updated_at": current,
+            "digest_run_id": run_id,
+            "claim_token": token,
+            "claimed_at": current,
+        }
+        for article_id in article_ids
+    ]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    session.execute(dialect_insert(Delivery).values(rows).on_conflict_do_nothing())
+    # Rows a dead attempt of this same digest left behind become ours.
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.article_id.in_(article_ids),
+            Delivery.digest_run_id == run_id,
+            Delivery.status == DeliveryStatus.CLAIMED,
+        )
+        .values(claim_token=token, claimed_at=current, updated_at=current)
+        .execution_options(synchronize_session=False)
+    )
+    held = set(
+        session.scalars(
+            select(Delivery.article_id).where(
+                Delivery.subscriber_id == subscriber_id,
+                Delivery.article_id.in_(article_ids),
+                Delivery.claim_token == token,
+            )
+        )
+    )
+    return [article_id for article_id in article_ids if article_id in held]
+
+
+def finish_recipient(
+    session: Session,
+    run_id: int,
+    subscriber_id: int,
+    token: str,
+    status: RecipientStatus,
+    *,
+    frequency: Frequency,
+    article_ids: Collection[int] = (),
+    error: str | None = None,
+    delivery_status: DeliveryStatus | None = None,
+) -> None:
+    """Record a reader's digest outcome; sent and skipped move their schedule on."""
+    current = now()
+    values: dict[str, object] = {"status": status, "updated_at": current, "claim_token": None}
+    if article_ids:
+        values["article_count"] = len(article_ids)
+    if error:
+        values["last_error"] = error[:2000]
+    session.execute(
+        update(DigestRecipient)
+        .where(
+            DigestRecipient.run_id == run_id,
+            DigestRecipient.subscriber_id == subscriber_id,
+            DigestRecipient.claim_token == token,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if delivery_status is not None:
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.subscriber_id == subscriber_id,
+                Delivery.claim_token == token,
+            )
+            .values(
+                status=delivery_status,
+                claim_token=None,
+                updated_at=current,
+                sent_at=current if delivery_status is DeliveryStatus.SENT else None,
+                last_error=error[:2000] if error else None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    if status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
+        reader = session.get(Subscriber, subscriber_id)
+        schedule = session.get(DigestSchedule, (subscriber_id, frequency))
+        if reader is not None and schedule is not None:
+            schedule.last_sent_at = current
+            schedule.next_at = next_send_time(
+                frequency, reader.timezone, reader.send_hour, reader.send_weekday, current
+            )
+
+
+def release_recipient(
+    session: Session, run_id: int, subscriber_id: int, token: str, error: str
+) -> None:
+    """Give back a claim after a temporary failure; the retry claims it again."""
+    current = now()
+    session.execute(
+        update(DigestRecipient)
+        .where(
+            DigestRecipient.run_id == run_id,
+            DigestRecipient.subscriber_id == subscriber_id,
+            DigestRecipient.claim_token == token,
+        )
+        .values(claim_token=None, last_error=error[:2000], updated_at=current)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscriber_id == subscriber_id, Delivery.claim_token == token)
+        .values(claim_token=None, last_error=error[:2000], updated_at=current)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def due_frequencies(session: Session) -> list[Frequency]:
+    """The digest frequencies with at least one reader due now."""
+    current = now()
+    return [
+        frequency
+        for frequency in DIGEST_FREQUENCIES
+        if session.scalar(
+            select(
+                exists().where(
+                    and_(DigestSchedule.frequency == frequency, DigestSchedule.next_at <= current)
+                )
+            )
+        )
+    ]
