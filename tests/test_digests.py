@@ -1,0 +1,267 @@
+"""Digests: each reader at their own hour, the right articles once, one run per period."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from alerts import clock, digests
+from alerts.mail.sink import MailSink
+from alerts.models import (
+    DigestRecipient,
+    DigestRun,
+    DigestSchedule,
+    Frequency,
+    RecipientStatus,
+    Subscriber,
+)
+from worker import tasks
+
+import factories
+
+DAILY, WEEKLY, MONTHLY = Frequency.DAILY, Frequency.WEEKLY, Frequency.MONTHLY
+# A Monday, 00:00 UTC: 09:00 on Monday in Tokyo, 19:00 on Sunday in New York.
+MONDAY = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("frequency", "zone", "after", "expected"),
+    [
+        (DAILY, "Asia/Tokyo", utc(2026, 11, 2, 0, 0), utc(2026, 11, 2, 23, 0)),
+        (DAILY, "America/New_York", utc(2026, 11, 2, 0, 0), utc(2026, 11, 2, 13, 0)),
+        (DAILY, "UTC", utc(2026, 11, 2, 8, 0), utc(2026, 11, 3, 8, 0)),
+        # New York leaves daylight saving on 1 November 2026: 08:00 EDT is 12:00 UTC.
+        (DAILY, "America/New_York", utc(2026, 10, 31, 13, 0), utc(2026, 11, 1, 13, 0)),
+        (DAILY, "America/New_York", utc(2026, 10, 30, 13, 0), utc(2026, 10, 31, 12, 0)),
+        (WEEKLY, "Europe/Paris", utc(2026, 11, 2, 7, 30), utc(2026, 11, 9, 7, 0)),
+        (WEEKLY, "Europe/Paris", utc(2026, 11, 2, 6, 30), utc(2026, 11, 2, 7, 0)),
+        (MONTHLY, "UTC", utc(2026, 11, 2, 0, 0), utc(2026, 12, 1, 8, 0)),
+        (MONTHLY, "Asia/Tokyo", utc(2026, 12, 31, 22, 0), utc(2026, 12, 31, 23, 0)),
+        (DAILY, "Not/AZone", utc(2026, 11, 2, 0, 0), utc(2026, 11, 2, 8, 0)),
+    ],
+)
+def test_next_send_time(
+    frequency: Frequency, zone: str, after: datetime, expected: datetime
+) -> None:
+    assert digests.next_send_time(frequency, zone, 8, 0, after) == expected
+
+
+def test_periods() -> None:
+    at = utc(2026, 11, 28, 10, 0)
+    assert digests.period_of(DAILY, at) == "2026-11-28"
+    assert digests.period_of(WEEKLY, at) == "2026-W48"
+    assert digests.period_of(MONTHLY, at) == "2026-11"
+
+
+@pytest.fixture
+def monday(frozen_clock: Any) -> Any:
+    frozen_clock(MONDAY)
+    return frozen_clock
+
+
+def tick(app: Flask, at: datetime) -> None:
+    """Move the clock and run what beat runs every few minutes."""
+    clock.freeze(at)
+    with app.app_context():
+        tasks.run_due_digests()
+
+
+def test_each_reader_gets_the_daily_digest_at_their_own_8am(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    tokyo = factories.subscriber(session, ["wipo"], frequency=DAILY, timezone="Asia/Tokyo")
+    new_york = factories.subscriber(session, ["wipo"], frequency=DAILY, timezone="America/New_York")
+    factories.article(
+        session, published_at=MONDAY + timedelta(minutes=10), topics=["wipo"], title="Geneva"
+    )
+
+    tick(app, utc(2026, 11, 2, 12, 55))  # 07:55 in New York, 21:55 in Tokyo
+    assert sink.store.all() == []
+    tick(app, utc(2026, 11, 2, 13, 0))  # 08:00 in New York
+    assert [m.recipients for m in sink.store.all()] == [[new_york.email]]
+    tick(app, utc(2026, 11, 2, 22, 55))  # 07:55 on Tuesday in Tokyo
+    assert len(sink.store.all()) == 1
+    tick(app, utc(2026, 11, 2, 23, 0))  # 08:00 in Tokyo
+    assert sorted(m.recipients[0] for m in sink.store.all()) == sorted(
+        [tokyo.email, new_york.email]
+    )
+    [message] = sink.store.to(new_york.email)
+    assert message.subject == "Your daily news alert: 1 new article"
+    assert message.parsed()["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # The next day brings nothing new: no second digest.
+    tick(app, utc(2026, 11, 3, 13, 0))
+    tick(app, utc(2026, 11, 3, 23, 0))
+    assert len(sink.store.all()) == 2
+
+
+def test_weekly_once_a_week_and_monthly_once_a_month(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    weekly = factories.subscriber(session, ["wipo"], frequency=WEEKLY)
+    monthly = factories.subscriber(session, ["wipo"], frequency=MONTHLY)
+    start = MONDAY
+    for day in range(0, 62):
+        at = start + timedelta(days=day, hours=8)
+        clock.freeze(at - timedelta(hours=1))
+        factories.article(
+            session, published_at=at - timedelta(hours=1), topics=["wipo"], title=f"Day {day}"
+        )
+        tick(app, at)
+    weekly_mail = sink.store.to(weekly.email)
+    monthly_mail = sink.store.to(monthly.email)
+    assert len(weekly_mail) == 9  # Mondays 2 Nov .. 28 Dec
+    assert len(monthly_mail) == 2  # 1 December, 1 January
+    assert weekly_mail[1].subject == "Your weekly news alert: 7 new articles"
+    # 2 November to 1 December 07:00: the articles of the 1st, before 08:00, are in it too.
+    assert monthly_mail[0].subject == "Your monthly news alert: 30 new articles"
+
+
+def test_an_empty_period_sends_nothing(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    factories.article(session, published_at=MONDAY + timedelta(hours=1), topics=["patents"])
+    tick(app, utc(2026, 11, 2, 8, 0))
+    assert sink.store.all() == []
+    session.expire_all()
+    [recipient] = session.scalars(select(DigestRecipient)).all()
+    assert recipient.status is RecipientStatus.SKIPPED
+    schedule = session.get(DigestSchedule, (reader.id, DAILY))
+    assert schedule is not None and schedule.next_at == utc(2026, 11, 3, 8, 0)
+
+
+def test_two_triggers_of_one_period_make_one_run(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    factories.subscriber(session, ["wipo"], frequency=DAILY)
+    factories.article(session, published_at=MONDAY + timedelta(hours=1), topics=["wipo"])
+    tick(app, utc(2026, 11, 2, 8, 0))
+    tick(app, utc(2026, 11, 2, 8, 5))
+    clock.freeze(utc(2026, 11, 2, 9, 0))
+    first, created = digests.start_run(session, DAILY, "", "admin")
+    assert not created
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(DigestRun)) == 1
+    assert len(sink.store.all()) == 1
+    assert first.period == "2026-11-02"
+
+
+def test_an_article_matching_two_topics_appears_once_grouped_newest_first(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    reader = factories.subscriber(
+        session, ["wipo", "health-ip", "venues", "copyright"], frequency=DAILY
+    )
+    factories.article(
+        session,
+        published_at=MONDAY + timedelta(hours=1),
+        topics=["wipo", "health-ip"],
+        title="Pandemic treaty at WIPO",
+    )
+    factories.article(
+        session,
+        published_at=MONDAY + timedelta(hours=2),
+        topics=["wto-trips"],
+        title="TRIPS waiver",
+    )
+    factories.article(
+        session,
+        published_at=MONDAY + timedelta(hours=3),
+        topics=["copyright"],
+        title="Broadcasting treaty",
+    )
+    tick(app, utc(2026, 11, 2, 8, 0))
+    [message] = sink.store.to(reader.email)
+    text = message.body("plain")
+    assert text.count("Pandemic treaty at WIPO") == 1
+    assert message.subject == "Your daily news alert: 3 new articles"
+    # Sections first (site order), then Venues with its newest article first.
+    assert text.index("== Copyright ==") < text.index("== Venues ==")
+    assert text.index("TRIPS waiver") < text.index("Pandemic treaty at WIPO")
+    assert 'Why: you follow "WIPO"' in text and 'Why: you follow "Venues"' in text
+
+
+def test_at_most_50_articles_then_and_n_more(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    for number in range(53):
+        factories.article(
+            session,
+            published_at=MONDAY + timedelta(minutes=number + 1),
+            topics=["wipo"],
+            title=f"Story {number}",
+        )
+    tick(app, utc(2026, 11, 2, 8, 0))
+    [message] = sink.store.to(reader.email)
+    text = message.body("plain")
+    assert message.subject == "Your daily news alert: 53 new articles"
+    assert "Story 52" in text and "Story 3" in text and "Story 2\n" not in text
+    assert "...and 3 more: http://alerts.test/digest/" in text
+
+
+def test_articles_already_sent_as_alerts_are_left_out(
+    app: Flask, client: Any, session: Session, sink: MailSink, monday: Any
+) -> None:
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    auth = {"Authorization": "Bearer dev-api-token"}
+    clock.freeze(MONDAY + timedelta(hours=1))
+    client.post(
+        "/api/v1/articles",
+        json=factories.article_payload(
+            topics=["wipo"], title="Urgent one", urgent=True, published_at=None
+        ),
+        headers=auth,
+    )
+    client.post(
+        "/api/v1/articles",
+        json=factories.article_payload(topics=["wipo"], title="Normal one", published_at=None),
+        headers=auth,
+    )
+    assert [m.subject for m in sink.store.to(reader.email)] == ["Urgent: Urgent one"]
+    tick(app, utc(2026, 11, 2, 8, 0))
+    digest = sink.store.to(reader.email)[-1]
+    assert digest.subject == "Your daily news alert: 1 new article"
+    assert "Normal one" in digest.body("plain") and "Urgent one" not in digest.body("plain")
+
+
+def test_readers_who_left_get_no_digest(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    factories.article(session, published_at=MONDAY + timedelta(hours=1), topics=["wipo"])
+    stored = session.get(Subscriber, reader.id)
+    assert stored is not None
+    from alerts.models import SubscriberStatus
+
+    stored.status = SubscriberStatus.UNSUBSCRIBED
+    session.commit()
+    tick(app, utc(2026, 11, 2, 8, 0))
+    assert sink.store.all() == []
+
+
+def test_a_rerun_after_an_interruption_sends_only_what_is_missing(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    readers = [factories.subscriber(session, ["wipo"], frequency=DAILY) for _ in range(4)]
+    factories.article(session, published_at=MONDAY + timedelta(hours=1), topics=["wipo"])
+    clock.freeze(utc(2026, 11, 2, 8, 0))
+    run, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.commit()
+    with app.app_context():
+        tasks.send_digest_batch(run.id, [readers[0].id, readers[1].id])  # then the worker died
+        tasks.resume_digest_run(run.id)  # an admin starts the same run again
+        tasks.resume_digest_run(run.id)
+    assert sorted(m.recipients[0] for m in sink.store.all()) == sorted(r.email for r in readers)
+    progress = digests.progress(session, run)
+    assert progress.counts == {"sent": 4} and progress.done
