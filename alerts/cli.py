@@ -111,6 +111,75 @@ def articles_publish(source: typing.BinaryIO) -> None:
         raise SystemExit(1)
 
 
+@main.group("digests")
+def digests_group() -> None:
+    """Digest runs."""
+
+
+@digests_group.command("send")
+@click.option("--frequency", required=True, type=click.Choice(["daily", "weekly", "monthly"]))
+@click.option("--topic", default="", help="Only this topic (a slug) and its branch.")
+@click.option("--dry-run", is_flag=True, help="Count the readers and show a sample; send nothing.")
+@with_appcontext
+def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
+    """Send this period's digests now (or join the period's run), with a progress bar."""
+    from datetime import timedelta
+
+    from alerts import db, digests
+    from alerts.mail import delivery, emails
+    from alerts.models import Frequency
+
+    session = db.session()
+    chosen = Frequency(frequency)
+    try:
+        if dry_run:
+            result = digests.dry_run(session, chosen, topic)
+            click.echo(
+                f"{result.emails} of {result.readers} {frequency} readers would get an email"
+            )
+            if result.sample is not None:
+                settings = emails.MailSettings.from_config(current_app.config)
+                rendered = emails.DigestRenderer(settings).render(result.sample, None)
+                click.echo(f"sample, for {result.sample.subscriber.email}: {rendered.subject}\n")
+                click.echo(rendered.text)
+            return
+        run, created = digests.trigger(session, chosen, topic, "cli")
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    session.commit()
+    click.echo(f"run #{run.id} ({frequency} {run.period}){'' if created else ', joined'}")
+    config = current_app.config
+    settings = emails.MailSettings.from_config(config)
+    policy = delivery.RetryPolicy(
+        max_attempts=int(config["SEND_MAX_ATTEMPTS"]),
+        backoff=float(config["SEND_RETRY_BACKOFF"]),
+        backoff_max=float(config["SEND_RETRY_BACKOFF_MAX"]),
+        stale_after=timedelta(seconds=int(config["SEND_STALE_AFTER"])),
+    )
+    renderer = emails.DigestRenderer(settings)
+    progress = digests.progress(session, run)
+    retry: list[int] = []
+    with click.progressbar(length=progress.total, label="Sending", show_pos=True) as bar:
+        bar.update(progress.total - progress.remaining)
+        for page in list(digests.queued_pages(session, run.id, 200)):
+            report = delivery.deliver_digests(
+                session, settings, policy, run.id, page, digest_renderer=renderer
+            )
+            retry.extend(report.retry)
+            bar.update(len(page) - len(report.retry))
+    final = digests.progress(session, run)
+    session.commit()
+    counts = final.counts
+    click.echo(
+        f"{counts.get('sent', 0)} sent, {counts.get('skipped', 0)} skipped (nothing new), "
+        f"{counts.get('failed', 0)} failed, {final.remaining} left"
+    )
+    if retry:
+        click.echo(
+            f"{len(retry)} to retry: run `alerts digests send --frequency {frequency}` again"
+        )
+
+
 @main.command("mail-sink")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8025, show_default=True)

@@ -676,3 +676,87 @@ def due_frequencies(session: Session) -> list[Frequency]:
             )
         )
     ]
+
+
+# --- starting runs (admin, API, CLI) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DryRun:
+    frequency: Frequency
+    scope: str
+    readers: int  # readers of the frequency (and scope) not yet done in this period's run
+    emails: int  # of those, readers whose digest has something new: who would get an email
+    sample: DigestContent | None
+
+
+def existing_run(session: Session, frequency: Frequency, scope: str) -> DigestRun | None:
+    return session.scalar(
+        select(DigestRun).where(
+            DigestRun.frequency == frequency,
+            DigestRun.period == period_of(frequency, now()),
+            DigestRun.scope == scope,
+        )
+    )
+
+
+def dry_run(session: Session, frequency: Frequency, scope: str = "", page: int = 500) -> DryRun:
+    """What starting a run now would do; records nothing."""
+    scope_topic_ids(session, scope)  # an unknown scope raises ValueError here
+    run = existing_run(session, frequency, scope)
+    conditions = [
+        DigestSchedule.frequency == frequency,
+        Subscriber.status == SubscriberStatus.ACTIVE,
+    ]
+    if run is not None:
+        conditions.append(
+            ~exists().where(
+                DigestRecipient.run_id == run.id,
+                DigestRecipient.subscriber_id == DigestSchedule.subscriber_id,
+                DigestRecipient.status != RecipientStatus.QUEUED,
+            )
+        )
+    tree = TopicTree(session)
+    readers = emails = 0
+    sample: DigestContent | None = None
+    after = 0
+    while True:
+        ids = list(
+            session.scalars(
+                select(DigestSchedule.subscriber_id)
+                .join(Subscriber, Subscriber.id == DigestSchedule.subscriber_id)
+                .where(*conditions, DigestSchedule.subscriber_id > after)
+                .order_by(DigestSchedule.subscriber_id)
+                .limit(page)
+            )
+        )
+        if not ids:
+            break
+        after = ids[-1]
+        contents = build_contents(session, frequency, ids, scope, tree)
+        readers += len(contents)
+        for subscriber_id in ids:
+            content = contents.get(subscriber_id)
+            if content is not None and content.total:
+                emails += 1
+                sample = sample or content
+    return DryRun(frequency, scope, readers, emails, sample)
+
+
+def trigger(
+    session: Session, frequency: Frequency, scope: str, triggered_by: str
+) -> tuple[DigestRun, bool]:
+    """Start (or join) this period's run and queue every reader of the frequency; the caller
+    commits, then queues the send tasks."""
+    scope_topic_ids(session, scope)
+    run, created = start_run(session, frequency, scope, triggered_by)
+    enqueue(session, run, due_only=False)
+    return run, created
+
+
+def preview(
+    session: Session, subscriber: Subscriber, frequency: Frequency, scope: str = ""
+) -> DigestContent:
+    """Exactly the digest this reader would get now; records nothing."""
+    content = build_contents(session, frequency, [subscriber.id], scope).get(subscriber.id)
+    return content or DigestContent(subscriber, frequency)

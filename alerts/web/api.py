@@ -7,10 +7,11 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request, session
 from flask.typing import ResponseReturnValue
 
-from alerts import articles, db, taxonomy
+from alerts import articles, db, digests, taxonomy
+from alerts.models import DigestRun, Frequency
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -19,9 +20,15 @@ def error(status: int, code: str, message: str, **extra: Any) -> ResponseReturnV
     return jsonify(error=code, message=message, **extra), status
 
 
-def token_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+def token_required(
+    view: Callable[..., ResponseReturnValue], admin_session: bool = False
+) -> Callable[..., ResponseReturnValue]:
+    """The API token as a Bearer header; for admin calls, a logged-in admin's session too."""
+
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+        if admin_session and session.get("admin"):
+            return view(*args, **kwargs)
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         expected = current_app.config["API_TOKEN"]
@@ -72,3 +79,67 @@ def publish_article() -> ResponseReturnValue:
     return jsonify(
         id=result.article_id, guid=article.guid, created=False, changed=list(result.changed)
     ), 200
+
+
+def admin_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+    return token_required(view, admin_session=True)
+
+
+@bp.post("/digests")
+@admin_required
+def start_digest() -> ResponseReturnValue:
+    """{"frequency": "daily", "dry_run": true, "topic": "wipo"} -> 200 (dry run) or 202."""
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        return error(400, "invalid_json", "The body must be a JSON object.")
+    problems: dict[str, str] = {}
+    frequency = str(payload.get("frequency"))
+    if frequency not in [f.value for f in digests.DIGEST_FREQUENCIES]:
+        problems["frequency"] = "must be daily, weekly or monthly"
+    dry = payload.get("dry_run", False)
+    if not isinstance(dry, bool):
+        problems["dry_run"] = "must be true or false"
+    scope = payload.get("topic") or ""
+    if not isinstance(scope, str):
+        problems["topic"] = "must be a topic slug"
+    for name in set(payload) - {"frequency", "dry_run", "topic"}:
+        problems[str(name)[:50]] = "is not a field"
+    if problems:
+        return error(422, "invalid_request", "No digest was started.", fields=problems)
+    db_session = db.session()
+    try:
+        if dry:
+            result = digests.dry_run(db_session, Frequency(frequency), scope)
+            return jsonify(
+                dry_run=True,
+                frequency=frequency,
+                topic=scope or None,
+                readers=result.readers,
+                emails=result.emails,
+                sample_subscriber=result.sample.subscriber.email if result.sample else None,
+            )
+        run, created = digests.trigger(db_session, Frequency(frequency), scope, "api")
+    except ValueError:
+        db_session.rollback()
+        return error(
+            422, "invalid_request", "No digest was started.", fields={"topic": "unknown topic"}
+        )
+    db_session.commit()
+    from worker.tasks import resume_digest_run
+
+    resume_digest_run.delay(run.id)
+    body = digests.progress(db_session, run).as_dict()
+    db_session.commit()
+    return jsonify(existing=not created, **body), 202
+
+
+@bp.get("/digests/<int:run_id>")
+@admin_required
+def digest_status(run_id: int) -> ResponseReturnValue:
+    db_session = db.session()
+    run = db_session.get(DigestRun, run_id)
+    if run is None:
+        return error(404, "not_found", "No digest run has that id.")
+    body = digests.progress(db_session, run).as_dict()
+    db_session.commit()
+    return jsonify(body)
