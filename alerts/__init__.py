@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -26,7 +27,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings.check_production(app.config)
     if app.config["ENV"] == "production":
         app.config.update(SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    # Admin sessions end after a working day.
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=8)
 
     from alerts import db
 

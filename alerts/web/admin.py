@@ -6,7 +6,6 @@ import hmac
 import smtplib
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from functools import wraps
 from typing import Any
 
@@ -33,7 +32,6 @@ from alerts.web.charts import bars
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 DIGEST_FREQUENCIES = [f.value for f in digests.DIGEST_FREQUENCIES]
-SESSION_LIFETIME = timedelta(hours=8)
 
 
 class LoginThrottle:
@@ -106,7 +104,6 @@ def login() -> ResponseReturnValue:
             session.clear()
             session["admin"] = True
             session.permanent = True
-            current_app.permanent_session_lifetime = SESSION_LIFETIME
             target = request.args.get("next", "")
             # Only our own admin pages: never an open redirect.
             if not target.startswith("/admin") or "//" in target or "\\" in target:
