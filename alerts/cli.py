@@ -192,8 +192,16 @@ def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
     help="Refuse ADDRESS with CODE (always, or the first N times), to try bounces and retries.",
 )
 @click.option("--discard", is_flag=True, help="Accept and count messages without keeping them.")
+@click.option(
+    "--hold", multiple=True, metavar="ADDRESS", help="Leave the first RCPT TO for ADDRESS hanging."
+)
 def mail_sink(
-    host: str, port: int, directory: str | None, failures: tuple[str, ...], discard: bool
+    host: str,
+    port: int,
+    directory: str | None,
+    failures: tuple[str, ...],
+    discard: bool,
+    hold: tuple[str, ...],
 ) -> None:
     """A local SMTP server that keeps every message (read them on /dev/mail)."""
     from alerts import config
@@ -208,7 +216,7 @@ def mail_sink(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     click.echo(f"mail sink on {host}:{port}, keeping messages in {directory}")
-    serve_forever(directory, host, port, stop, rules, discard)
+    serve_forever(directory, host, port, stop, rules, discard, hold)
 
 
 if __name__ == "__main__":

@@ -153,7 +153,12 @@ def celery_worker_argv(concurrency: int = 2, loglevel: str = "INFO") -> list[str
 
 
 def mail_sink_argv(
-    host: str, port: int, directory: str, failures: Sequence[str] = (), discard: bool = False
+    host: str,
+    port: int,
+    directory: str,
+    failures: Sequence[str] = (),
+    discard: bool = False,
+    hold: Sequence[str] = (),
 ) -> list[str]:
     argv = [
         sys.executable, "-m", "alerts.cli", "mail-sink",
@@ -163,6 +168,8 @@ def mail_sink_argv(
         argv += ["--fail", rule]
     if discard:
         argv.append("--discard")
+    for address in hold:
+        argv += ["--hold", address]
     return argv
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -120,9 +121,15 @@ class SinkHandler:
     """aiosmtpd handler: store every message; refuse recipients as the failure rules say."""
 
     def __init__(
-        self, store: MailStore, rules: list[FailureRule] | None = None, discard: bool = False
+        self,
+        store: MailStore,
+        rules: list[FailureRule] | None = None,
+        discard: bool = False,
+        hold: tuple[str, ...] = (),
     ) -> None:
         self.store = store
+        # Addresses whose first RCPT TO is left hanging (to test a sender dying mid-send).
+        self.hold = {address.lower() for address in hold}
         self.rules = {rule.address: rule for rule in rules or []}
         self.refused: dict[str, int] = {}
         # Benchmarks measure the sender, not this sink's disk: accept and count only.
@@ -137,6 +144,14 @@ class SinkHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if address.lower() in self.hold:
+            self.hold.discard(address.lower())
+            marker = os.path.join(self.store.directory, f"holding-{address.lower()}")
+            os.makedirs(self.store.directory, exist_ok=True)
+            with open(marker, "w", encoding="utf-8") as handle:
+                handle.write(address)
+            await asyncio.sleep(120)
+            return "451 held too long by the test sink"
         rule = self.rules.get(address.lower())
         if rule is not None:
             count = self.refused.get(rule.address, 0)
@@ -165,9 +180,10 @@ class MailSink:
         port: int = 8025,
         rules: list[FailureRule] | None = None,
         discard: bool = False,
+        hold: tuple[str, ...] = (),
     ) -> None:
         self.store = MailStore(directory)
-        self.handler = SinkHandler(self.store, rules, discard)
+        self.handler = SinkHandler(self.store, rules, discard, hold)
         self.controller = Controller(
             self.handler, hostname=host, port=port, data_size_limit=64 * 1024 * 1024
         )
@@ -193,6 +209,7 @@ def serve_forever(
     stop: threading.Event,
     rules: list[FailureRule] | None = None,
     discard: bool = False,
+    hold: tuple[str, ...] = (),
 ) -> None:
-    with MailSink(directory, host, port, rules, discard):
+    with MailSink(directory, host, port, rules, discard, hold):
         stop.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,6 @@ from alerts import create_app
 from alerts.devstack import (
     ChildProcess,
     EmbeddedRedis,
-    celery_worker_argv,
     free_port,
     mail_sink_argv,
     port_open,
@@ -25,11 +25,22 @@ from alerts.mail.sink import MailStore
 from processes import Browser, Stack
 
 
+def typed(value: str) -> object:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
 @pytest.fixture
 def stack(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """Use @pytest.mark.sink_failures("addr=451x1", ...) to make the sink refuse addresses."""
+    """Markers shape it: sink_failures("addr=451x1"), sink_hold("addr"), settings(NAME="v")."""
     marker = request.node.get_closest_marker("sink_failures")
     failures = list(marker.args) if marker else []
+    hold_marker = request.node.get_closest_marker("sink_hold")
+    hold = list(hold_marker.args) if hold_marker else []
+    settings_marker = request.node.get_closest_marker("settings")
+    extra = dict(settings_marker.kwargs) if settings_marker else {}
     redis = EmbeddedRedis(str(tmp_path / "redis")).start()
     smtp_port = free_port()
     web_port = free_port()
@@ -44,6 +55,7 @@ def stack(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         "ALERTS_DEV_MAIL_DIR": mail_dir,
         # Retries in fractions of a second, so a 4xx-then-250 test takes no minutes.
         "ALERTS_SEND_RETRY_BACKOFF": "0.3",
+        **extra,
     }
     env = {**os.environ, **settings}
     processes: list[ChildProcess] = [redis]
@@ -52,22 +64,21 @@ def stack(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     try:
         sink = ChildProcess(
             "mail-sink",
-            mail_sink_argv("127.0.0.1", smtp_port, mail_dir, failures),
+            mail_sink_argv("127.0.0.1", smtp_port, mail_dir, failures, hold=hold),
             env,
             str(tmp_path / "sink.log"),
         ).start()
         processes.append(sink)
-        worker = ChildProcess(
-            "worker", celery_worker_argv(concurrency=2), env, str(tmp_path / "worker.log")
-        ).start()
-        processes.append(worker)
-        app = create_app({key.removeprefix("ALERTS_"): value for key, value in settings.items()})
-        app.config["SEND_RETRY_BACKOFF"] = 0.3
+        # The same settings the worker reads from its environment, typed as Flask types them.
+        app = create_app(
+            {key.removeprefix("ALERTS_"): typed(value) for key, value in settings.items()}
+        )
         server = make_server("127.0.0.1", web_port, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         wait_for(lambda: port_open("127.0.0.1", smtp_port), 20, "mail sink")
-        wait_for(lambda: b"ready." in Path(worker.log_path or "").read_bytes(), 60, "celery worker")
-        yield Stack(base_url, app, MailStore(mail_dir), redis.url, processes)
+        stack = Stack(base_url, app, MailStore(mail_dir), redis.url, processes, env, tmp_path)
+        stack.start_worker()
+        yield stack
     finally:
         if server is not None:
             server.shutdown()

@@ -10,14 +10,16 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 from flask import Flask
 from sqlalchemy import func, select
 
 from alerts import db
-from alerts.devstack import ChildProcess, wait_for
+from alerts.devstack import ChildProcess, celery_worker_argv, wait_for
 from alerts.mail.sink import MailStore, StoredMessage
 from alerts.models import Delivery, DeliveryStatus
 
@@ -29,6 +31,29 @@ class Stack:
     mail: MailStore
     redis_url: str
     processes: list[ChildProcess] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    directory: Path | None = None
+    workers_started: int = 0
+
+    def start_worker(self) -> ChildProcess:
+        self.workers_started += 1
+        log_path = str((self.directory or Path(".")) / f"worker-{self.workers_started}.log")
+        worker = ChildProcess("worker", celery_worker_argv(concurrency=2), self.env, log_path)
+        worker.start()
+        self.processes.append(worker)
+        wait_for(lambda: b"ready." in Path(log_path).read_bytes(), 60, "celery worker")
+        return worker
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker and its pool processes: a machine dying mid-send."""
+        for worker in [p for p in self.processes if p.name == "worker" and p.running()]:
+            assert worker.process is not None
+            tree = psutil.Process(worker.process.pid)
+            victims = [tree, *tree.children(recursive=True)]
+            for victim in victims:
+                victim.kill()
+            psutil.wait_procs(victims, timeout=10)
+            worker.stop()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.processes)
@@ -54,8 +79,11 @@ class Stack:
     def to(self, address: str) -> list[StoredMessage]:
         return self.mail.to(address)
 
-    def settle(self, timeout: float = 30) -> None:
-        """Wait until the broker holds no task (queued or running) and no delivery is claimed."""
+    def settle(self, timeout: float = 30, count_unacked: bool = True) -> None:
+        """Wait until the broker holds no task (queued or running) and no delivery is claimed.
+
+        A killed worker leaves its tasks unacknowledged (redelivered only after the visibility
+        timeout): pass count_unacked=False after a kill."""
         client = redis.Redis.from_url(self.redis_url)
         quiet_since: float | None = None
 
@@ -68,7 +96,7 @@ class Stack:
                     .where(Delivery.status == DeliveryStatus.CLAIMED)
                 )
                 db.session().rollback()
-            busy = client.llen("celery") or client.hlen("unacked") or claimed
+            busy = client.llen("celery") or (count_unacked and client.hlen("unacked")) or claimed
             if busy:
                 quiet_since = None
                 return False
