@@ -10,9 +10,10 @@ import secrets
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -493,19 +494,91 @@ def build_contents(
 
 
 # --- claims -------------------------------------------------------------------------------
+# Statements built once: they run once or twice per digest sent, so they must cost little.
+
+_recipients = cast(Table, DigestRecipient.__table__)
+_deliveries = cast(Table, Delivery.__table__)
+_schedules = cast(Table, DigestSchedule.__table__)
+
+_FINISH_RECIPIENT = (
+    update(_recipients)
+    .where(
+        _recipients.c.run_id == bindparam("run"),
+        _recipients.c.subscriber_id == bindparam("subscriber"),
+        _recipients.c.claim_token == bindparam("token"),
+    )
+    .values(
+        status=bindparam("new_status"),
+        article_count=bindparam("new_count"),
+        last_error=bindparam("new_error"),
+        updated_at=bindparam("new_updated_at"),
+        claim_token=None,
+    )
+)
+_FINISH_DELIVERIES = (
+    update(_deliveries)
+    .where(
+        _deliveries.c.subscriber_id == bindparam("subscriber"),
+        _deliveries.c.claim_token == bindparam("token"),
+    )
+    .values(
+        status=bindparam("new_status"),
+        sent_at=bindparam("new_sent_at"),
+        last_error=bindparam("new_error"),
+        updated_at=bindparam("new_updated_at"),
+        claim_token=None,
+    )
+)
+_RELEASE_DELIVERIES = (
+    update(_deliveries)
+    .where(
+        _deliveries.c.subscriber_id == bindparam("subscriber"),
+        _deliveries.c.claim_token == bindparam("token"),
+    )
+    .values(
+        claim_token=None,
+        last_error=bindparam("new_error"),
+        updated_at=bindparam("new_updated_at"),
+    )
+)
+_MOVE_SCHEDULE = (
+    update(_schedules)
+    .where(
+        _schedules.c.subscriber_id == bindparam("subscriber"),
+        _schedules.c.frequency == bindparam("schedule_frequency"),
+    )
+    .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
+)
 
 
-def claim_recipient(
-    session: Session, run_id: int, subscriber_id: int, stale_after: timedelta
-) -> str | None:
-    """Take this reader's digest of this run; None when it is done or another live run has it."""
+def _insert_ignoring_duplicates(session: Session, table: Table) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    return dialect_insert(table).on_conflict_do_nothing()
+
+
+@dataclass(frozen=True)
+class RecipientClaim:
+    token: str
+    subscriber_ids: list[int]  # the readers this attempt holds, in id order
+    held_elsewhere: list[int]  # queued, but a live attempt holds them
+
+
+def claim_recipients(
+    session: Session, run_id: int, subscriber_ids: Collection[int], stale_after: timedelta
+) -> RecipientClaim:
+    """Take these readers' digests of this run; commits. Done ones are left out; a claim of an
+    attempt that died is taken over once older than `stale_after`."""
     token = secrets.token_hex(8)
     current = now()
-    claimed = session.execute(
+    ids = sorted(set(subscriber_ids))
+    session.execute(
         update(DigestRecipient)
         .where(
             DigestRecipient.run_id == run_id,
-            DigestRecipient.subscriber_id == subscriber_id,
+            DigestRecipient.subscriber_id.in_(ids),
             DigestRecipient.status == RecipientStatus.QUEUED,
             or_(
                 DigestRecipient.claim_token.is_(None),
@@ -520,26 +593,36 @@ def claim_recipient(
         )
         .execution_options(synchronize_session=False)
     )
-    session.commit()
-    return token if getattr(claimed, "rowcount", 0) == 1 else None
-
-
-def recipient_state(session: Session, run_id: int, subscriber_id: int) -> DigestRecipient | None:
-    return session.scalar(
-        select(DigestRecipient).where(
-            DigestRecipient.run_id == run_id, DigestRecipient.subscriber_id == subscriber_id
+    rows = session.execute(
+        select(DigestRecipient.subscriber_id, DigestRecipient.claim_token).where(
+            DigestRecipient.run_id == run_id,
+            DigestRecipient.subscriber_id.in_(ids),
+            DigestRecipient.status == RecipientStatus.QUEUED,
         )
+    ).all()
+    session.commit()
+    held = sorted(subscriber_id for subscriber_id, owner in rows if owner == token)
+    elsewhere = sorted(subscriber_id for subscriber_id, owner in rows if owner != token)
+    return RecipientClaim(token, held, elsewhere)
+
+
+def attempts_of(session: Session, run_id: int, subscriber_ids: Collection[int]) -> dict[int, int]:
+    return dict(
+        session.execute(
+            select(DigestRecipient.subscriber_id, DigestRecipient.attempts).where(
+                DigestRecipient.run_id == run_id,
+                DigestRecipient.subscriber_id.in_(list(subscriber_ids)),
+            )
+        ).all()
     )
 
 
 def claim_articles(
-    session: Session, run_id: int, subscriber_id: int, article_ids: list[int], token: str
-) -> list[int]:
-    """Record the digest's articles in the send ledger; returns those this digest may carry
-    (an alert or another digest may have taken one a moment ago)."""
+    session: Session, run_id: int, wanted: dict[int, list[int]], token: str
+) -> dict[int, list[int]]:
+    """Record each digest's articles in the send ledger (reader -> article ids); returns what
+    each digest may carry: an alert or another digest may have taken an article meanwhile."""
     current = now()
-    if not article_ids:
-        return []
     rows = [
         {
             "subscriber_id": subscriber_id,
@@ -552,91 +635,89 @@ def claim_articles(
             "claim_token": token,
             "claimed_at": current,
         }
+        for subscriber_id, article_ids in wanted.items()
         for article_id in article_ids
     ]
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-    session.execute(dialect_insert(Delivery).values(rows).on_conflict_do_nothing())
-    # Rows a dead attempt of this same digest left behind become ours.
+    if not rows:
+        return {}
+    session.connection().execute(_insert_ignoring_duplicates(session, _deliveries), rows)
+    readers = list(wanted)
+    # Rows a dead attempt of this same run left behind become ours.
     session.execute(
         update(Delivery)
         .where(
-            Delivery.subscriber_id == subscriber_id,
-            Delivery.article_id.in_(article_ids),
+            Delivery.subscriber_id.in_(readers),
             Delivery.digest_run_id == run_id,
             Delivery.status == DeliveryStatus.CLAIMED,
         )
         .values(claim_token=token, claimed_at=current, updated_at=current)
         .execution_options(synchronize_session=False)
     )
-    held = set(
-        session.scalars(
-            select(Delivery.article_id).where(
-                Delivery.subscriber_id == subscriber_id,
-                Delivery.article_id.in_(article_ids),
-                Delivery.claim_token == token,
-            )
+    held: dict[int, set[int]] = {}
+    for subscriber_id, article_id in session.execute(
+        select(Delivery.subscriber_id, Delivery.article_id).where(
+            Delivery.subscriber_id.in_(readers), Delivery.claim_token == token
         )
-    )
-    return [article_id for article_id in article_ids if article_id in held]
+    ):
+        held.setdefault(subscriber_id, set()).add(article_id)
+    session.commit()
+    return {
+        subscriber_id: [a for a in article_ids if a in held.get(subscriber_id, ())]
+        for subscriber_id, article_ids in wanted.items()
+    }
 
 
 def finish_recipient(
     session: Session,
     run_id: int,
-    subscriber_id: int,
+    reader: Subscriber,
     token: str,
     status: RecipientStatus,
     *,
     frequency: Frequency,
-    article_ids: Collection[int] = (),
+    article_count: int = 0,
     error: str | None = None,
     delivery_status: DeliveryStatus | None = None,
 ) -> None:
     """Record a reader's digest outcome; sent and skipped move their schedule on."""
     current = now()
-    values: dict[str, object] = {"status": status, "updated_at": current, "claim_token": None}
-    if article_ids:
-        values["article_count"] = len(article_ids)
-    if error:
-        values["last_error"] = error[:2000]
-    session.execute(
-        update(DigestRecipient)
-        .where(
-            DigestRecipient.run_id == run_id,
-            DigestRecipient.subscriber_id == subscriber_id,
-            DigestRecipient.claim_token == token,
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
+    connection = session.connection()
+    connection.execute(
+        _FINISH_RECIPIENT,
+        {
+            "run": run_id,
+            "subscriber": reader.id,
+            "token": token,
+            "new_status": status,
+            "new_count": article_count,
+            "new_error": error[:2000] if error else None,
+            "new_updated_at": current,
+        },
     )
     if delivery_status is not None:
-        session.execute(
-            update(Delivery)
-            .where(
-                Delivery.subscriber_id == subscriber_id,
-                Delivery.claim_token == token,
-            )
-            .values(
-                status=delivery_status,
-                claim_token=None,
-                updated_at=current,
-                sent_at=current if delivery_status is DeliveryStatus.SENT else None,
-                last_error=error[:2000] if error else None,
-            )
-            .execution_options(synchronize_session=False)
+        connection.execute(
+            _FINISH_DELIVERIES,
+            {
+                "subscriber": reader.id,
+                "token": token,
+                "new_status": delivery_status,
+                "new_sent_at": current if delivery_status is DeliveryStatus.SENT else None,
+                "new_error": error[:2000] if error else None,
+                "new_updated_at": current,
+            },
         )
     if status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
-        reader = session.get(Subscriber, subscriber_id)
-        schedule = session.get(DigestSchedule, (subscriber_id, frequency))
-        if reader is not None and schedule is not None:
-            schedule.last_sent_at = current
-            schedule.next_at = next_send_time(
-                frequency, reader.timezone, reader.send_hour, reader.send_weekday, current
-            )
+        connection.execute(
+            _MOVE_SCHEDULE,
+            {
+                "subscriber": reader.id,
+                "schedule_frequency": frequency,
+                "new_last_sent_at": current,
+                "new_next_at": next_send_time(
+                    frequency, reader.timezone, reader.send_hour, reader.send_weekday, current
+                ),
+            },
+        )
 
 
 def release_recipient(
@@ -654,11 +735,14 @@ def release_recipient(
         .values(claim_token=None, last_error=error[:2000], updated_at=current)
         .execution_options(synchronize_session=False)
     )
-    session.execute(
-        update(Delivery)
-        .where(Delivery.subscriber_id == subscriber_id, Delivery.claim_token == token)
-        .values(claim_token=None, last_error=error[:2000], updated_at=current)
-        .execution_options(synchronize_session=False)
+    session.connection().execute(
+        _RELEASE_DELIVERIES,
+        {
+            "subscriber": subscriber_id,
+            "token": token,
+            "new_error": error[:2000],
+            "new_updated_at": current,
+        },
     )
 
 

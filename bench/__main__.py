@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import alerts
+from bench import alerts, digests
 
-BENCHMARKS = {"alerts": alerts.run}
+BENCHMARKS = {"alerts": alerts.run, "digests": digests.run}
 
 
 def main() -> None:

@@ -6,13 +6,16 @@ import argparse
 import json
 import time
 import urllib.request
+from datetime import timedelta
 
 from sqlalchemy import func, insert, select
 
 from alerts import db
+from alerts.clock import now
 from alerts.models import (
     Delivery,
     DeliveryStatus,
+    DigestSchedule,
     Frequency,
     Subscriber,
     SubscriberLanguage,
@@ -25,13 +28,15 @@ from bench.stack import running
 CHUNK = 5_000
 
 
-def add_readers(count: int) -> None:
-    """`count` active readers of WIPO, immediate, in English (plus an unrelated reader each 10)."""
+def add_readers(count: int, frequency: Frequency = Frequency.IMMEDIATE) -> list[int]:
+    """`count` active readers of WIPO at `frequency`, in English (and an unrelated reader for
+    every ten); returns the ids of the WIPO readers."""
     session = db.session()
     wipo = session.scalar(select(Topic.id).where(Topic.slug == "wipo"))
     patents = session.scalar(select(Topic.id).where(Topic.slug == "patents"))
     start = int(session.scalar(select(func.coalesce(func.max(Subscriber.id), 0))) or 0) + 1
     total = count + count // 10
+    confirmed = now() - timedelta(days=1)
     for offset in range(0, total, CHUNK):
         ids = range(start + offset, start + min(offset + CHUNK, total))
         session.execute(
@@ -55,15 +60,22 @@ def add_readers(count: int) -> None:
                 {
                     "subscriber_id": i,
                     "topic_id": wipo if i - start < count else patents,
-                    "frequency": Frequency.IMMEDIATE,
+                    "frequency": frequency,
                 }
                 for i in ids
             ],
         )
+        if frequency is not Frequency.IMMEDIATE:
+            session.execute(
+                insert(DigestSchedule),
+                [{"subscriber_id": i, "frequency": frequency, "next_at": confirmed} for i in ids],
+            )
     session.commit()
+    return list(range(start, start + count))
 
 
 def publish(base_url: str, title: str) -> None:
+    """One article through the HTTP API, as a publisher sends it."""
     article = {
         "url": f"https://news.example.org/{time.time_ns()}",
         "title": title,

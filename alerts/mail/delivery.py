@@ -12,13 +12,14 @@ from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from alerts import matching
 from alerts.mail import emails, ledger, message, smtp
-from alerts.models import Article, Subscriber
+from alerts.models import Article, DigestRecipient, Subscriber
 
 Connect = Callable[[smtp.SmtpSettings], AbstractContextManager[smtp.Mailer]]
 
@@ -120,7 +121,11 @@ def deliver_digests(
     connect: Connect = smtp.connect,
     digest_renderer: emails.DigestRenderer | None = None,
 ) -> BatchReport:
-    """Send one run's digests to these readers: each at most once, empty ones skipped."""
+    """Send one run's digests to these readers: each at most once, empty ones skipped.
+
+    The batch is claimed at once (readers, then their articles in the ledger); each outcome
+    is committed before the next email, so a crash repeats nothing that was sent.
+    """
     from alerts import digests
     from alerts.models import DeliveryStatus, DigestRun, RecipientStatus
 
@@ -129,103 +134,99 @@ def deliver_digests(
     if run is None:
         return report
     frequency = run.frequency
+    claim = digests.claim_recipients(session, run_id, subscriber_ids, policy.stale_after)
+    if claim.held_elsewhere:
+        # Another attempt holds these; if it died, its claims go stale: look again then.
+        report.retry.extend(claim.held_elsewhere)
+        report.retry_delay = policy.stale_after.total_seconds()
+    if not claim.subscriber_ids:
+        return report
+    token = claim.token
     tree = digests.TopicTree(session)
-    contents = digests.build_contents(session, frequency, subscriber_ids, run.scope, tree)
+    contents = digests.build_contents(session, frequency, claim.subscriber_ids, run.scope, tree)
+    held = digests.claim_articles(
+        session,
+        run_id,
+        {reader_id: content.article_ids for reader_id, content in contents.items()},
+        token,
+    )
+    tries = digests.attempts_of(session, run_id, claim.subscriber_ids)
     render = digest_renderer or emails.DigestRenderer(settings)
     sender = message.envelope_sender(settings.mail_from)
-    remaining = list(subscriber_ids)
 
-    def finish(subscriber_id: int, token: str, status: RecipientStatus, **kwargs: object) -> None:
+    def finish(reader: Subscriber, status: RecipientStatus, **kwargs: Any) -> None:
         digests.finish_recipient(
-            session,
-            run_id,
-            subscriber_id,
-            token,
-            status,
-            frequency=frequency,
-            **kwargs,  # type: ignore[arg-type]
+            session, run_id, reader, token, status, frequency=frequency, **kwargs
         )
 
-    def temporary(subscriber_id: int, token: str, error: str) -> None:
-        state = digests.recipient_state(session, run_id, subscriber_id)
-        tries = state.attempts if state else 1
-        if tries >= policy.max_attempts:
+    def temporary(reader_id: int, error: str) -> None:
+        content = contents.get(reader_id)
+        if tries.get(reader_id, 1) >= policy.max_attempts and content is not None:
             finish(
-                subscriber_id,
-                token,
+                content.subscriber,
                 RecipientStatus.FAILED,
                 error=error,
                 delivery_status=DeliveryStatus.FAILED,
             )
-            report.failed.append(subscriber_id)
+            report.failed.append(reader_id)
         else:
-            digests.release_recipient(session, run_id, subscriber_id, token, error)
-            report.retry.append(subscriber_id)
-            report.retry_delay = max(report.retry_delay, policy.delay(tries))
+            digests.release_recipient(session, run_id, reader_id, token, error)
+            report.retry.append(reader_id)
+            report.retry_delay = max(report.retry_delay, policy.delay(tries.get(reader_id, 1)))
 
-    token: str | None = None
+    remaining = list(claim.subscriber_ids)
     try:
         with connect(settings.smtp) as mailer:
             while remaining:
-                subscriber_id = remaining[0]
-                token = digests.claim_recipient(session, run_id, subscriber_id, policy.stale_after)
-                if token is None:
-                    state = digests.recipient_state(session, run_id, subscriber_id)
-                    if state is not None and state.status is RecipientStatus.QUEUED:
-                        # Another live attempt holds it; if that one died, look again later.
-                        report.retry.append(subscriber_id)
-                        report.retry_delay = max(
-                            report.retry_delay, policy.stale_after.total_seconds()
+                reader_id = remaining[0]
+                content = contents.get(reader_id)
+                articles = held.get(reader_id, [])
+                if content is None:
+                    # No longer active: no email, and no schedule to move on.
+                    session.execute(
+                        update(DigestRecipient)
+                        .where(
+                            DigestRecipient.run_id == run_id,
+                            DigestRecipient.subscriber_id == reader_id,
+                            DigestRecipient.claim_token == token,
                         )
-                    remaining.pop(0)
-                    continue
-                content = contents.get(subscriber_id)
-                held = (
-                    digests.claim_articles(
-                        session, run_id, subscriber_id, content.article_ids, token
+                        .values(
+                            status=RecipientStatus.SKIPPED,
+                            claim_token=None,
+                            last_error="not active",
+                        )
                     )
-                    if content is not None
-                    else []
-                )
-                if content is None or not held:
-                    # Nothing new (or no longer active): no email, and the schedule moves on.
-                    finish(subscriber_id, token, RecipientStatus.SKIPPED)
+                elif not articles:
+                    finish(content.subscriber, RecipientStatus.SKIPPED)  # nothing new: no email
                 else:
-                    content.keep_only(held)
+                    content.keep_only(articles)
                     raw = render.message(content, run_id)
                     rejection = mailer.send(raw, sender, content.subscriber.email)
                     if rejection is None:
                         finish(
-                            subscriber_id,
-                            token,
+                            content.subscriber,
                             RecipientStatus.SENT,
-                            article_ids=held,
+                            article_count=len(articles),
                             delivery_status=DeliveryStatus.SENT,
                         )
-                        report.sent.append(subscriber_id)
+                        report.sent.append(reader_id)
                     elif rejection.permanent:
                         error = f"{rejection.code} {rejection.message}"
                         finish(
-                            subscriber_id,
-                            token,
+                            content.subscriber,
                             RecipientStatus.FAILED,
                             error=error,
                             delivery_status=DeliveryStatus.BOUNCED,
                         )
-                        ledger.suppress(session, subscriber_id, error)
-                        report.bounced.append(subscriber_id)
+                        ledger.suppress(session, reader_id, error)
+                        report.bounced.append(reader_id)
                     else:
-                        temporary(subscriber_id, token, f"{rejection.code} {rejection.message}")
+                        temporary(reader_id, f"{rejection.code} {rejection.message}")
                 session.commit()
-                token = None
                 remaining.pop(0)
     except (OSError, smtplib.SMTPException) as error:
         session.rollback()
-        text = f"{type(error).__name__}: {error}"
-        if token is not None and remaining:
-            temporary(remaining.pop(0), token, text)
-        for subscriber_id in remaining:
-            report.retry.append(subscriber_id)
-            report.retry_delay = max(report.retry_delay, policy.delay(1))
+        for reader_id in remaining:
+            temporary(reader_id, f"{type(error).__name__}: {error}")
         session.commit()
     return report

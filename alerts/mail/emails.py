@@ -180,10 +180,16 @@ class DigestRenderer:
             )
         return self._blocks[article.id]
 
-    def render(self, content: Any, run_id: int | None, test: bool = False) -> RenderedEmail:
+    def render(
+        self,
+        content: Any,
+        run_id: int | None,
+        test: bool = False,
+        links: dict[str, str] | None = None,
+    ) -> RenderedEmail:
         """`content` is a digests.DigestContent; `run_id` None for a preview."""
         reader = content.subscriber
-        links = reader_links(self.settings, reader.id)
+        links = links or reader_links(self.settings, reader.id)
         more_url = None
         if content.more and run_id is not None:
             token = tokens.make(
@@ -207,8 +213,8 @@ class DigestRenderer:
         return renderer().render("digest", context)
 
     def message(self, content: Any, run_id: int | None, test: bool = False) -> bytes:
-        rendered = self.render(content, run_id, test)
         links = reader_links(self.settings, content.subscriber.id)
+        rendered = self.render(content, run_id, test, links)
         return message.build(
             rendered,
             sender=self.settings.mail_from,
