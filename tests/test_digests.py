@@ -265,3 +265,25 @@ def test_a_rerun_after_an_interruption_sends_only_what_is_missing(
     assert sorted(m.recipients[0] for m in sink.store.all()) == sorted(r.email for r in readers)
     progress = digests.progress(session, run)
     assert progress.counts == {"sent": 4} and progress.done
+
+
+def test_the_and_more_link_lists_the_whole_digest(
+    app: Flask, client: Any, session: Session, sink: MailSink, monday: Any
+) -> None:
+    import re
+
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    for number in range(52):
+        factories.article(
+            session,
+            published_at=MONDAY + timedelta(minutes=number + 1),
+            topics=["wipo"],
+            title=f"Story {number}",
+        )
+    tick(app, utc(2026, 11, 2, 8, 0))
+    [message] = sink.store.to(reader.email)
+    link = re.search(r"http://alerts.test(/digest/\S+)", message.body("plain"))
+    assert link is not None
+    page = client.get(link.group(1)).get_data(as_text=True)
+    assert "52 articles" in page and "Story 0<" in page and "Story 51<" in page
+    assert client.get("/digest/forged").status_code == 404

@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template
 from flask.typing import ResponseReturnValue
+from sqlalchemy import select
 
 from alerts import db, taxonomy, tokens
-from alerts.models import Subscriber, SubscriberStatus
+from alerts.models import Article, Delivery, DigestRun, Subscriber, SubscriberStatus
 from alerts.subscriptions import unsubscribe
 from alerts.web import csrf
 from alerts.web.public import FREQUENCY_LABELS
@@ -84,3 +85,27 @@ def manage(token: str) -> ResponseReturnValue:
         frequencies=FREQUENCY_LABELS,
         unsubscribe_token=unsubscribe_token,
     )
+
+
+@bp.get("/digest/<token>")
+def digest_articles(token: str) -> ResponseReturnValue:
+    """The whole of one digest, past the 50 articles the email shows ("and N more")."""
+    config = current_app.config
+    try:
+        payload = tokens.read(
+            config["SECRET_KEY"], tokens.Purpose.DIGEST, token, int(config["UNSUBSCRIBE_MAX_AGE"])
+        )
+        subscriber_id, run_id = int(payload["s"]), int(payload["r"])
+    except tokens.TokenExpired:
+        return _link_error("This link has expired", "Use the link in a more recent email.", 410)
+    except (tokens.TokenInvalid, KeyError, TypeError, ValueError):
+        return _link_error("This link is not valid", "Try copying it again from the email.", 404)
+    session = db.session()
+    articles = session.scalars(
+        select(Article)
+        .join(Delivery, Delivery.article_id == Article.id)
+        .where(Delivery.subscriber_id == subscriber_id, Delivery.digest_run_id == run_id)
+        .order_by(Article.published_at.desc(), Article.id.desc())
+    ).all()
+    run = session.get(DigestRun, run_id)
+    return render_template("web/digest.html", articles=articles, run=run)
