@@ -10,8 +10,9 @@ import secrets
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import Table, and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +38,12 @@ from alerts.models import (
 
 DIGEST_FREQUENCIES = (Frequency.DAILY, Frequency.WEEKLY, Frequency.MONTHLY)
 MAX_ARTICLES = 50
+
+
+@lru_cache(maxsize=1)
+def timezones() -> frozenset[str]:
+    """Every IANA zone name this machine knows (read once)."""
+    return frozenset(available_timezones())
 
 
 def zone(name: str) -> ZoneInfo:
@@ -176,7 +183,7 @@ def _ancestors(parents: dict[int, int | None], topic_id: int) -> set[int]:
 def _reader_filter(session: Session, run: DigestRun, due_only: bool) -> list[object]:
     conditions: list[object] = [
         DigestSchedule.frequency == run.frequency,
-        Subscriber.status == SubscriberStatus.ACTIVE,
+        Subscriber.receiving(now()),
     ]
     if due_only:
         conditions.append(DigestSchedule.next_at <= now())
@@ -397,8 +404,7 @@ def build_contents(
         reader.id: reader
         for reader in session.scalars(
             select(Subscriber).where(
-                Subscriber.id.in_(list(subscriber_ids)),
-                Subscriber.status == SubscriberStatus.ACTIVE,
+                Subscriber.id.in_(list(subscriber_ids)), Subscriber.receiving(current)
             )
         )
     }

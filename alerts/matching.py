@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts.clock import now
 from alerts.models import (
     Article,
     ArticleTopic,
     Frequency,
     Subscriber,
     SubscriberLanguage,
-    SubscriberStatus,
     Subscription,
     Topic,
 )
@@ -103,7 +103,7 @@ def subscriber_pages(
                 .join(SubscriberLanguage, SubscriberLanguage.subscriber_id == Subscriber.id)
                 .where(
                     Subscriber.id.in_(page),
-                    Subscriber.status == SubscriberStatus.ACTIVE,
+                    Subscriber.receiving(now()),
                     SubscriberLanguage.language_code == article_scope.language_code,
                 )
                 .order_by(Subscriber.id)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -145,6 +146,10 @@ class Subscriber(Base):
     unsubscribed_at: Mapped[datetime | None]
     # How the reader left ("one-click", "unsubscribe page") or why we stopped ("550 …").
     unsubscribe_reason: Mapped[str | None] = mapped_column(String(500))
+    # When we stopped sending because of bounces (see unsubscribe_reason for why).
+    suppressed_at: Mapped[datetime | None]
+    # No email at all until then (the preference centre's pause).
+    paused_until: Mapped[datetime | None]
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
@@ -155,6 +160,16 @@ class Subscriber(Base):
     consents: Mapped[list[ConsentRecord]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    @classmethod
+    def receiving(cls, at: datetime) -> Any:
+        """SQL condition: active and not paused at `at`."""
+        from sqlalchemy import and_, or_
+
+        return and_(
+            cls.status == SubscriberStatus.ACTIVE,
+            or_(cls.paused_until.is_(None), cls.paused_until <= at),
+        )
 
     @property
     def language_codes(self) -> list[str]:
@@ -347,3 +362,25 @@ class DigestSchedule(Base):
     frequency: Mapped[Frequency] = mapped_column(_enum_column(Frequency), primary_key=True)
     next_at: Mapped[datetime]
     last_sent_at: Mapped[datetime | None]
+
+
+class SoftBounce(Base):
+    """A temporary refusal that outlived every retry; three within 14 days suppress the address."""
+
+    __tablename__ = "soft_bounces"
+    __table_args__ = (Index("ix_soft_bounces_subscriber_at", "subscriber_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=now)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class DeliveryCount(Base):
+    """What is left of an erased reader's deliveries: anonymous counts per day and status."""
+
+    __tablename__ = "delivery_counts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    status: Mapped[DeliveryStatus] = mapped_column(_enum_column(DeliveryStatus), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

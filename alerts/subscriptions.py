@@ -6,7 +6,7 @@ import enum
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -17,7 +17,10 @@ from sqlalchemy.orm import Session, selectinload
 from alerts import digests
 from alerts.clock import now
 from alerts.models import (
+    Article,
     ConsentRecord,
+    Delivery,
+    DeliveryCount,
     Frequency,
     Language,
     Subscriber,
@@ -364,3 +367,249 @@ def purge_unconfirmed(session: Session, older_than: timedelta) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0))
+
+
+# --- the preference centre -----------------------------------------------------------------
+
+PAUSE_WEEKS = (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """Everything a reader sets in the preference centre."""
+
+    topics: dict[str, Frequency]  # slug -> its frequency
+    languages: tuple[str, ...]
+    timezone: str
+    send_hour: int
+    send_weekday: int
+
+
+def validate_preferences(
+    session: Session,
+    topic_frequencies: dict[str, str],
+    languages: Sequence[str],
+    timezone: str,
+    send_hour: str,
+    send_weekday: str,
+) -> Preferences:
+    """Check the preference form; every bad field is reported at once (InvalidSignup)."""
+    errors: dict[str, str] = {}
+    topics: dict[str, Frequency] = {}
+    for slug, value in topic_frequencies.items():
+        try:
+            topics[slug] = Frequency(value)
+        except ValueError:
+            errors["topics"] = "Choose how often for each topic."
+    if not topics and "topics" not in errors:
+        errors["topics"] = "Keep at least one topic, or unsubscribe instead."
+    elif topics:
+        known = set(session.scalars(select(Topic.slug).where(Topic.slug.in_(list(topics)))))
+        unknown = sorted(set(topics) - known)
+        if unknown:
+            errors["topics"] = "Unknown topic: " + ", ".join(unknown[:5]) + "."
+    codes = tuple(dict.fromkeys(code for code in languages if code))
+    known_codes = set(session.scalars(select(Language.code).where(Language.code.in_(codes))))
+    if not codes:
+        errors["languages"] = "Choose at least one language."
+    elif set(codes) - known_codes:
+        errors["languages"] = "Choose languages from the list."
+    if timezone not in digests.timezones():
+        errors["timezone"] = "Choose a time zone from the list."
+    hour = int(send_hour) if send_hour.isdigit() else -1
+    if not 0 <= hour <= 23:
+        errors["send_hour"] = "Choose an hour from the list."
+    weekday = int(send_weekday) if send_weekday.isdigit() else -1
+    if not 0 <= weekday <= 6:
+        errors["send_weekday"] = "Choose a day from the list."
+    if errors:
+        raise InvalidSignup(errors)
+    return Preferences(topics, codes, timezone, hour, weekday)
+
+
+def update_preferences(
+    session: Session, subscriber: Subscriber, preferences: Preferences, consent: Consent
+) -> None:
+    """Apply the preference centre; takes effect from the next send."""
+    ids = dict(
+        session.execute(
+            select(Topic.slug, Topic.id).where(Topic.slug.in_(list(preferences.topics)))
+        ).all()
+    )
+    session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
+    session.execute(
+        delete(SubscriberLanguage).where(SubscriberLanguage.subscriber_id == subscriber.id)
+    )
+    for slug, frequency in preferences.topics.items():
+        session.add(
+            Subscription(subscriber_id=subscriber.id, topic_id=ids[slug], frequency=frequency)
+        )
+    for code in preferences.languages:
+        session.add(SubscriberLanguage(subscriber_id=subscriber.id, language_code=code))
+    subscriber.timezone = preferences.timezone
+    subscriber.send_hour = preferences.send_hour
+    subscriber.send_weekday = preferences.send_weekday
+    session.flush()
+    session.expire(subscriber, ["subscriptions", "languages"])
+    digests.sync_schedules(session, subscriber)
+    _record(session, subscriber, "change preferences", consent)
+
+
+def pause(session: Session, subscriber: Subscriber, weeks: int, consent: Consent) -> None:
+    """No email at all for `weeks` weeks (0 resumes now)."""
+    if weeks and weeks not in PAUSE_WEEKS:
+        raise InvalidSignup({"pause": "Choose 1, 2 or 4 weeks."})
+    subscriber.paused_until = now() + timedelta(weeks=weeks) if weeks else None
+    session.flush()
+    _record(session, subscriber, f"pause {weeks} weeks" if weeks else "resume", consent)
+
+
+def unsubscribe_topic(
+    session: Session, subscriber: Subscriber, slug: str, consent: Consent
+) -> bool:
+    """Stop one topic only; the last topic stops everything. Returns False for an unknown one."""
+    subscription = next((s for s in subscriber.subscriptions if s.topic.slug == slug), None)
+    if subscription is None:
+        return False
+    if len(subscriber.subscriptions) == 1:
+        unsubscribe(session, subscriber.id, how=f"unsubscribe page: last topic {slug}")
+    else:
+        session.delete(subscription)
+        session.flush()
+        session.expire(subscriber, ["subscriptions"])
+        digests.sync_schedules(session, subscriber)
+    _record(session, subscriber, f"unsubscribe topic {slug}", consent)
+    return True
+
+
+def switch_to_weekly(session: Session, subscriber: Subscriber, consent: Consent) -> None:
+    """Every topic at once becomes part of one weekly digest."""
+    session.execute(
+        update(Subscription)
+        .where(Subscription.subscriber_id == subscriber.id)
+        .values(frequency=Frequency.WEEKLY)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    session.expire(subscriber, ["subscriptions"])
+    digests.sync_schedules(session, subscriber)
+    _record(session, subscriber, "switch to weekly digest", consent)
+
+
+def _record(session: Session, subscriber: Subscriber, action: str, consent: Consent) -> None:
+    session.add(
+        ConsentRecord(
+            subscriber_id=subscriber.id,
+            action=action[:32],
+            source=consent.source,
+            ip_address=consent.ip_address,
+            user_agent=consent.user_agent,
+            form_version=consent.form_version,
+        )
+    )
+    session.flush()
+
+
+# --- your data -------------------------------------------------------------------------------
+
+
+def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything stored about a reader, as the "download your data" JSON."""
+
+    def when(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    deliveries = session.execute(
+        select(Delivery, Article.title, Article.url)
+        .join(Article, Article.id == Delivery.article_id)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Delivery.id)
+    ).all()
+    return {
+        "email": subscriber.email,
+        "status": subscriber.status.value,
+        "created_at": when(subscriber.created_at),
+        "confirmed_at": when(subscriber.confirmed_at),
+        "unsubscribed_at": when(subscriber.unsubscribed_at),
+        "unsubscribe_reason": subscriber.unsubscribe_reason,
+        "paused_until": when(subscriber.paused_until),
+        "timezone": subscriber.timezone,
+        "send_hour": subscriber.send_hour,
+        "send_weekday": subscriber.send_weekday,
+        "languages": subscriber.language_codes,
+        "subscriptions": [
+            {
+                "topic": s.topic.slug,
+                "name": s.topic.name,
+                "frequency": s.frequency.value,
+                "since": when(s.created_at),
+            }
+            for s in sorted(subscriber.subscriptions, key=lambda s: s.topic.slug)
+        ],
+        "consent_records": [
+            {
+                "action": record.action,
+                "source": record.source,
+                "at": when(record.given_at),
+                "ip_address": record.ip_address,
+                "user_agent": record.user_agent,
+                "form_version": record.form_version,
+            }
+            for record in sorted(subscriber.consents, key=lambda r: r.id)
+        ],
+        "deliveries": [
+            {
+                "article": title,
+                "url": url,
+                "kind": "digest" if delivery.digest_run_id else "alert",
+                "status": delivery.status.value,
+                "sent_at": when(delivery.sent_at),
+                "attempts": delivery.attempts,
+            }
+            for delivery, title, url in deliveries
+        ],
+    }
+
+
+def erase(session: Session, subscriber_id: int) -> bool:
+    """Remove a reader and everything personal; their deliveries stay only as anonymous
+    counts per day and status. Returns False when there was nobody to erase."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return False
+    day = func.date(Delivery.updated_at)
+    counts = session.execute(
+        select(day, Delivery.status, func.count())
+        .where(Delivery.subscriber_id == subscriber_id)
+        .group_by(day, Delivery.status)
+    ).all()
+    for raw_day, status, number in counts:
+        on = raw_day if isinstance(raw_day, date) else date.fromisoformat(str(raw_day))
+        row = session.get(DeliveryCount, (on, status))
+        if row is None:
+            session.add(DeliveryCount(day=on, status=status, count=int(number)))
+        else:
+            row.count += int(number)
+    session.flush()
+    # Rows referencing the reader go with it (ON DELETE CASCADE), consent records included.
+    session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
+    session.expunge(subscriber)
+    return True
+
+
+def reactivate(
+    session: Session, subscriber_id: int, resend_interval: timedelta
+) -> ConfirmationRequest | None:
+    """An admin lifts a suppression: the reader is pending again and must confirm again."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status is not SubscriberStatus.BOUNCED:
+        return None
+    subscriber.status = SubscriberStatus.PENDING
+    subscriber.suppressed_at = None
+    subscriber.confirmation_sent_at = None
+    subscriber.confirmed_at = None
+    nonce = secrets.token_hex(8)
+    session.flush()
+    if not _claim_confirmation(session, subscriber, resend_interval, nonce):
+        return None
+    return ConfirmationRequest(subscriber.id, nonce)

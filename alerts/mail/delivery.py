@@ -79,6 +79,7 @@ def deliver_alerts(
     def temporary(subscriber_id: int, error: str) -> None:
         if tries.get(subscriber_id, 1) >= policy.max_attempts:
             ledger.mark_failed(session, claim.token, article_id, subscriber_id, error)
+            ledger.soft_bounce(session, subscriber_id, error)
             report.failed.append(subscriber_id)
         else:
             ledger.release_for_retry(session, claim.token, article_id, subscriber_id, error)
@@ -168,6 +169,7 @@ def deliver_digests(
                 error=error,
                 delivery_status=DeliveryStatus.FAILED,
             )
+            ledger.soft_bounce(session, reader_id, error)
             report.failed.append(reader_id)
         else:
             digests.release_recipient(session, run_id, reader_id, token, error)

@@ -17,7 +17,7 @@ from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
-from alerts.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from alerts.models import Delivery, DeliveryStatus, SoftBounce, Subscriber, SubscriberStatus
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,7 @@ def claim(
     if ids:
         active = list(
             session.scalars(
-                select(Subscriber.id).where(
-                    Subscriber.id.in_(ids), Subscriber.status == SubscriberStatus.ACTIVE
-                )
+                select(Subscriber.id).where(Subscriber.id.in_(ids), Subscriber.receiving(current))
             )
         )
         if active:
@@ -76,7 +74,7 @@ def claim(
                 ],
             )
     subscriber_is_active = exists().where(
-        Subscriber.id == Delivery.subscriber_id, Subscriber.status == SubscriberStatus.ACTIVE
+        Subscriber.id == Delivery.subscriber_id, Subscriber.receiving(current)
     )
     session.execute(
         update(Delivery)
@@ -197,6 +195,7 @@ def suppress(session: Session, subscriber_id: int, error: str) -> None:
         .values(
             status=SubscriberStatus.BOUNCED,
             unsubscribe_reason=f"bounced: {error}"[:500],
+            suppressed_at=now(),
             updated_at=now(),
         )
         .execution_options(synchronize_session=False)
@@ -242,3 +241,27 @@ def stale_claims(
         .limit(limit)
     )
     return [(article_id, subscriber_id) for article_id, subscriber_id in rows]
+
+
+SOFT_BOUNCE_LIMIT = 3
+SOFT_BOUNCE_WINDOW = timedelta(days=14)
+
+
+def soft_bounce(session: Session, subscriber_id: int, error: str) -> bool:
+    """A temporary refusal outlived every retry. The third within 14 days suppresses the
+    address (mailbox providers read repeated soft bounces as a dead or full mailbox)."""
+    current = now()
+    session.add(SoftBounce(subscriber_id=subscriber_id, at=current, error=error[:2000]))
+    session.flush()
+    recent = session.scalar(
+        select(func.count())
+        .select_from(SoftBounce)
+        .where(
+            SoftBounce.subscriber_id == subscriber_id,
+            SoftBounce.at > current - SOFT_BOUNCE_WINDOW,
+        )
+    )
+    if int(recent or 0) >= SOFT_BOUNCE_LIMIT:
+        suppress(session, subscriber_id, f"{SOFT_BOUNCE_LIMIT} soft bounces in 14 days: {error}")
+        return True
+    return False
