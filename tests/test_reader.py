@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from alerts import tokens
 from alerts.clock import now
-from alerts.models import SubscriberStatus
+from alerts.mail.sink import MailSink
+from alerts.models import Frequency, Subscriber, SubscriberStatus
 
 import factories
+from support import csrf_from
 
 
 def token(purpose: tokens.Purpose, subscriber_id: int) -> str:
@@ -24,7 +27,12 @@ def test_unsubscribe_page_shows_a_button(client: FlaskClient, session: Session) 
     page = client.get(f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
-    assert '<form method="post">' in html and "Unsubscribe</button>" in html
+    assert (
+        f'<form method="post" action="/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}">'
+        in html
+    )
+    assert "Unsubscribe from everything</button>" in html
+    assert "Switch to a weekly digest" in html and "Stop this topic" in html
     session.refresh(reader)
     assert reader.status is SubscriberStatus.ACTIVE  # a GET changes nothing
 
@@ -42,9 +50,12 @@ def test_one_click_post_unsubscribes_without_csrf_or_redirect(
     assert "You are unsubscribed" in response.get_data(as_text=True)
     session.refresh(reader)
     assert reader.status is SubscriberStatus.UNSUBSCRIBED
-    assert reader.unsubscribed_at is not None and reader.unsubscribe_reason == "unsubscribe link"
+    assert reader.unsubscribed_at is not None
+    assert reader.unsubscribe_reason == "one-click (mail client)"
     again = client.post(f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}")
     assert again.status_code == 200
+    session.refresh(reader)
+    assert reader.unsubscribe_reason == "one-click (mail client)"  # the first "how" is kept
 
 
 def test_unsubscribe_link_works_after_60_days(
@@ -87,3 +98,178 @@ def test_manage_page_lists_topics(client: FlaskClient, session: Session) -> None
     )
     assert "/unsubscribe/" in html
     assert client.get(f"/manage/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}").status_code == 404
+
+
+def manage(client: FlaskClient, reader_id: int, **fields: Any) -> Any:
+    link = f"/manage/{token(tokens.Purpose.MANAGE, reader_id)}"
+    page = client.get(link).get_data(as_text=True)
+    data = {
+        "csrf_token": csrf_from(page),
+        "action": "save",
+        "topics": ["wipo", "copyright"],
+        "frequency-wipo": "immediate",
+        "frequency-copyright": "monthly",
+        "languages": ["en", "es"],
+        "timezone": "Asia/Tokyo",
+        "send_hour": "7",
+        "send_weekday": "4",
+    }
+    data.update(fields)
+    return client.post(link, data=data)
+
+
+def test_preference_centre_changes_everything_at_once(
+    client: FlaskClient, session: Session, frozen_clock: Any
+) -> None:
+    reader = factories.subscriber(session, {"patents": Frequency.DAILY})
+    response = manage(client, reader.id)
+    assert response.status_code == 200
+    assert "Saved. The changes apply from the next email." in response.get_data(as_text=True)
+    session.expire_all()
+    assert {s.topic.slug: s.frequency for s in reader.subscriptions} == {
+        "wipo": Frequency.IMMEDIATE,
+        "copyright": Frequency.MONTHLY,
+    }
+    assert reader.language_codes == ["en", "es"]
+    assert (reader.timezone, reader.send_hour, reader.send_weekday) == ("Asia/Tokyo", 7, 4)
+    from alerts.models import DigestSchedule
+
+    schedules = {
+        s.frequency: s.next_at
+        for s in session.query(DigestSchedule).filter_by(subscriber_id=reader.id)
+    }
+    # The daily schedule is gone; the monthly one is due on the 1st at 07:00 in Tokyo.
+    assert set(schedules) == {Frequency.MONTHLY}
+    assert schedules[Frequency.MONTHLY].isoformat() == "2026-11-30T22:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"topics": []}, "topics"),
+        ({"topics": ["wipo", "nope"], "frequency-nope": "daily"}, "topics"),
+        ({"frequency-wipo": "hourly"}, "topics"),
+        ({"languages": ["xx"]}, "languages"),
+        ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
+        ({"send_hour": "24"}, "send_hour"),
+        ({"send_weekday": "-1"}, "send_weekday"),
+    ],
+)
+def test_preference_centre_refuses_bad_input_and_changes_nothing(
+    client: FlaskClient, session: Session, fields: dict[str, Any], field: str
+) -> None:
+    reader = factories.subscriber(session, {"patents": Frequency.DAILY})
+    response = manage(client, reader.id, **fields)
+    assert response.status_code == 400
+    assert "There is a problem" in response.get_data(as_text=True)
+    assert f'href="#{field}-field"' in response.get_data(as_text=True)
+    session.expire_all()
+    assert [s.topic.slug for s in reader.subscriptions] == ["patents"]
+    assert reader.timezone == "UTC"
+
+
+def test_preference_centre_needs_its_csrf_token(client: FlaskClient, session: Session) -> None:
+    reader = factories.subscriber(session, ["patents"])
+    response = client.post(
+        f"/manage/{token(tokens.Purpose.MANAGE, reader.id)}",
+        data={"topics": ["wipo"], "frequency-wipo": "daily", "languages": ["en"]},
+    )
+    assert response.status_code == 400
+    session.expire_all()
+    assert [s.topic.slug for s in reader.subscriptions] == ["patents"]
+
+
+def test_pause_stops_alerts_for_weeks_then_resume(
+    client: FlaskClient, session: Session, frozen_clock: Any
+) -> None:
+    from alerts import matching
+
+    reader = factories.subscriber(session, ["wipo"])
+    html = manage(client, reader.id, action="pause", weeks="2").get_data(as_text=True)
+    assert "Paused: no email until 16 November 2026" in html
+    article = factories.article(session, topics=["wipo"])
+    assert matching.matching_subscribers(session, article) == []
+    frozen_clock(now() + timedelta(weeks=2, minutes=1))
+    assert matching.matching_subscribers(session, article) == [reader.id]
+    assert "Choose 1, 2 or 4 weeks" in manage(
+        client, reader.id, action="pause", weeks="3"
+    ).get_data(as_text=True)
+
+
+def test_unsubscribe_from_one_topic_only_or_switch_to_weekly(
+    client: FlaskClient, session: Session
+) -> None:
+    reader = factories.subscriber(session, ["wipo", "copyright"])
+    link = f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}"
+    page = client.get(link).get_data(as_text=True)
+    response = client.post(f"{link}/topic", data={"csrf_token": csrf_from(page), "topic": "wipo"})
+    assert "you no longer follow that topic" in response.get_data(as_text=True)
+    session.expire_all()
+    assert [s.topic.slug for s in reader.subscriptions] == ["copyright"]
+    assert reader.status is SubscriberStatus.ACTIVE
+    response = client.post(f"{link}/weekly", data={"csrf_token": csrf_from(page)})
+    assert "one weekly digest instead" in response.get_data(as_text=True)
+    session.expire_all()
+    assert [s.frequency for s in reader.subscriptions] == [Frequency.WEEKLY]
+    assert [c.action for c in reader.consents][-2:] == [
+        "unsubscribe topic wipo",
+        "switch to weekly digest",
+    ]
+    # Stopping the last topic stops everything, and records how.
+    client.post(f"{link}/topic", data={"csrf_token": csrf_from(page), "topic": "copyright"})
+    session.expire_all()
+    assert reader.status is SubscriberStatus.UNSUBSCRIBED
+    assert reader.unsubscribe_reason == "unsubscribe page: last topic copyright"
+
+
+def test_download_your_data(client: FlaskClient, session: Session) -> None:
+    from alerts.subscriptions import Consent, subscribe, validate
+
+    email, choices = validate(session, "me@example.org", ["wipo"], ["en"], "daily")
+    subscribe(
+        session,
+        email,
+        choices,
+        Consent("signup-2026-11", ip_address="198.51.100.7"),
+        resend_interval=timedelta(hours=1),
+    )
+    session.commit()
+    reader = session.query(Subscriber).one()
+    response = client.get(f"/manage/{token(tokens.Purpose.MANAGE, reader.id)}/data.json")
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"].startswith("attachment")
+    data = response.get_json()
+    assert data["email"] == "me@example.org"
+    assert data["subscriptions"][0]["topic"] == "wipo"
+    assert data["consent_records"][0]["ip_address"] == "198.51.100.7"
+    assert data["consent_records"][0]["form_version"] == "signup-2026-11"
+    assert data["deliveries"] == []
+
+
+def test_erase_keeps_only_anonymous_counts(
+    client: FlaskClient, session: Session, sink: MailSink
+) -> None:
+    from sqlalchemy import func, select
+
+    from alerts.models import ConsentRecord, Delivery, DeliveryCount
+
+    reader = factories.subscriber(session, ["wipo"])
+    client.post(
+        "/api/v1/articles",
+        json=factories.article_payload(topics=["wipo"]),
+        headers={"Authorization": "Bearer dev-api-token"},
+    )
+    assert session.scalar(select(func.count()).select_from(Delivery)) == 1
+    link = f"/manage/{token(tokens.Purpose.MANAGE, reader.id)}"
+    page = client.get(link).get_data(as_text=True)
+    refused = client.post(f"{link}/erase", data={"csrf_token": csrf_from(page)})
+    assert refused.status_code == 400 and session.get(Subscriber, reader.id) is not None
+    done = client.post(f"{link}/erase", data={"csrf_token": csrf_from(page), "confirm": "yes"})
+    assert done.status_code == 200 and "Your data is erased" in done.get_data(as_text=True)
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+    assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+    assert session.scalar(select(func.count()).select_from(ConsentRecord)) == 0
+    [count] = session.scalars(select(DeliveryCount)).all()
+    assert (count.status.value, count.count) == ("sent", 1)
+    assert client.get(link).status_code == 404

@@ -1,105 +1,261 @@
-"""Pages a reader reaches from the links in every email: unsubscribe (one-click) and manage."""
+"""Pages a reader reaches from the links in every email: unsubscribe (one-click and its
+alternatives), the preference centre, their data (download, erase), a digest's full list."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, Response, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from alerts import db, taxonomy, tokens
+from alerts import db, digests, subscriptions, taxonomy, tokens
 from alerts.models import Article, Delivery, DigestRun, Subscriber, SubscriberStatus
-from alerts.subscriptions import unsubscribe
+from alerts.subscriptions import Consent, InvalidSignup, unsubscribe
 from alerts.web import csrf
 from alerts.web.public import FREQUENCY_LABELS
 
 bp = Blueprint("reader", __name__)
 
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
-def _read(token: str, purpose: tokens.Purpose) -> int | ResponseReturnValue:
+
+def _read(token: str, purpose: tokens.Purpose) -> dict[str, Any] | ResponseReturnValue:
     config = current_app.config
     try:
-        payload: dict[str, Any] = tokens.read(
-            config["SECRET_KEY"], purpose, token, int(config["UNSUBSCRIBE_MAX_AGE"])
-        )
-        return int(payload["s"])
+        return tokens.read(config["SECRET_KEY"], purpose, token, int(config["UNSUBSCRIBE_MAX_AGE"]))
     except tokens.TokenExpired:
         return _link_error("This link has expired", "Use the link in a more recent email.", 410)
-    except (tokens.TokenInvalid, KeyError, TypeError, ValueError):
+    except tokens.TokenInvalid:
+        return _invalid()
+
+
+def _subscriber(token: str, purpose: tokens.Purpose) -> Subscriber | ResponseReturnValue:
+    payload = _read(token, purpose)
+    if not isinstance(payload, dict):
+        return payload
+    try:
+        subscriber_id = int(payload["s"])
+    except (KeyError, TypeError, ValueError):
+        return _invalid()
+    subscriber = db.session().get(Subscriber, subscriber_id)
+    if subscriber is None:
         return _link_error(
-            "This link is not valid",
-            "The link may have been copied incompletely. Try copying it again from the email.",
+            "There is no subscription for this link",
+            "It may have been erased. You can sign up again at any time.",
             404,
         )
+    return subscriber
+
+
+def _invalid() -> ResponseReturnValue:
+    return _link_error(
+        "This link is not valid",
+        "The link may have been copied incompletely. Try copying it again from the email.",
+        404,
+    )
 
 
 def _link_error(title: str, message: str, status: int) -> ResponseReturnValue:
     return render_template("web/link_error.html", title=title, message=message), status
 
 
+def _consent(source: str) -> Consent:
+    return Consent(
+        form_version=current_app.config["CONSENT_VERSION"],
+        source=source,
+        ip_address=request.remote_addr,
+        user_agent=(request.user_agent.string or "")[:512] or None,
+    )
+
+
+def _links(subscriber: Subscriber) -> dict[str, str]:
+    secret = current_app.config["SECRET_KEY"]
+    return {
+        "manage_token": tokens.make(secret, tokens.Purpose.MANAGE, {"s": subscriber.id}),
+        "unsubscribe_token": tokens.make(secret, tokens.Purpose.UNSUBSCRIBE, {"s": subscriber.id}),
+    }
+
+
+# --- unsubscribe -----------------------------------------------------------------------------
+
+
 @bp.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str) -> ResponseReturnValue:
-    subscriber_id = _read(token, tokens.Purpose.UNSUBSCRIBE)
-    if not isinstance(subscriber_id, int):
-        return subscriber_id
-    subscriber = db.session().get(Subscriber, subscriber_id)
-    if subscriber is None:
-        return _link_error("This link is not valid", "There is no subscription for it.", 404)
-    return render_template("web/unsubscribe.html", subscriber=subscriber, done=False)
+    subscriber = _subscriber(token, tokens.Purpose.UNSUBSCRIBE)
+    if not isinstance(subscriber, Subscriber):
+        return subscriber
+    return _unsubscribe_page(subscriber, token)
+
+
+def _unsubscribe_page(subscriber: Subscriber, token: str, done: str = "") -> str:
+    return render_template(
+        "web/unsubscribe.html",
+        subscriber=subscriber,
+        token=token,
+        done=done,
+        subscriptions=sorted(subscriber.subscriptions, key=lambda s: s.topic.name),
+        **_links(subscriber),
+    )
 
 
 @bp.post("/unsubscribe/<token>")
 @csrf.exempt
 def unsubscribe_now(token: str) -> ResponseReturnValue:
-    """RFC 8058 one-click: no CSRF token, no login, no redirect; the answer is the result."""
-    subscriber_id = _read(token, tokens.Purpose.UNSUBSCRIBE)
-    if not isinstance(subscriber_id, int):
-        return subscriber_id
+    """RFC 8058 one-click (and the page's own button): no CSRF token, no login, no redirect."""
+    subscriber = _subscriber(token, tokens.Purpose.UNSUBSCRIBE)
+    if not isinstance(subscriber, Subscriber):
+        return subscriber
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    how = "one-click (mail client)" if one_click else "unsubscribe page"
     session = db.session()
-    subscriber = unsubscribe(session, subscriber_id, how="unsubscribe link")
+    unsubscribe(session, subscriber.id, how=how)
     session.commit()
-    if subscriber is None:
-        return _link_error("This link is not valid", "There is no subscription for it.", 404)
-    return render_template("web/unsubscribe.html", subscriber=subscriber, done=True)
+    return _unsubscribe_page(subscriber, token, done="all")
 
 
-@bp.get("/manage/<token>")
-def manage(token: str) -> ResponseReturnValue:
-    subscriber_id = _read(token, tokens.Purpose.MANAGE)
-    if not isinstance(subscriber_id, int):
-        return subscriber_id
+@bp.post("/unsubscribe/<token>/topic")
+def unsubscribe_one_topic(token: str) -> ResponseReturnValue:
+    subscriber = _subscriber(token, tokens.Purpose.UNSUBSCRIBE)
+    if not isinstance(subscriber, Subscriber):
+        return subscriber
     session = db.session()
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        return _link_error("This link is not valid", "There is no subscription for it.", 404)
-    unsubscribe_token = tokens.make(
-        current_app.config["SECRET_KEY"], tokens.Purpose.UNSUBSCRIBE, {"s": subscriber.id}
+    slug = request.form.get("topic", "")
+    if not subscriptions.unsubscribe_topic(session, subscriber, slug, _consent("unsubscribe page")):
+        return _link_error("You do not follow that topic", "Nothing was changed.", 400)
+    session.commit()
+    session.refresh(subscriber)
+    return _unsubscribe_page(subscriber, token, done=f"topic:{slug}")
+
+
+@bp.post("/unsubscribe/<token>/weekly")
+def switch_to_weekly(token: str) -> ResponseReturnValue:
+    subscriber = _subscriber(token, tokens.Purpose.UNSUBSCRIBE)
+    if not isinstance(subscriber, Subscriber):
+        return subscriber
+    session = db.session()
+    subscriptions.switch_to_weekly(session, subscriber, _consent("unsubscribe page"))
+    session.commit()
+    session.refresh(subscriber)
+    return _unsubscribe_page(subscriber, token, done="weekly")
+
+
+# --- the preference centre ----------------------------------------------------------------
+
+
+@bp.route("/manage/<token>", methods=["GET", "POST"])
+def manage(token: str) -> ResponseReturnValue:
+    subscriber = _subscriber(token, tokens.Purpose.MANAGE)
+    if not isinstance(subscriber, Subscriber):
+        return subscriber
+    session = db.session()
+    errors: dict[str, str] = {}
+    saved = ""
+    if request.method == "POST" and subscriber.status is SubscriberStatus.ACTIVE:
+        form = request.form
+        action = form.get("action", "save")
+        try:
+            if action == "pause":
+                weeks = form.get("weeks", "")
+                subscriptions.pause(
+                    session, subscriber, int(weeks) if weeks.isdigit() else -1, _consent("manage")
+                )
+                saved = "paused" if subscriber.paused_until else "resumed"
+            else:
+                chosen = {
+                    slug: form.get(f"frequency-{slug}", "") for slug in form.getlist("topics")
+                }
+                preferences = subscriptions.validate_preferences(
+                    session,
+                    chosen,
+                    form.getlist("languages"),
+                    form.get("timezone", ""),
+                    form.get("send_hour", ""),
+                    form.get("send_weekday", ""),
+                )
+                subscriptions.update_preferences(
+                    session, subscriber, preferences, _consent("manage")
+                )
+                saved = "saved"
+            session.commit()
+            session.refresh(subscriber)
+        except InvalidSignup as invalid:
+            session.rollback()
+            errors = invalid.errors
+    following = {s.topic.slug: s.frequency.value for s in subscriber.subscriptions}
+    if errors:
+        following = {
+            slug: request.form.get(f"frequency-{slug}", "")
+            for slug in request.form.getlist("topics")
+        }
+    return (
+        render_template(
+            "web/manage.html",
+            subscriber=subscriber,
+            token=token,
+            active=subscriber.status is SubscriberStatus.ACTIVE,
+            groups=taxonomy.groups(session),
+            following=following,
+            languages=taxonomy.languages(session),
+            chosen_languages=request.form.getlist("languages")
+            if errors
+            else subscriber.language_codes,
+            frequencies=FREQUENCY_LABELS,
+            timezones=sorted(digests.timezones()),
+            weekdays=WEEKDAYS,
+            pause_weeks=subscriptions.PAUSE_WEEKS,
+            errors=errors,
+            saved=saved,
+            **_links(subscriber),
+        ),
+        400 if errors else 200,
     )
-    return render_template(
-        "web/manage.html",
-        subscriber=subscriber,
-        active=subscriber.status is SubscriberStatus.ACTIVE,
-        subscriptions=sorted(subscriber.subscriptions, key=lambda s: s.topic.name),
-        languages={language.code: language for language in taxonomy.languages(session)},
-        frequencies=FREQUENCY_LABELS,
-        unsubscribe_token=unsubscribe_token,
+
+
+@bp.get("/manage/<token>/data.json")
+def download_data(token: str) -> ResponseReturnValue:
+    subscriber = _subscriber(token, tokens.Purpose.MANAGE)
+    if not isinstance(subscriber, Subscriber):
+        return subscriber
+    data = subscriptions.export_data(db.session(), subscriber)
+    return Response(
+        json.dumps(data, indent=2, ensure_ascii=False),
+        mimetype="application/json",
+        headers={"Content-Disposition": 'attachment; filename="my-news-alerts-data.json"'},
     )
+
+
+@bp.post("/manage/<token>/erase")
+def erase(token: str) -> ResponseReturnValue:
+    subscriber = _subscriber(token, tokens.Purpose.MANAGE)
+    if not isinstance(subscriber, Subscriber):
+        return subscriber
+    if request.form.get("confirm") != "yes":
+        return _link_error(
+            "Nothing was erased",
+            "Tick the box to confirm that you want everything erased, then press the button.",
+            400,
+        )
+    session = db.session()
+    subscriptions.erase(session, subscriber.id)
+    session.commit()
+    return render_template("web/erased.html")
+
+
+# --- a digest's full list -----------------------------------------------------------------
 
 
 @bp.get("/digest/<token>")
 def digest_articles(token: str) -> ResponseReturnValue:
     """The whole of one digest, past the 50 articles the email shows ("and N more")."""
-    config = current_app.config
+    payload = _read(token, tokens.Purpose.DIGEST)
+    if not isinstance(payload, dict):
+        return payload
     try:
-        payload = tokens.read(
-            config["SECRET_KEY"], tokens.Purpose.DIGEST, token, int(config["UNSUBSCRIBE_MAX_AGE"])
-        )
         subscriber_id, run_id = int(payload["s"]), int(payload["r"])
-    except tokens.TokenExpired:
-        return _link_error("This link has expired", "Use the link in a more recent email.", 410)
-    except (tokens.TokenInvalid, KeyError, TypeError, ValueError):
-        return _link_error("This link is not valid", "Try copying it again from the email.", 404)
+    except (KeyError, TypeError, ValueError):
+        return _invalid()
     session = db.session()
     articles = session.scalars(
         select(Article)
