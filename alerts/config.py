@@ -30,6 +30,10 @@ STRING_SETTINGS = (
     "ADMIN_PASSWORD",
     "SITE_NAME",
     "DEV_MAIL_DIR",
+    "RATELIMIT_SUBSCRIBE_IP",
+    "RATELIMIT_SUBSCRIBE_ADDRESS",
+    "RATELIMIT_API",
+    "RATELIMIT_LOGIN",
 )
 
 
@@ -69,6 +73,12 @@ def defaults() -> dict[str, Any]:
         "SEND_STALE_AFTER": 900,
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
         "DIGEST_CHECK_INTERVAL": 300,
+        # Abuse limits (limits notation). Storage: RATELIMIT_STORAGE_URI, default the broker.
+        "RATELIMIT_STORAGE_URI": None,
+        "RATELIMIT_SUBSCRIBE_IP": "10 per minute; 100 per hour",
+        "RATELIMIT_SUBSCRIBE_ADDRESS": "5 per hour",
+        "RATELIMIT_API": "600 per minute",
+        "RATELIMIT_LOGIN": "10 per minute",
         "DEV_MAIL_DIR": os.path.join(var, "mail"),
         "CELERY_ALWAYS_EAGER": False,
     }

@@ -106,6 +106,7 @@ def app(database_url: str, sink: MailSink, tmp_path: Any) -> Iterator[Flask]:
             "DEV_MAIL_DIR": sink.store.directory,
             "BASE_URL": "http://alerts.test",
             "SECRET_KEY": "test-secret",
+            "RATELIMIT_STORAGE_URI": "memory://",
         }
     )
     yield app

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 csrf = CSRFProtect()
+# Counters live in Redis (RATELIMIT_STORAGE_URI, by default the broker), shared by every web
+# worker; the limits themselves are settings (see alerts.config).
+limiter = Limiter(get_remote_address, strategy="fixed-window")
 
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     csrf.init_app(app)
+    if not app.config.get("RATELIMIT_STORAGE_URI"):
+        app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
     if int(app.config.get("PROXY_HOPS", 0)):
         hops = int(app.config["PROXY_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
@@ -26,12 +35,14 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     csrf.exempt(api.bp)
+    limiter.shared_limit(lambda: app.config["RATELIMIT_API"], scope="api")(api.bp)
     if app.config["ENV"] == "development":
         from alerts.web import devmail
 
         app.register_blueprint(devmail.bp)
 
     app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(TooManyRequests, _too_many)
     app.register_error_handler(HTTPException, _http_error)
 
     @app.after_request
@@ -52,6 +63,18 @@ def _csrf_error(error: CSRFError) -> ResponseReturnValue:
     if _wants_json():
         return jsonify(error="csrf", message=message), 400
     return render_template("web/error.html", title="Please try again", message=message), 400
+
+
+def _too_many(error: TooManyRequests) -> ResponseReturnValue:
+    message = "Too many requests from here in a short time. Please wait a little and try again."
+    if _wants_json():
+        response = jsonify(error="too_many_requests", message=message, limit=str(error.description))
+    else:
+        response = make_response(
+            render_template("web/error.html", title="Please slow down", message=message)
+        )
+    response.status_code = 429
+    return response
 
 
 def _http_error(error: HTTPException) -> ResponseReturnValue:

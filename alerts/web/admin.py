@@ -27,6 +27,7 @@ from alerts import db, digests, stats
 from alerts.mail import emails, message, smtp
 from alerts.models import DigestRun, Frequency
 from alerts.subscriptions import InvalidSignup, find_by_email, normalize_email
+from alerts.web import limiter
 from alerts.web.charts import bars
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -90,6 +91,7 @@ def admin_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., Re
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"])
 def login() -> ResponseReturnValue:
     error = None
     who = request.remote_addr or "unknown"

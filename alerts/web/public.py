@@ -19,6 +19,7 @@ from alerts.subscriptions import (
     subscribe,
     validate,
 )
+from alerts.web import limiter
 
 bp = Blueprint("public", __name__)
 
@@ -59,9 +60,19 @@ def signup_form() -> ResponseReturnValue:
     return _signup_page()
 
 
+def _address_key() -> str:
+    """Rate-limit key for the address being signed up, however it is spelt."""
+    return "address:" + request.form.get("email", "").strip().lower()[:320]
+
+
 @bp.post("/subscribe")
+@limiter.limit(lambda: current_app.config["RATELIMIT_SUBSCRIBE_IP"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_SUBSCRIBE_ADDRESS"], key_func=_address_key)
 def signup() -> ResponseReturnValue:
     form = request.form
+    if form.get("website"):
+        # The hidden honeypot field: only robots fill it. Same answer as a signup; nothing kept.
+        return redirect(url_for("public.check_email"), code=303)
     values: dict[str, object] = {
         "email": form.get("email", "")[:400],
         "topics": form.getlist("topics"),
