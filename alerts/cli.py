@@ -180,6 +180,52 @@ def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
         )
 
 
+@main.group("subscribers")
+def subscribers_group() -> None:
+    """Subscribers as CSV."""
+
+
+@subscribers_group.command("export")
+@click.argument("target", type=click.File("w", encoding="utf-8"), default="-")
+@with_appcontext
+def subscribers_export(target: typing.TextIO) -> None:
+    """Write every subscriber (status, topics with frequency, languages) as CSV to TARGET."""
+    from alerts import db, subscriber_csv
+
+    count = -1
+    for chunk in subscriber_csv.export_rows(db.session()):
+        target.write(chunk)
+        count += chunk.count("\r\n")
+    click.echo(f"{max(count, 0)} subscribers exported", err=True)
+
+
+@subscribers_group.command("import")
+@click.argument("source", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--by", "imported_by", default="cli", show_default=True, help="Who imports.")
+@with_appcontext
+def subscribers_import(source: typing.TextIO, imported_by: str) -> None:
+    """Import subscribers from CSV as already consented; invalid rows are reported by line."""
+    from alerts import db, subscriber_csv
+
+    text = source.read()
+    total = subscriber_csv.count_rows(text)
+    with click.progressbar(length=total, label="Importing", show_pos=True) as bar:
+
+        def ticks() -> typing.Iterator[None]:
+            while True:
+                bar.update(1)
+                yield None
+
+        report = subscriber_csv.import_rows(db.session(), text, imported_by, ticks())
+    for line, reason in report.invalid:
+        click.echo(f"line {line}: {reason}", err=True)
+    for line, reason in report.skipped:
+        click.echo(f"line {line}: skipped, {reason}", err=True)
+    click.echo(report.summary)
+    if report.invalid:
+        raise SystemExit(1)
+
+
 @main.command("mail-sink")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8025, show_default=True)

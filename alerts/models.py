@@ -225,6 +225,8 @@ class ConsentRecord(Base):
     ip_address: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(Text)
     form_version: Mapped[str] = mapped_column(String(64))
+    # Who recorded it when not the reader themselves (the admin who imported a list).
+    recorded_by: Mapped[str | None] = mapped_column(String(200))
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="consents")
 

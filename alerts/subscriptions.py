@@ -554,6 +554,7 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
                 "ip_address": record.ip_address,
                 "user_agent": record.user_agent,
                 "form_version": record.form_version,
+                "recorded_by": record.recorded_by,
             }
             for record in sorted(subscriber.consents, key=lambda r: r.id)
         ],

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
@@ -205,3 +205,34 @@ def test_sweeper_finds_claims_nobody_finished(session: Session, frozen_clock: An
     assert ledger.stale_claims(session, now() - STALE) == []
     frozen_clock(now() + 2 * STALE)
     assert ledger.stale_claims(session, now() - STALE) == [(article.id, reader.id)]
+
+
+def test_three_soft_bounces_in_14_days_suppress(session: Session, frozen_clock: Any) -> None:
+    reader = factories.subscriber(session)
+    assert not ledger.soft_bounce(session, reader.id, "452 mailbox full")
+    frozen_clock(now() + timedelta(days=10))
+    assert not ledger.soft_bounce(session, reader.id, "452 mailbox full")
+    frozen_clock(now() + timedelta(days=5))  # the first is now 15 days old
+    assert not ledger.soft_bounce(session, reader.id, "452 mailbox full")
+    session.commit()
+    session.refresh(reader)
+    assert reader.status is SubscriberStatus.ACTIVE
+    assert ledger.soft_bounce(session, reader.id, "452 mailbox full")
+    session.commit()
+    session.refresh(reader)
+    assert reader.status is SubscriberStatus.BOUNCED
+    assert reader.unsubscribe_reason == "bounced: 3 soft bounces in 14 days: 452 mailbox full"
+    assert reader.suppressed_at == now()
+
+
+def test_a_reader_failing_all_retries_gets_a_soft_bounce(session: Session) -> None:
+    from alerts.models import SoftBounce
+
+    reader = factories.subscriber(session)
+    article = factories.article(session, topics=["wipo"])
+    mailer = FakeMailer({reader.email: 451})
+    for _ in range(3):
+        delivery.deliver_alerts(
+            session, SETTINGS, POLICY, article.id, [reader.id], connect_to(mailer)
+        )
+    assert session.scalar(select(func.count()).select_from(SoftBounce)) == 1

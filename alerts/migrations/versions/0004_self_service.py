@@ -1,4 +1,4 @@
-"""Pauses, suppression times, soft bounces, anonymous delivery counts.
+"""Pauses, suppression times, soft bounces, anonymous counts, who recorded a consent.
 
 Revision ID: 0004
 Revises: 0003
@@ -22,6 +22,8 @@ def upgrade() -> None:
     with op.batch_alter_table("subscribers") as batch:
         batch.add_column(sa.Column("suppressed_at", UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("paused_until", UTCDateTime(), nullable=True))
+    with op.batch_alter_table("consent_records") as batch:
+        batch.add_column(sa.Column("recorded_by", sa.String(200), nullable=True))
     op.create_table(
         "soft_bounces",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -49,6 +51,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("delivery_counts")
     op.drop_table("soft_bounces")
+    with op.batch_alter_table("consent_records") as batch:
+        batch.drop_column("recorded_by")
     with op.batch_alter_table("subscribers") as batch:
         batch.drop_column("paused_until")
         batch.drop_column("suppressed_at")
