@@ -24,13 +24,11 @@ def token(purpose: tokens.Purpose, subscriber_id: int) -> str:
 
 def test_unsubscribe_page_shows_a_button(client: FlaskClient, session: Session) -> None:
     reader = factories.subscriber(session)
-    page = client.get(f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}")
+    link = f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}"
+    page = client.get(link)
     html = page.get_data(as_text=True)
     assert page.status_code == 200
-    assert (
-        f'<form method="post" action="/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}">'
-        in html
-    )
+    assert f'<form method="post" action="{link}">' in html
     assert "Unsubscribe from everything</button>" in html
     assert "Switch to a weekly digest" in html and "Stop this topic" in html
     session.refresh(reader)
