@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
+from alerts.matching import ArticleWords, Reason
 from alerts.models import (
     Article,
     ArticleTopic,
@@ -28,6 +29,7 @@ from alerts.models import (
     DigestRun,
     DigestSchedule,
     Frequency,
+    Keyword,
     RecipientStatus,
     Subscriber,
     SubscriberLanguage,
@@ -89,15 +91,18 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
 
     Call after activation, after any change of topics, frequencies, zone or send hour.
     """
-    wanted = {
-        frequency
-        for frequency in session.scalars(
+    followed = set(
+        session.scalars(
             select(Subscription.frequency)
             .where(Subscription.subscriber_id == subscriber.id)
             .distinct()
         )
-        if frequency in DIGEST_FREQUENCIES
-    }
+    ) | set(
+        session.scalars(
+            select(Keyword.frequency).where(Keyword.subscriber_id == subscriber.id).distinct()
+        )
+    )
+    wanted = {frequency for frequency in followed if frequency in DIGEST_FREQUENCIES}
     existing = {
         schedule.frequency: schedule
         for schedule in session.scalars(
@@ -329,18 +334,21 @@ def progress(session: Session, run: DigestRun) -> RunProgress:
 # --- content ------------------------------------------------------------------------------
 
 
+KEYWORDS_GROUP = "Your keywords"
+
+
 @dataclass(frozen=True)
 class DigestItem:
     article: Article
-    topic: Topic  # the reader's topic that matched, for "why you got this"
+    reason: Reason  # the followed topic or the keyword that matched: "why you got this"
 
 
 @dataclass
 class DigestContent:
     subscriber: Subscriber
     frequency: Frequency
-    # (top-level topic, its items newest first), in site order
-    groups: list[tuple[Topic, list[DigestItem]]] = field(default_factory=list)
+    # (group title: a top-level topic, or "Your keywords"; its items newest first)
+    groups: list[tuple[str, list[DigestItem]]] = field(default_factory=list)
     # Every article of the digest, the ones past the shown limit too ("and N more").
     article_ids: list[int] = field(default_factory=list)
 
@@ -381,6 +389,9 @@ class TopicTree:
     def depth(self, topic_id: int) -> int:
         return len(self.ancestors(topic_id)) - 1
 
+    def roots(self) -> list[Topic]:
+        return [topic for topic in self.topics.values() if topic.parent_id is None]
+
     def root(self, topic_id: int) -> Topic:
         current = topic_id
         while (parent := self.parents.get(current)) is not None:
@@ -411,12 +422,25 @@ def build_contents(
     if not readers:
         return {}
     follows: dict[int, set[int]] = {}
-    for subscriber_id, topic_id in session.execute(
-        select(Subscription.subscriber_id, Subscription.topic_id).where(
-            Subscription.subscriber_id.in_(list(readers)), Subscription.frequency == frequency
+    follows_any: dict[int, set[int]] = {}  # every frequency: for "keywords within my topics"
+    for subscriber_id, topic_id, topic_frequency in session.execute(
+        select(Subscription.subscriber_id, Subscription.topic_id, Subscription.frequency).where(
+            Subscription.subscriber_id.in_(list(readers))
         )
     ):
-        follows.setdefault(subscriber_id, set()).add(topic_id)
+        follows_any.setdefault(subscriber_id, set()).add(topic_id)
+        if topic_frequency is frequency:
+            follows.setdefault(subscriber_id, set()).add(topic_id)
+    keywords: dict[int, list[tuple[str, list[str]]]] = {}
+    has_keywords: set[int] = set()
+    for subscriber_id, phrase, folded, keyword_frequency in session.execute(
+        select(Keyword.subscriber_id, Keyword.phrase, Keyword.words, Keyword.frequency)
+        .where(Keyword.subscriber_id.in_(list(readers)))
+        .order_by(Keyword.id)
+    ):
+        has_keywords.add(subscriber_id)
+        if keyword_frequency is frequency:
+            keywords.setdefault(subscriber_id, []).append((phrase, folded.split()))
     languages: dict[int, set[str]] = {}
     for subscriber_id, code in session.execute(
         select(SubscriberLanguage.subscriber_id, SubscriberLanguage.language_code).where(
@@ -467,11 +491,20 @@ def build_contents(
         ).all()
     )
 
+    article_words: dict[int, ArticleWords] = {}
+
+    def words_of(article: Article) -> ArticleWords:
+        if article.id not in article_words:
+            article_words[article.id] = ArticleWords.of(article)
+        return article_words[article.id]
+
     contents: dict[int, DigestContent] = {}
     for reader_id, reader in readers.items():
         content = DigestContent(reader, frequency)
-        grouped: dict[int, list[DigestItem]] = {}
+        grouped: dict[str, list[DigestItem]] = {}
         followed = follows.get(reader_id, set())
+        phrases = keywords.get(reader_id, [])
+        strict = reader.keywords_within_topics and reader_id in has_keywords
         for article in articles:
             if article.published_at <= since[reader_id]:
                 break  # newest first: the rest are older still
@@ -483,18 +516,34 @@ def build_contents(
             ):
                 continue
             matched = topics & followed
-            if not matched:
+            mentioned = next(
+                (phrase for phrase, folded in phrases if words_of(article).contains(folded)),
+                None,
+            )
+            if strict:
+                # Keywords within my topics: a keyword hit inside any followed topic.
+                if mentioned is None or not topics & follows_any.get(reader_id, set()):
+                    continue
+                item = DigestItem(article, Reason("keyword", mentioned))
+                group = tree.root(max(topics & follows_any[reader_id], key=tree.depth)).name
+            elif matched:
+                topic_id = max(matched, key=tree.depth)
+                item = DigestItem(article, Reason("topic", tree.topics[topic_id].name))
+                group = tree.root(topic_id).name
+            elif mentioned is not None:
+                item = DigestItem(article, Reason("keyword", mentioned))
+                group = KEYWORDS_GROUP
+            else:
                 continue
-            topic_id = max(matched, key=tree.depth)
-            root = tree.root(topic_id)
-            grouped.setdefault(root.id, []).append(DigestItem(article, tree.topics[topic_id]))
+            grouped.setdefault(group, []).append(item)
             content.article_ids.append(article.id)
         # The newest `limit` articles are shown, under their groups in site order.
         shown_ids = set(content.article_ids[:limit])
-        for root_id in sorted(grouped, key=lambda rid: (tree.topics[rid].position, rid)):
-            items = [item for item in grouped[root_id] if item.article.id in shown_ids]
+        order = {root.name: (root.position, root.id) for root in tree.roots()}
+        for group in sorted(grouped, key=lambda name: order.get(name, (10**6, 0))):
+            items = [item for item in grouped[group] if item.article.id in shown_ids]
             if items:
-                content.groups.append((tree.topics[root_id], items))
+                content.groups.append((group, items))
         contents[reader_id] = content
     return contents
 

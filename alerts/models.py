@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -150,6 +151,10 @@ class Subscriber(Base):
     suppressed_at: Mapped[datetime | None]
     # No email at all until then (the preference centre's pause).
     paused_until: Mapped[datetime | None]
+    # True: a keyword counts only in articles of the reader's topics; False: topics or keywords.
+    keywords_within_topics: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sa_false()
+    )
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
@@ -159,6 +164,9 @@ class Subscriber(Base):
     )
     consents: Mapped[list[ConsentRecord]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
+    )
+    keywords: Mapped[list[Keyword]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="Keyword.id"
     )
 
     @classmethod
@@ -386,3 +394,64 @@ class DeliveryCount(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     status: Mapped[DeliveryStatus] = mapped_column(_enum_column(DeliveryStatus), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Keyword(Base):
+    """A word or phrase a reader follows, like "ICANN" or "TRIPS waiver".
+
+    `words` is the phrase folded to words (lower case, no accents, no punctuation), space
+    separated; `first_word` is what the index is looked up by, from the article's own words.
+    """
+
+    __tablename__ = "keywords"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "words"),
+        Index("ix_keywords_lookup", "first_word", "frequency", "subscriber_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    phrase: Mapped[str] = mapped_column(String(100))
+    words: Mapped[str] = mapped_column(String(200))
+    first_word: Mapped[str] = mapped_column(String(100))
+    frequency: Mapped[Frequency] = mapped_column(_enum_column(Frequency))
+
+
+class Feed(Base):
+    """An RSS or Atom feed polled for new articles."""
+
+    __tablename__ = "feeds"
+    __table_args__ = (Index("ix_feeds_due", "active", "next_poll_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
+    title: Mapped[str] = mapped_column(String(500), default="")
+    language_code: Mapped[str | None] = mapped_column(ForeignKey("languages.code"))
+    interval_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    etag: Mapped[str | None] = mapped_column(String(500))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    # Entries older than the first poll are stored without alerting: no flood on adding a feed.
+    first_polled_at: Mapped[datetime | None]
+    last_polled_at: Mapped[datetime | None]
+    next_poll_at: Mapped[datetime] = mapped_column(default=now)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    articles_created: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class FeedCategory(Base):
+    """A category a feed uses that maps to no topic yet, for an admin to map."""
+
+    __tablename__ = "feed_categories"
+
+    feed_id: Mapped[int] = mapped_column(
+        ForeignKey("feeds.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    seen: Mapped[int] = mapped_column(Integer, default=0)
+    last_seen_at: Mapped[datetime] = mapped_column(default=now)

@@ -16,12 +16,14 @@ from sqlalchemy.orm import Session, selectinload
 
 from alerts import digests
 from alerts.clock import now
+from alerts.matching import words
 from alerts.models import (
     Article,
     ConsentRecord,
     Delivery,
     DeliveryCount,
     Frequency,
+    Keyword,
     Language,
     Subscriber,
     SubscriberLanguage,
@@ -52,12 +54,16 @@ class Choices:
     topics: tuple[str, ...]
     languages: tuple[str, ...]
     frequency: Frequency
+    keywords: tuple[str, ...] = ()  # words or phrases, as the reader typed them
+    within_topics: bool = False  # keywords count only in articles of their topics
 
     def as_payload(self) -> dict[str, Any]:
         return {
             "topics": list(self.topics),
             "languages": list(self.languages),
             "frequency": self.frequency.value,
+            "keywords": list(self.keywords),
+            "within_topics": self.within_topics,
         }
 
     @classmethod
@@ -66,7 +72,34 @@ class Choices:
             topics=tuple(payload["topics"]),
             languages=tuple(payload["languages"]),
             frequency=Frequency(payload["frequency"]),
+            keywords=tuple(payload.get("keywords", ())),
+            within_topics=bool(payload.get("within_topics", False)),
         )
+
+
+MAX_KEYWORDS = 20
+MAX_KEYWORD_LENGTH = 100
+
+
+def parse_keywords(text: str) -> tuple[str, ...]:
+    """One keyword or phrase per line ("ICANN", "TRIPS waiver", quotes allowed); at most 20,
+    each with at least one word; duplicates (once folded) dropped."""
+    phrases: dict[str, str] = {}
+    for line in text.replace("\r", "\n").split("\n"):
+        phrase = " ".join(line.strip().strip("\"\u201c\u201d'").split())
+        if not phrase:
+            continue
+        if len(phrase) > MAX_KEYWORD_LENGTH:
+            raise InvalidSignup(
+                {"keywords": f"Keep each keyword under {MAX_KEYWORD_LENGTH} characters."}
+            )
+        folded = " ".join(words(phrase))
+        if not folded:
+            raise InvalidSignup({"keywords": f"{phrase[:30]!r} has no word in it."})
+        phrases.setdefault(folded, phrase)
+    if len(phrases) > MAX_KEYWORDS:
+        raise InvalidSignup({"keywords": f"Choose at most {MAX_KEYWORDS} keywords."})
+    return tuple(phrases.values())
 
 
 @dataclass(frozen=True)
@@ -117,6 +150,8 @@ def validate(
     topics: Sequence[str],
     languages: Sequence[str],
     frequency: str,
+    keywords: str = "",
+    within_topics: bool = False,
 ) -> tuple[str, Choices]:
     """Check every field at once, so the form can show each message next to its field."""
     errors: dict[str, str] = {}
@@ -125,10 +160,18 @@ def validate(
         normalized = normalize_email(email)
     except InvalidSignup as error:
         errors.update(error.errors)
+    wanted_keywords: tuple[str, ...] = ()
+    try:
+        wanted_keywords = parse_keywords(keywords)
+    except InvalidSignup as error:
+        errors.update(error.errors)
 
     wanted_topics = tuple(dict.fromkeys(slug.strip() for slug in topics if slug.strip()))
     if not wanted_topics:
-        errors["topics"] = "Choose at least one topic."
+        if not wanted_keywords and "keywords" not in errors:
+            errors["topics"] = "Choose at least one topic, or type a keyword."
+        elif within_topics:
+            errors["topics"] = "Choose topics for your keywords to stay within."
     else:
         known = set(session.scalars(select(Topic.slug).where(Topic.slug.in_(wanted_topics))))
         unknown = [slug for slug in wanted_topics if slug not in known]
@@ -153,7 +196,9 @@ def validate(
 
     if errors:
         raise InvalidSignup(errors)
-    return normalized, Choices(wanted_topics, wanted_languages, chosen_frequency)
+    return normalized, Choices(
+        wanted_topics, wanted_languages, chosen_frequency, wanted_keywords, within_topics
+    )
 
 
 def find_by_email(session: Session, email: str) -> Subscriber | None:
@@ -248,7 +293,8 @@ def _replace_choices(session: Session, subscriber: Subscriber, choices: Choices)
     session.execute(
         delete(SubscriberLanguage).where(SubscriberLanguage.subscriber_id == subscriber.id)
     )
-    session.expire(subscriber, ["subscriptions", "languages"])
+    session.execute(delete(Keyword).where(Keyword.subscriber_id == subscriber.id))
+    session.expire(subscriber, ["subscriptions", "languages", "keywords"])
     _add_choices(session, subscriber, choices)
 
 
@@ -272,8 +318,32 @@ def _add_choices(session: Session, subscriber: Subscriber, choices: Choices) -> 
     for code in choices.languages:
         if code not in have:
             session.add(SubscriberLanguage(subscriber_id=subscriber.id, language_code=code))
+    add_keywords(session, subscriber, choices.keywords, choices.frequency)
+    if choices.keywords:
+        subscriber.keywords_within_topics = choices.within_topics
     session.flush()
-    session.expire(subscriber, ["subscriptions", "languages"])
+    session.expire(subscriber, ["subscriptions", "languages", "keywords"])
+
+
+def add_keywords(
+    session: Session, subscriber: Subscriber, phrases: Sequence[str], frequency: Frequency
+) -> None:
+    """Follow these keywords (up to 20 in all), keeping the ones already followed."""
+    existing = {keyword.words: keyword for keyword in subscriber.keywords}
+    for phrase in phrases:
+        folded = " ".join(words(phrase))
+        if folded in existing:
+            existing[folded].frequency = frequency
+        elif len(existing) < MAX_KEYWORDS:
+            keyword = Keyword(
+                subscriber_id=subscriber.id,
+                phrase=phrase,
+                words=folded[:200],
+                first_word=folded.split()[0][:100],
+                frequency=frequency,
+            )
+            session.add(keyword)
+            existing[folded] = keyword
 
 
 def confirm(
@@ -383,6 +453,9 @@ class Preferences:
     timezone: str
     send_hour: int
     send_weekday: int
+    keywords: tuple[str, ...] = ()
+    keyword_frequency: Frequency = Frequency.IMMEDIATE
+    within_topics: bool = False
 
 
 def validate_preferences(
@@ -392,17 +465,30 @@ def validate_preferences(
     timezone: str,
     send_hour: str,
     send_weekday: str,
+    keywords: str = "",
+    keyword_frequency: str = "immediate",
+    within_topics: bool = False,
 ) -> Preferences:
     """Check the preference form; every bad field is reported at once (InvalidSignup)."""
     errors: dict[str, str] = {}
+    phrases: tuple[str, ...] = ()
+    try:
+        phrases = parse_keywords(keywords)
+    except InvalidSignup as error:
+        errors.update(error.errors)
+    try:
+        chosen_keyword_frequency = Frequency(keyword_frequency)
+    except ValueError:
+        errors["keywords"] = "Choose how often for your keywords."
+        chosen_keyword_frequency = Frequency.IMMEDIATE
     topics: dict[str, Frequency] = {}
     for slug, value in topic_frequencies.items():
         try:
             topics[slug] = Frequency(value)
         except ValueError:
             errors["topics"] = "Choose how often for each topic."
-    if not topics and "topics" not in errors:
-        errors["topics"] = "Keep at least one topic, or unsubscribe instead."
+    if not topics and not phrases and "topics" not in errors and "keywords" not in errors:
+        errors["topics"] = "Keep at least one topic or keyword, or unsubscribe instead."
     elif topics:
         known = set(session.scalars(select(Topic.slug).where(Topic.slug.in_(list(topics)))))
         unknown = sorted(set(topics) - known)
@@ -424,7 +510,16 @@ def validate_preferences(
         errors["send_weekday"] = "Choose a day from the list."
     if errors:
         raise InvalidSignup(errors)
-    return Preferences(topics, codes, timezone, hour, weekday)
+    return Preferences(
+        topics,
+        codes,
+        timezone,
+        hour,
+        weekday,
+        phrases,
+        chosen_keyword_frequency,
+        within_topics,
+    )
 
 
 def update_preferences(
@@ -446,11 +541,16 @@ def update_preferences(
         )
     for code in preferences.languages:
         session.add(SubscriberLanguage(subscriber_id=subscriber.id, language_code=code))
+    session.execute(delete(Keyword).where(Keyword.subscriber_id == subscriber.id))
+    session.flush()
+    session.expire(subscriber, ["keywords"])
+    add_keywords(session, subscriber, preferences.keywords, preferences.keyword_frequency)
+    subscriber.keywords_within_topics = preferences.within_topics
     subscriber.timezone = preferences.timezone
     subscriber.send_hour = preferences.send_hour
     subscriber.send_weekday = preferences.send_weekday
     session.flush()
-    session.expire(subscriber, ["subscriptions", "languages"])
+    session.expire(subscriber, ["subscriptions", "languages", "keywords"])
     digests.sync_schedules(session, subscriber)
     _record(session, subscriber, "change preferences", consent)
 
@@ -537,6 +637,11 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         "send_hour": subscriber.send_hour,
         "send_weekday": subscriber.send_weekday,
         "languages": subscriber.language_codes,
+        "keywords": [
+            {"keyword": keyword.phrase, "frequency": keyword.frequency.value}
+            for keyword in subscriber.keywords
+        ],
+        "keywords_within_topics": subscriber.keywords_within_topics,
         "subscriptions": [
             {
                 "topic": s.topic.slug,

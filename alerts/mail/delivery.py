@@ -71,7 +71,7 @@ def deliver_alerts(
             select(Subscriber).where(Subscriber.id.in_(claim.subscriber_ids))
         )
     }
-    why = matching.matched_topics(session, scope, claim.subscriber_ids)
+    why = matching.reasons(session, scope, claim.subscriber_ids)
     tries = ledger.attempts(session, article_id, claim.subscriber_ids)
     sender = message.envelope_sender(settings.mail_from)
     remaining = list(claim.subscriber_ids)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from alerts import tokens
 from alerts.mail import message, smtp
 from alerts.mail.render import RenderedEmail, renderer
-from alerts.models import Article, Frequency, Subscriber, SubscriberStatus, Topic
+from alerts.models import Article, Frequency, Subscriber, SubscriberStatus
 from alerts.subscriptions import Choices
 
 
@@ -127,16 +127,17 @@ def _local_time(subscriber: Subscriber, article: Article) -> str:
 
 
 def alert(
-    settings: MailSettings, article: Article, subscriber: Subscriber, matched: Topic | None
+    settings: MailSettings, article: Article, subscriber: Subscriber, reason: Any | None
 ) -> bytes:
-    """An instant alert for one article to one reader, saying which of their topics matched."""
+    """An instant alert for one article to one reader, saying what matched (a matching.Reason:
+    a topic they follow or a keyword the article mentions)."""
     links = reader_links(settings, subscriber.id)
     context = {
         "site_name": settings.site_name,
         "base_url": settings.base_url,
         "article": article,
         "published": _local_time(subscriber, article),
-        "topic_name": matched.name if matched is not None else None,
+        "reason": reason,
         **links,
     }
     rendered = renderer().render("alert", context)
@@ -204,8 +205,8 @@ class DigestRenderer:
             "more": content.more,
             "more_url": more_url,
             "groups": [
-                (root, [(item, self.block(item.article)) for item in items])
-                for root, items in content.groups
+                (title, [(item, self.block(item.article)) for item in items])
+                for title, items in content.groups
             ],
             "test": test,
             **links,

@@ -78,6 +78,8 @@ def signup() -> ResponseReturnValue:
         "topics": form.getlist("topics"),
         "languages": form.getlist("languages"),
         "frequency": form.get("frequency", ""),
+        "keywords": form.get("keywords", "")[:5000],
+        "within_topics": form.get("within_topics") == "yes",
     }
     session = db.session()
     try:
@@ -87,6 +89,8 @@ def signup() -> ResponseReturnValue:
             form.getlist("topics"),
             form.getlist("languages"),
             form.get("frequency", ""),
+            keywords=form.get("keywords", "")[:5000],
+            within_topics=form.get("within_topics") == "yes",
         )
     except InvalidSignup as error:
         return _signup_page(values, error.errors), 400

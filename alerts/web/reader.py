@@ -173,6 +173,9 @@ def manage(token: str) -> ResponseReturnValue:
                     form.get("timezone", ""),
                     form.get("send_hour", ""),
                     form.get("send_weekday", ""),
+                    keywords=form.get("keywords", "")[:5000],
+                    keyword_frequency=form.get("keyword_frequency", "immediate"),
+                    within_topics=form.get("within_topics") == "yes",
                 )
                 subscriptions.update_preferences(
                     session, subscriber, preferences, _consent("manage")
@@ -201,6 +204,12 @@ def manage(token: str) -> ResponseReturnValue:
             chosen_languages=request.form.getlist("languages")
             if errors
             else subscriber.language_codes,
+            keywords_text=request.form.get("keywords", "")
+            if errors
+            else "\n".join(keyword.phrase for keyword in subscriber.keywords),
+            keyword_frequency=(
+                subscriber.keywords[0].frequency.value if subscriber.keywords else "immediate"
+            ),
             frequencies=FREQUENCY_LABELS,
             timezones=sorted(digests.timezones()),
             weekdays=WEEKDAYS,
