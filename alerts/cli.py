@@ -180,6 +180,90 @@ def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
         )
 
 
+@main.group("feeds")
+def feeds_group() -> None:
+    """RSS and Atom feeds."""
+
+
+@feeds_group.command("add")
+@click.argument("url")
+@click.option(
+    "--language", default=None, help="Language of its articles (else from categories, else en)."
+)
+@click.option("--interval", default=15, show_default=True, help="Minutes between polls.")
+@with_appcontext
+def feeds_add(url: str, language: str | None, interval: int) -> None:
+    """Add a feed; beat polls it from now on (its existing entries do not alert)."""
+    from alerts import db, feeds
+
+    session = db.session()
+    try:
+        feed, created = feeds.add(session, url, language, interval)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    session.commit()
+    click.echo(f"feed #{feed.id} {'added' if created else 'already there'}: {feed.url}")
+
+
+@feeds_group.command("list")
+@with_appcontext
+def feeds_list() -> None:
+    """Every feed with its state."""
+    from sqlalchemy import select
+
+    from alerts import db
+    from alerts.models import Feed
+
+    for feed in db.session().scalars(select(Feed).order_by(Feed.id)):
+        state = "active" if feed.active else "paused"
+        polled = feed.last_polled_at.strftime("%Y-%m-%d %H:%M") if feed.last_polled_at else "never"
+        error = f"  last error: {feed.last_error}" if feed.failures else ""
+        click.echo(
+            f"#{feed.id} [{state}] {feed.url}  every {feed.interval_minutes} min, "
+            f"polled {polled}, {feed.articles_created} articles{error}"
+        )
+
+
+@feeds_group.command("poll")
+@click.option("--feed", "feed_id", type=int, default=None, help="Only this feed (any state).")
+@with_appcontext
+def feeds_poll(feed_id: int | None) -> None:
+    """Poll the active feeds now (or one), with a progress bar; new articles alert."""
+    from sqlalchemy import select
+
+    from alerts import db, feeds
+    from alerts.models import Feed
+    from worker.tasks import fanout_article
+
+    session = db.session()
+    query = (
+        select(Feed).where(Feed.id == feed_id)
+        if feed_id
+        else select(Feed).where(Feed.active.is_(True))
+    )
+    chosen = list(session.scalars(query.order_by(Feed.id)))
+    if feed_id and not chosen:
+        raise click.ClickException(f"no feed #{feed_id}")
+    reports = []
+    with click.progressbar(chosen, label="Polling", show_pos=True) as bar:
+        for feed in bar:
+            report = feeds.poll(session, feed, timeout=float(current_app.config["FEED_TIMEOUT"]))
+            session.commit()
+            for article_id in report.to_alert:
+                fanout_article.delay(article_id)
+            reports.append((feed, report))
+    for feed, report in reports:
+        click.echo(
+            f"#{feed.id} {feed.url}: {report.status}; {report.created} new "
+            f"({len(report.to_alert)} alerting), {report.updated} updated"
+            + (
+                f", unmapped categories: {', '.join(sorted(set(report.unmapped)))}"
+                if report.unmapped
+                else ""
+            )
+        )
+
+
 @main.group("subscribers")
 def subscribers_group() -> None:
     """Subscribers as CSV."""

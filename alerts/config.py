@@ -73,6 +73,8 @@ def defaults() -> dict[str, Any]:
         "SEND_STALE_AFTER": 900,
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
         "DIGEST_CHECK_INTERVAL": 300,
+        "FEED_CHECK_INTERVAL": 60,
+        "FEED_TIMEOUT": 20,
         # Abuse limits (limits notation). Storage: RATELIMIT_STORAGE_URI, default the broker.
         "RATELIMIT_STORAGE_URI": None,
         "RATELIMIT_SUBSCRIBE_IP": "10 per minute; 100 per hour",

@@ -14,6 +14,10 @@ def schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             "task": "alerts.run_due_digests",
             "schedule": float(config.get("DIGEST_CHECK_INTERVAL", 300)),
         },
+        "poll-due-feeds": {
+            "task": "alerts.poll_due_feeds",
+            "schedule": float(config.get("FEED_CHECK_INTERVAL", 60)),
+        },
         "requeue-stale-deliveries": {
             "task": "alerts.requeue_stale_deliveries",
             "schedule": 600.0,

@@ -10,9 +10,9 @@ from typing import Any
 from celery import shared_task
 from flask import current_app
 
-from alerts import clock, db, digests, matching, subscriptions
+from alerts import clock, db, digests, feeds, matching, subscriptions
 from alerts.mail import delivery, emails, ledger
-from alerts.models import Article, DigestRun, Frequency
+from alerts.models import Article, DigestRun, Feed, Frequency
 from alerts.subscriptions import Choices
 
 log = logging.getLogger(__name__)
@@ -164,3 +164,38 @@ def send_digest_batch(run_id: int, subscriber_ids: list[int]) -> None:
         len(report.failed),
         len(report.retry),
     )
+
+
+@shared_task(name="alerts.poll_due_feeds")
+def poll_due_feeds() -> int:
+    """Beat, every minute: queue a poll for each active feed whose time has come."""
+    session = db.session()
+    due = feeds.due(session)
+    for feed in due:
+        feeds.lease(session, feed)
+    session.commit()
+    for feed in due:
+        poll_feed.delay(feed.id)
+    return len(due)
+
+
+@shared_task(name="alerts.poll_feed")
+def poll_feed(feed_id: int) -> str:
+    """Poll one feed; a failure is recorded on the feed and never stops the others."""
+    session = db.session()
+    feed = session.get(Feed, feed_id)
+    if feed is None:
+        return "gone"
+    report = feeds.poll(session, feed, timeout=float(current_app.config["FEED_TIMEOUT"]))
+    session.commit()
+    for article_id in report.to_alert:
+        fanout_article.delay(article_id)
+    log.info(
+        "feed %s: %s, %d new (%d alerting), %d updated",
+        feed_id,
+        report.status,
+        report.created,
+        len(report.to_alert),
+        report.updated,
+    )
+    return report.status

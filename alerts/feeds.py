@@ -1,0 +1,266 @@
+"""RSS and Atom feeds: fetch with conditional GET, turn new entries into articles.
+
+Entries go through the same publishing path as the API (articles.parse, articles.publish).
+An entry seen again updates its article and alerts nobody; entries a feed already held
+when it was added (its first poll, or dated before it) are stored without alerting.
+"""
+
+from __future__ import annotations
+
+import calendar
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import feedparser
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts import articles
+from alerts.clock import now
+from alerts.models import Feed, FeedCategory, Language, Topic
+from alerts.taxonomy import alias_key
+
+MAX_FEED_BYTES = 10 * 1024 * 1024
+MAX_BACKOFF = timedelta(hours=24)
+
+
+class FeedError(Exception):
+    """The feed could not be read; the message says why, for the admin."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    status: int  # 200, or 304 when nothing changed
+    body: bytes = b""
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def fetch(url: str, etag: str | None, last_modified: str | None, timeout: float) -> Fetched:
+    """GET the feed, conditionally; errors (timeout, 4xx/5xx, refused) raise FeedError."""
+    headers = {
+        "User-Agent": "news-alerts feed reader",
+        "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+    }
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) checked on add
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            body = response.read(MAX_FEED_BYTES + 1)
+            if len(body) > MAX_FEED_BYTES:
+                raise FeedError(f"the feed is larger than {MAX_FEED_BYTES // (1024 * 1024)} MB")
+            return Fetched(
+                response.status,
+                body,
+                response.headers.get("ETag"),
+                response.headers.get("Last-Modified"),
+            )
+    except urllib.error.HTTPError as error:
+        if error.code == 304:
+            return Fetched(304, etag=etag, last_modified=last_modified)
+        raise FeedError(f"HTTP {error.code} {error.reason}") from error
+    except TimeoutError as error:
+        raise FeedError(f"no answer within {timeout:.0f} s") from error
+    except urllib.error.URLError as error:
+        raise FeedError(f"cannot reach the feed: {error.reason}") from error
+    except OSError as error:
+        raise FeedError(f"cannot read the feed: {error}") from error
+
+
+def check_url(url: str) -> str:
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise ValueError("A feed address must be an http:// or https:// URL.")
+    return url
+
+
+def add(
+    session: Session, url: str, language: str | None = None, interval_minutes: int = 15
+) -> tuple[Feed, bool]:
+    """Add a feed (or return the one with this address); it is polled at once."""
+    url = check_url(url)
+    if language and session.get(Language, language) is None:
+        raise ValueError(f"Unknown language {language!r}.")
+    if not 1 <= interval_minutes <= 1440:
+        raise ValueError("Poll every 1 to 1440 minutes.")
+    existing = session.scalar(select(Feed).where(Feed.url == url))
+    if existing is not None:
+        return existing, False
+    feed = Feed(url=url, language_code=language or None, interval_minutes=interval_minutes)
+    session.add(feed)
+    session.flush()
+    return feed, True
+
+
+@dataclass
+class PollReport:
+    feed_id: int
+    status: str = ""  # "ok", "not modified" or the error
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    to_alert: list[int] = field(default_factory=list)  # new articles to fan out, after commit
+    rejected: list[str] = field(default_factory=list)  # entries that are not articles, and why
+    unmapped: list[str] = field(default_factory=list)
+
+
+def due(session: Session, limit: int = 100) -> list[Feed]:
+    return list(
+        session.scalars(
+            select(Feed)
+            .where(Feed.active.is_(True), Feed.next_poll_at <= now())
+            .order_by(Feed.next_poll_at)
+            .limit(limit)
+        )
+    )
+
+
+def lease(session: Session, feed: Feed) -> None:
+    """Move the next poll on before polling, so beat does not queue the same feed twice."""
+    feed.next_poll_at = now() + timedelta(minutes=feed.interval_minutes)
+
+
+def poll(session: Session, feed: Feed, timeout: float = 20.0, fetcher: Any = fetch) -> PollReport:
+    """Fetch and ingest one feed; records success or the error on the feed. The caller
+    commits, then queues fanout_article for report.to_alert."""
+    report = PollReport(feed.id)
+    started = now()
+    feed.last_polled_at = started
+    try:
+        fetched = fetcher(feed.url, feed.etag, feed.last_modified, timeout)
+        if fetched.status == 304:
+            report.status = "not modified"
+        else:
+            parsed = feedparser.parse(fetched.body)
+            if not parsed.get("version"):
+                problem = parsed.get("bozo_exception") or "no RSS or Atom document found"
+                raise FeedError(f"not a feed: {problem}")
+            if parsed.get("bozo") and not parsed.entries:
+                raise FeedError(f"malformed feed: {parsed.get('bozo_exception')}")
+            feed.title = str(parsed.feed.get("title", ""))[:500] or feed.title
+            first_poll = feed.first_polled_at is None
+            if first_poll:
+                feed.first_polled_at = started
+            for entry in parsed.entries:
+                _ingest(session, feed, entry, first_poll, report)
+            feed.etag, feed.last_modified = fetched.etag, fetched.last_modified
+            report.status = "ok"
+        feed.last_status = fetched.status
+        feed.failures = 0
+        feed.next_poll_at = started + timedelta(minutes=feed.interval_minutes)
+    except FeedError as error:
+        feed.failures += 1
+        feed.last_error = str(error)[:2000]
+        feed.last_error_at = started
+        feed.last_status = None
+        backoff = timedelta(minutes=feed.interval_minutes) * 2 ** min(feed.failures, 10)
+        feed.next_poll_at = started + min(backoff, MAX_BACKOFF)
+        report.status = f"error: {error}"
+    session.flush()
+    return report
+
+
+def _entry_time(entry: Any) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed"):
+        value = entry.get(key)
+        if value:
+            return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    return None
+
+
+def _ingest(session: Session, feed: Feed, entry: Any, first_poll: bool, report: PollReport) -> None:
+    link = str(entry.get("link", "")).strip()
+    guid = str(entry.get("id") or link).strip()
+    categories = [str(tag.get("term", "")).strip() for tag in entry.get("tags", [])]
+    categories = [name for name in categories if name]
+    topic_ids, language, unknown = articles.resolve_topics(session, categories)
+    for name in unknown:
+        _remember_unmapped(session, feed, name)
+        report.unmapped.append(name)
+    summary = entry.get("summary") or ""
+    if not summary and entry.get("content"):
+        summary = entry["content"][0].get("value", "")
+    published = _entry_time(entry)
+    slugs = (
+        list(session.scalars(select(Topic.slug).where(Topic.id.in_(topic_ids))))
+        if topic_ids
+        else []
+    )
+    payload = {
+        "guid": guid[: articles.MAX_GUID],
+        "url": link,
+        "title": str(entry.get("title", "")),
+        "summary": summary[: articles.MAX_SUMMARY],
+        "author": str(entry.get("author", ""))[: articles.MAX_AUTHOR],
+        "language": language or feed.language_code or "en",
+        "topics": slugs,
+    }
+    if published is not None:
+        payload["published_at"] = published.isoformat()
+    try:
+        with session.begin_nested():
+            result = articles.publish(session, articles.parse(session, payload))
+    except articles.InvalidArticle as invalid:
+        report.rejected.append(f"{guid[:80]}: {invalid}")
+        return
+    if not result.created:
+        if result.changed:
+            report.updated += 1
+        else:
+            report.unchanged += 1
+        return
+    report.created += 1
+    feed.articles_created += 1
+    # No flood when a feed is added: what it held before its first poll does not alert.
+    old = (
+        published is not None
+        and feed.first_polled_at is not None
+        and (published < feed.first_polled_at)
+    )
+    if not first_poll and not old:
+        report.to_alert.append(result.article_id)
+
+
+def _remember_unmapped(session: Session, feed: Feed, name: str) -> None:
+    key = alias_key(name)
+    if not key:
+        return
+    row = session.get(FeedCategory, (feed.id, key))
+    if row is None:
+        row = FeedCategory(feed_id=feed.id, key=key, name=name[:200], seen=0)
+        session.add(row)
+    row.seen += 1
+    row.last_seen_at = now()
+
+
+def map_category(session: Session, feed_id: int, key: str, topic_slug: str | None) -> bool:
+    """Map an unmapped category to a topic (or mark it as carrying none): from now on every
+    feed's entries with that category get the topic."""
+    from alerts.models import TopicAlias
+
+    row = session.get(FeedCategory, (feed_id, key))
+    if row is None:
+        return False
+    topic_id = None
+    if topic_slug:
+        topic_id = session.scalar(select(Topic.id).where(Topic.slug == topic_slug))
+        if topic_id is None:
+            return False
+    alias = session.get(TopicAlias, key)
+    if alias is None:
+        session.add(TopicAlias(key=key, name=row.name, topic_id=topic_id))
+    else:
+        alias.topic_id = topic_id
+    session.execute(
+        FeedCategory.__table__.delete().where(FeedCategory.key == key)  # type: ignore[attr-defined]
+    )
+    session.flush()
+    return True
