@@ -26,6 +26,9 @@ from alerts.taxonomy import alias_key
 
 MAX_FEED_BYTES = 10 * 1024 * 1024
 MAX_BACKOFF = timedelta(hours=24)
+# Feed dates have second precision and publishers' clocks drift: an entry counts as older
+# than the first poll only when it is older by more than this.
+CLOCK_GRACE = timedelta(hours=1)
 
 
 class FeedError(Exception):
@@ -143,8 +146,13 @@ def poll(session: Session, feed: Feed, timeout: float = 20.0, fetcher: Any = fet
             if not parsed.get("version"):
                 problem = parsed.get("bozo_exception") or "no RSS or Atom document found"
                 raise FeedError(f"not a feed: {problem}")
-            if parsed.get("bozo") and not parsed.entries:
-                raise FeedError(f"malformed feed: {parsed.get('bozo_exception')}")
+            if parsed.get("bozo"):
+                problem = f"malformed feed: {parsed.get('bozo_exception')}"
+                if not parsed.entries:
+                    raise FeedError(problem)
+                # Readable in spite of it (feedparser is lenient): take the entries, but
+                # show the admin what is wrong with the feed.
+                feed.last_error, feed.last_error_at = problem[:2000], started
             feed.title = str(parsed.feed.get("title", ""))[:500] or feed.title
             first_poll = feed.first_polled_at is None
             if first_poll:
@@ -223,7 +231,7 @@ def _ingest(session: Session, feed: Feed, entry: Any, first_poll: bool, report: 
     old = (
         published is not None
         and feed.first_polled_at is not None
-        and (published < feed.first_polled_at)
+        and published < feed.first_polled_at - CLOCK_GRACE
     )
     if not first_poll and not old:
         report.to_alert.append(result.article_id)
