@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import alerts, digests
+from bench import alerts, digests, keywords
 
-BENCHMARKS = {"alerts": alerts.run, "digests": digests.run}
+BENCHMARKS = {"alerts": alerts.run, "digests": digests.run, "keywords": keywords.run}
 
 
 def main() -> None:
@@ -19,6 +19,7 @@ def main() -> None:
     )
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)}")
     parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--readers", type=int, default=100_000, help="keywords benchmark")
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     args = parser.parse_args()
