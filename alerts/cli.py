@@ -123,7 +123,6 @@ def digests_group() -> None:
 @with_appcontext
 def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
     """Send this period's digests now (or join the period's run), with a progress bar."""
-    from datetime import timedelta
 
     from alerts import db, digests
     from alerts.mail import delivery, emails
@@ -150,12 +149,7 @@ def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
     click.echo(f"run #{run.id} ({frequency} {run.period}){'' if created else ', joined'}")
     config = current_app.config
     settings = emails.MailSettings.from_config(config)
-    policy = delivery.RetryPolicy(
-        max_attempts=int(config["SEND_MAX_ATTEMPTS"]),
-        backoff=float(config["SEND_RETRY_BACKOFF"]),
-        backoff_max=float(config["SEND_RETRY_BACKOFF_MAX"]),
-        stale_after=timedelta(seconds=int(config["SEND_STALE_AFTER"])),
-    )
+    policy = delivery.RetryPolicy.from_config(config)
     renderer = emails.DigestRenderer(settings)
     progress = digests.progress(session, run)
     retry: list[int] = []

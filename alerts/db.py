@@ -70,3 +70,15 @@ def _close_session(_exc: BaseException | None) -> None:
     db_session = g.pop("db_session", None)
     if db_session is not None:
         db_session.close()
+
+
+def insert_ignoring_duplicates(session: Session, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL: the unique constraints of
+    the ledger tables decide who did something first."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()

@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, cast
+from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import Table, and_, bindparam, exists, func, literal, or_, select, update
@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
+from alerts.db import insert_ignoring_duplicates
 from alerts.matching import ArticleWords, Reason
 from alerts.models import (
     Article,
@@ -238,13 +239,8 @@ def enqueue(session: Session, run: DigestRun, due_only: bool) -> int:
     )
     columns = ["run_id", "subscriber_id", "status", "attempts", "article_count", "updated_at"]
     before = _recipient_count(session, run.id)
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
     session.execute(
-        dialect_insert(DigestRecipient).from_select(columns, readers).on_conflict_do_nothing()
+        insert_ignoring_duplicates(session, DigestRecipient.__table__).from_select(columns, readers)
     )
     session.flush()
     return _recipient_count(session, run.id) - before
@@ -606,14 +602,6 @@ _MOVE_SCHEDULE = (
 )
 
 
-def _insert_ignoring_duplicates(session: Session, table: Table) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-    return dialect_insert(table).on_conflict_do_nothing()
-
-
 @dataclass(frozen=True)
 class RecipientClaim:
     token: str
@@ -695,7 +683,7 @@ def claim_articles(
     ]
     if not rows:
         return {}
-    session.connection().execute(_insert_ignoring_duplicates(session, _deliveries), rows)
+    session.connection().execute(insert_ignoring_duplicates(session, _deliveries), rows)
     readers = list(wanted)
     # Rows a dead attempt of this same run left behind become ours.
     session.execute(

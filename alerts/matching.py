@@ -237,19 +237,7 @@ def reasons(
 ) -> dict[int, Reason]:
     """For each reader, what matched: the most specific followed topic, else the keyword."""
     ids = list(subscriber_ids)
-    rows = session.execute(
-        select(Subscription.subscriber_id, Topic)
-        .join(Topic, Topic.id == Subscription.topic_id)
-        .where(
-            Subscription.subscriber_id.in_(ids),
-            Subscription.topic_id.in_(article_scope.topic_ids),
-        )
-    ).all()
-    best: dict[int, Topic] = {}
-    for subscriber_id, topic in rows:
-        current = best.get(subscriber_id)
-        if current is None or article_scope.depth[topic.id] > article_scope.depth[current.id]:
-            best[subscriber_id] = topic
+    best = matched_topics(session, article_scope, ids)
     found = {subscriber_id: Reason("topic", topic.name) for subscriber_id, topic in best.items()}
     first_words = list(article_scope.words.positions)
     if first_words:

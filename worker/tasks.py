@@ -58,12 +58,7 @@ def purge_unconfirmed() -> int:
 
 def _retry_policy() -> delivery.RetryPolicy:
     config = current_app.config
-    return delivery.RetryPolicy(
-        max_attempts=int(config["SEND_MAX_ATTEMPTS"]),
-        backoff=float(config["SEND_RETRY_BACKOFF"]),
-        backoff_max=float(config["SEND_RETRY_BACKOFF_MAX"]),
-        stale_after=timedelta(seconds=int(config["SEND_STALE_AFTER"])),
-    )
+    return delivery.RetryPolicy.from_config(config)
 
 
 @shared_task(name="alerts.fanout_article")

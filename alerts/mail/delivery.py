@@ -8,7 +8,7 @@ or repeats the others of its batch.
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,6 +30,15 @@ class RetryPolicy:
     backoff: float = 30.0  # seconds before the first retry; doubles each time
     backoff_max: float = 3600.0
     stale_after: timedelta = timedelta(minutes=15)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RetryPolicy:
+        return cls(
+            max_attempts=int(config["SEND_MAX_ATTEMPTS"]),
+            backoff=float(config["SEND_RETRY_BACKOFF"]),
+            backoff_max=float(config["SEND_RETRY_BACKOFF_MAX"]),
+            stale_after=timedelta(seconds=int(config["SEND_STALE_AFTER"])),
+        )
 
     def delay(self, attempt: int) -> float:
         return min(self.backoff * 2 ** max(attempt - 1, 0), self.backoff_max)

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
+from alerts.db import insert_ignoring_duplicates
 from alerts.models import Delivery, DeliveryStatus, SoftBounce, Subscriber, SubscriberStatus
 
 
@@ -26,20 +27,6 @@ class Claim:
     subscriber_ids: list[int]
     # Rows another live run holds right now: retry later, they may still need sending.
     held_elsewhere: int
-
-
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> None:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        session.execute(pg_insert(Delivery).values(rows).on_conflict_do_nothing())
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        session.execute(sqlite_insert(Delivery).values(rows).on_conflict_do_nothing())
-    else:  # pragma: no cover - other databases are not supported
-        session.execute(insert(Delivery).values(rows))
 
 
 def claim(
@@ -59,8 +46,8 @@ def claim(
             )
         )
         if active:
-            _insert_ignoring_duplicates(
-                session,
+            session.execute(
+                insert_ignoring_duplicates(session, Delivery.__table__),
                 [
                     {
                         "subscriber_id": subscriber_id,
