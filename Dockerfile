@@ -10,3 +10,4 @@ COPY templates ./templates
 RUN pip install --no-cache-dir -e . && useradd --system --home /app alerts
 USER alerts
 EXPOSE 8000
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "alerts:create_app()"]

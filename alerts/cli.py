@@ -182,7 +182,7 @@ def feeds_group() -> None:
 @feeds_group.command("add")
 @click.argument("url")
 @click.option(
-    "--language", default=None, help="Language of its articles (else from categories, else en)."
+    "--language", default=None, help="Language of entries whose categories name none [en]."
 )
 @click.option("--interval", default=15, show_default=True, help="Minutes between polls.")
 @with_appcontext
@@ -211,7 +211,7 @@ def feeds_list() -> None:
     for feed in db.session().scalars(select(Feed).order_by(Feed.id)):
         state = "active" if feed.active else "paused"
         polled = feed.last_polled_at.strftime("%Y-%m-%d %H:%M") if feed.last_polled_at else "never"
-        error = f"  last error: {feed.last_error}" if feed.failures else ""
+        error = f"  last error: {feed.last_error}" if feed.last_error else ""
         click.echo(
             f"#{feed.id} [{state}] {feed.url}  every {feed.interval_minutes} min, "
             f"polled {polled}, {feed.articles_created} articles{error}"

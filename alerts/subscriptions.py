@@ -229,12 +229,15 @@ def subscribe(
             return None
         return ConfirmationRequest(subscriber.id, nonce, changes=choices)
 
+    if subscriber.status is SubscriberStatus.BOUNCED:
+        # A suppressed address comes back only through an admin (mail to it bounced): the
+        # form answers as always and sends nothing.
+        return None
     if subscriber.status is not SubscriberStatus.PENDING:
+        # A reader coming back confirms again (still at most one email an hour).
         subscriber.status = SubscriberStatus.PENDING
         subscriber.confirm_nonce = None
         subscriber.confirmed_at = None
-        # A reader coming back confirms again, whenever the last email went.
-        subscriber.confirmation_sent_at = None
     _replace_choices(session, subscriber, choices)
     session.add(
         ConsentRecord(
@@ -407,6 +410,8 @@ def _still_known(session: Session, choices: Choices) -> Choices:
         tuple(slug for slug in choices.topics if slug in topics),
         tuple(code for code in choices.languages if code in codes),
         choices.frequency,
+        choices.keywords,
+        choices.within_topics,
     )
 
 
@@ -712,10 +717,9 @@ def reactivate(
         return None
     subscriber.status = SubscriberStatus.PENDING
     subscriber.suppressed_at = None
-    subscriber.confirmation_sent_at = None
     subscriber.confirmed_at = None
-    nonce = secrets.token_hex(8)
+    nonce = subscriber.confirm_nonce or secrets.token_hex(8)
     session.flush()
     if not _claim_confirmation(session, subscriber, resend_interval, nonce):
-        return None
+        return None  # pending again; a confirmation went less than an hour ago
     return ConfirmationRequest(subscriber.id, nonce)

@@ -159,13 +159,17 @@ def test_active_reader_gets_a_change_link_that_merges(session: Session, frozen_c
     assert result is ConfirmResult.SPENT
 
 
-def test_unsubscribed_reader_who_signs_up_again_confirms_again(session: Session) -> None:
+def test_unsubscribed_reader_who_signs_up_again_confirms_again(
+    session: Session, frozen_clock: Any
+) -> None:
     request = signup(session)
     subscriptions.confirm(session, request.subscriber_id, request.nonce, None, CONSENT)
     subscriber = session.get(Subscriber, request.subscriber_id)
     assert subscriber is not None
     subscriber.status = SubscriberStatus.UNSUBSCRIBED
     session.commit()
+    assert signup(session, wanted=choices("patents")) is None  # still one email an hour
+    frozen_clock(now() + 2 * HOUR)
     again = signup(session, wanted=choices("patents"))
     assert again is not None and again.changes is None
     session.refresh(subscriber)
@@ -185,3 +189,36 @@ def test_purge_removes_only_old_unconfirmed_signups(session: Session, frozen_clo
     remaining = set(session.scalars(select(Subscriber.id)))
     assert remaining == {confirmed.subscriber_id, recent.subscriber_id}
     assert old.subscriber_id not in remaining
+
+
+def test_a_suppressed_address_comes_back_only_through_an_admin(
+    session: Session, frozen_clock: Any
+) -> None:
+    request = signup(session)
+    subscriptions.confirm(session, request.subscriber_id, request.nonce, None, CONSENT)
+    subscriber = session.get(Subscriber, request.subscriber_id)
+    assert subscriber is not None
+    subscriber.status = SubscriberStatus.BOUNCED
+    session.commit()
+    frozen_clock(now() + 2 * HOUR)
+    assert signup(session) is None
+    session.refresh(subscriber)
+    assert subscriber.status is SubscriberStatus.BOUNCED
+    assert subscriptions.reactivate(session, subscriber.id, HOUR) is not None
+    assert subscriber.status is SubscriberStatus.PENDING
+
+
+def test_keywords_from_the_form_reach_an_active_reader_through_the_change_link(
+    session: Session, frozen_clock: Any
+) -> None:
+    request = signup(session)
+    subscriptions.confirm(session, request.subscriber_id, request.nonce, None, CONSENT)
+    session.commit()
+    frozen_clock(now() + 2 * HOUR)
+    change = signup(session, wanted=Choices((), ("en",), Frequency.DAILY, ("ICANN",), False))
+    assert change is not None and change.changes is not None
+    changes = Choices.from_payload(change.changes.as_payload())
+    _, subscriber = subscriptions.confirm(
+        session, change.subscriber_id, change.nonce, changes, CONSENT
+    )
+    assert [(k.phrase, k.frequency) for k in subscriber.keywords] == [("ICANN", Frequency.DAILY)]

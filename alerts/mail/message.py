@@ -2,7 +2,7 @@
 
 The bytes are assembled directly rather than through email.message: the parts are encoded
 with binascii's quoted-printable (C), which makes building a message several times faster
-than the email package's generator, the largest cost of sending (see DESIGN.md).
+than the email package's generator, which was the largest cost of sending.
 """
 
 from __future__ import annotations

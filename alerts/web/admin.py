@@ -283,7 +283,10 @@ def reactivate(subscriber_id: int) -> ResponseReturnValue:
     confirmation = subscriptions.reactivate(db_session, subscriber_id, interval)
     db_session.commit()
     if confirmation is None:
-        flash("That address is not suppressed.")
+        flash(
+            "No confirmation email went: the address is not suppressed, or one went less than "
+            "an hour ago (it is pending again and can confirm with that one)."
+        )
     else:
         from worker.tasks import send_confirmation
 
