@@ -14,7 +14,18 @@ from functools import lru_cache
 from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import Table, and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -111,6 +122,8 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
         )
     }
     current = now()
+    # A paused reader's next digest is the first one after the pause.
+    start = max(current, subscriber.paused_until or current)
     for frequency, schedule in existing.items():
         if frequency not in wanted:
             session.delete(schedule)
@@ -120,13 +133,15 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
                 subscriber.timezone,
                 subscriber.send_hour,
                 subscriber.send_weekday,
-                schedule.last_sent_at or current,
+                max(schedule.last_sent_at or current, start - timedelta(seconds=1)),
             )
     for frequency in wanted - set(existing):
         session.add(
             DigestSchedule(
                 subscriber_id=subscriber.id,
                 frequency=frequency,
+                # A new digest starts with what is new from now, not with the archive.
+                last_sent_at=current,
                 next_at=next_send_time(
                     frequency,
                     subscriber.timezone,
@@ -137,6 +152,11 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
             )
         )
     session.flush()
+
+
+def drop_schedules(session: Session, subscriber_id: int) -> None:
+    """A reader who left or bounced is due no digest (confirming again restores them)."""
+    session.execute(delete(DigestSchedule).where(DigestSchedule.subscriber_id == subscriber_id))
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -193,6 +213,15 @@ def _reader_filter(session: Session, run: DigestRun, due_only: bool) -> list[obj
     ]
     if due_only:
         conditions.append(DigestSchedule.next_at <= now())
+    else:
+        # Started by hand (or again): every reader not yet done in this run.
+        conditions.append(
+            ~exists().where(
+                DigestRecipient.run_id == run.id,
+                DigestRecipient.subscriber_id == DigestSchedule.subscriber_id,
+                DigestRecipient.status != RecipientStatus.QUEUED,
+            )
+        )
     scoped = scope_topic_ids(session, run.scope)
     if scoped is not None:
         branch, ancestors = scoped
@@ -220,15 +249,18 @@ def count_readers(session: Session, run: DigestRun, due_only: bool) -> int:
 
 
 def enqueue(session: Session, run: DigestRun, due_only: bool) -> int:
-    """Add the run's readers as queued recipients (each once per run); returns how many new.
+    """Add the run's readers as queued recipients; returns how many new.
 
     Scheduled runs take readers whose time has come; a run an admin starts takes every
-    reader of the frequency at once.
+    reader of the frequency at once. A recipient is one reader's due slot (their next_at):
+    once per slot, so a reader whose next slot falls in the same UTC day (a send ahead of
+    time, a change of daylight saving time) is taken again for that slot.
     """
     readers = (
         select(
             literal(run.id),
             DigestSchedule.subscriber_id,
+            DigestSchedule.next_at,
             literal(RecipientStatus.QUEUED.value),
             literal(0),
             literal(0),
@@ -237,7 +269,15 @@ def enqueue(session: Session, run: DigestRun, due_only: bool) -> int:
         .join(Subscriber, Subscriber.id == DigestSchedule.subscriber_id)
         .where(*_reader_filter(session, run, due_only))  # type: ignore[arg-type]
     )
-    columns = ["run_id", "subscriber_id", "status", "attempts", "article_count", "updated_at"]
+    columns = [
+        "run_id",
+        "subscriber_id",
+        "slot",
+        "status",
+        "attempts",
+        "article_count",
+        "updated_at",
+    ]
     before = _recipient_count(session, run.id)
     session.execute(
         insert_ignoring_duplicates(session, DigestRecipient.__table__).from_select(columns, readers)
@@ -452,17 +492,26 @@ def build_contents(
             )
         ).all()
     )
+    # Since the previous digest, or since they (re)confirmed: a returning reader does not
+    # get what was published while they were away.
     since = {
-        reader.id: last_sent.get(reader.id) or reader.confirmed_at or reader.created_at
+        reader.id: max(
+            moment
+            for moment in (last_sent.get(reader.id), reader.confirmed_at, reader.created_at)
+            if moment is not None
+        )
         for reader in readers.values()
     }
 
     # The articles of the window, with their topics expanded to ancestors: loaded once.
+    # The window is by arrival (created_at), not by the date an article carries: a feed entry
+    # read late, or an article published with a past date, still reaches the next digest;
+    # the ledger keeps anything already sent out.
     earliest = min(since.values())
     articles = list(
         session.scalars(
             select(Article)
-            .where(Article.published_at > earliest, Article.published_at <= current)
+            .where(Article.created_at >= earliest, Article.created_at <= current)
             .order_by(Article.published_at.desc(), Article.id.desc())
         )
     )
@@ -502,8 +551,8 @@ def build_contents(
         phrases = keywords.get(reader_id, [])
         strict = reader.keywords_within_topics and reader_id in has_keywords
         for article in articles:
-            if article.published_at <= since[reader_id]:
-                break  # newest first: the rest are older still
+            if article.created_at < since[reader_id]:
+                continue
             topics = article_topics.get(article.id, set())
             if (
                 article.language_code not in languages.get(reader_id, ())
@@ -607,6 +656,7 @@ class RecipientClaim:
     token: str
     subscriber_ids: list[int]  # the readers this attempt holds, in id order
     held_elsewhere: list[int]  # queued, but a live attempt holds them
+    slots: dict[int, datetime] = field(default_factory=dict)  # the due slot each one serves
 
 
 def claim_recipients(
@@ -637,16 +687,19 @@ def claim_recipients(
         .execution_options(synchronize_session=False)
     )
     rows = session.execute(
-        select(DigestRecipient.subscriber_id, DigestRecipient.claim_token).where(
+        select(
+            DigestRecipient.subscriber_id, DigestRecipient.claim_token, DigestRecipient.slot
+        ).where(
             DigestRecipient.run_id == run_id,
             DigestRecipient.subscriber_id.in_(ids),
             DigestRecipient.status == RecipientStatus.QUEUED,
         )
     ).all()
     session.commit()
-    held = sorted(subscriber_id for subscriber_id, owner in rows if owner == token)
-    elsewhere = sorted(subscriber_id for subscriber_id, owner in rows if owner != token)
-    return RecipientClaim(token, held, elsewhere)
+    held = sorted(subscriber_id for subscriber_id, owner, _ in rows if owner == token)
+    elsewhere = sorted(subscriber_id for subscriber_id, owner, _ in rows if owner != token)
+    slots = {subscriber_id: slot for subscriber_id, owner, slot in rows if owner == token}
+    return RecipientClaim(token, held, elsewhere, slots)
 
 
 def attempts_of(session: Session, run_id: int, subscriber_ids: Collection[int]) -> dict[int, int]:
@@ -718,11 +771,14 @@ def finish_recipient(
     status: RecipientStatus,
     *,
     frequency: Frequency,
+    slot: datetime | None = None,
     article_count: int = 0,
     error: str | None = None,
     delivery_status: DeliveryStatus | None = None,
 ) -> None:
-    """Record a reader's digest outcome; sent and skipped move their schedule on."""
+    """Record a reader's digest outcome; sent and skipped move their schedule on, to the
+    first slot after both now and the slot this digest served (so a digest sent ahead of
+    its time is not due again the same day)."""
     current = now()
     connection = session.connection()
     connection.execute(
@@ -757,7 +813,11 @@ def finish_recipient(
                 "schedule_frequency": frequency,
                 "new_last_sent_at": current,
                 "new_next_at": next_send_time(
-                    frequency, reader.timezone, reader.send_hour, reader.send_weekday, current
+                    frequency,
+                    reader.timezone,
+                    reader.send_hour,
+                    reader.send_weekday,
+                    max(current, slot or current),
                 ),
             },
         )

@@ -28,6 +28,7 @@ from alerts.models import (
 )
 
 ALL_FREQUENCIES = tuple(Frequency)
+MAX_KEYWORDS = 20  # per reader: the signup form and the preference centre allow no more
 _WORD = re.compile(r"\w+")
 
 
@@ -145,6 +146,10 @@ def subscriber_pages(
                     )
                 )
             )
+        # One row per (reader, keyword): fetch enough rows for a full page of readers (a
+        # reader has at most MAX_KEYWORDS), and when cut short, end the page before the last
+        # reader, whose other rows may lie past the cut.
+        keyword_limit = batch_size * MAX_KEYWORDS
         keyword_rows = (
             session.execute(
                 select(Keyword.subscriber_id, Keyword.words)
@@ -154,12 +159,14 @@ def subscriber_pages(
                     Keyword.subscriber_id > after,
                 )
                 .order_by(Keyword.subscriber_id)
-                .limit(batch_size)
+                .limit(keyword_limit)
             ).all()
             if first_words
             else []
         )
-        take([subscriber_id for subscriber_id, _ in keyword_rows])
+        if len(keyword_rows) >= keyword_limit:
+            last = keyword_rows[-1][0] - 1
+            horizon = last if horizon is None else min(horizon, last)
         keyword_hits = {
             subscriber_id
             for subscriber_id, phrase in keyword_rows
@@ -171,7 +178,9 @@ def subscriber_pages(
         page = [
             subscriber_id for subscriber_id in seen if horizon is None or subscriber_id <= horizon
         ]
-        page = page[:batch_size]
+        # Never an empty page: a reader's rows never exceed MAX_KEYWORDS, so the first one
+        # seen is complete even when the keyword rows were cut right after it.
+        page = page[:batch_size] or seen[:1]
         after = page[-1]
         matched = _receiving(session, article_scope, page, topic_hits, keyword_hits)
         if matched:

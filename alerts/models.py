@@ -342,13 +342,15 @@ class DigestRecipient(Base):
 
     __tablename__ = "digest_recipients"
     __table_args__ = (
-        UniqueConstraint("run_id", "subscriber_id"),
+        UniqueConstraint("run_id", "subscriber_id", "slot"),
         Index("ix_digest_recipients_run_status", "run_id", "status", "subscriber_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("digest_runs.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    # The due time (the reader's next_at) this digest serves: one email per reader per slot.
+    slot: Mapped[datetime]
     status: Mapped[RecipientStatus] = mapped_column(
         _enum_column(RecipientStatus), default=RecipientStatus.QUEUED
     )

@@ -29,7 +29,7 @@ from alerts.models import (
     Subscription,
     Topic,
 )
-from alerts.subscriptions import InvalidSignup, find_by_email, normalize_email
+from alerts.subscriptions import InvalidSignup, find_by_email, form_int, normalize_email
 
 COLUMNS = [
     "email",
@@ -183,9 +183,9 @@ def _parse_row(
     if timezone not in digests.timezones():
         raise ValueError(f"unknown time zone {timezone!r}")
     hour_text = (row.get("send_hour") or "8").strip()
-    if not hour_text.isdigit() or not 0 <= int(hour_text) <= 23:
+    if not 0 <= form_int(hour_text) <= 23:
         raise ValueError(f"send_hour must be 0 to 23, not {hour_text!r}")
-    return email, wanted, list(dict.fromkeys(codes)), timezone, int(hour_text)
+    return email, wanted, list(dict.fromkeys(codes)), timezone, form_int(hour_text)
 
 
 def _add(

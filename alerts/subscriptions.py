@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from alerts import digests
 from alerts.clock import now
-from alerts.matching import words
+from alerts.matching import MAX_KEYWORDS, words
 from alerts.models import (
     Article,
     ConsentRecord,
@@ -33,6 +33,13 @@ from alerts.models import (
 )
 
 MAX_EMAIL_LENGTH = 254
+
+
+def form_int(text: str, default: int = -1) -> int:
+    """A small whole number typed in a form, or `default` ("²" or "٣" are digits to
+    str.isdigit() but not numbers we take)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else default
 
 
 class InvalidSignup(ValueError):
@@ -77,7 +84,6 @@ class Choices:
         )
 
 
-MAX_KEYWORDS = 20
 MAX_KEYWORD_LENGTH = 100
 
 
@@ -425,6 +431,7 @@ def unsubscribe(session: Session, subscriber_id: int, how: str) -> Subscriber | 
         subscriber.unsubscribed_at = now()
         subscriber.unsubscribe_reason = how[:500]
         subscriber.confirm_nonce = None
+        digests.drop_schedules(session, subscriber.id)
         session.flush()
     return subscriber
 
@@ -507,10 +514,10 @@ def validate_preferences(
         errors["languages"] = "Choose languages from the list."
     if timezone not in digests.timezones():
         errors["timezone"] = "Choose a time zone from the list."
-    hour = int(send_hour) if send_hour.isdigit() else -1
+    hour = form_int(send_hour)
     if not 0 <= hour <= 23:
         errors["send_hour"] = "Choose an hour from the list."
-    weekday = int(send_weekday) if send_weekday.isdigit() else -1
+    weekday = form_int(send_weekday)
     if not 0 <= weekday <= 6:
         errors["send_weekday"] = "Choose a day from the list."
     if errors:
@@ -566,6 +573,7 @@ def pause(session: Session, subscriber: Subscriber, weeks: int, consent: Consent
         raise InvalidSignup({"pause": "Choose 1, 2 or 4 weeks."})
     subscriber.paused_until = now() + timedelta(weeks=weeks) if weeks else None
     session.flush()
+    digests.sync_schedules(session, subscriber)  # the next digest comes after the pause
     _record(session, subscriber, f"pause {weeks} weeks" if weeks else "resume", consent)
 
 
@@ -576,7 +584,7 @@ def unsubscribe_topic(
     subscription = next((s for s in subscriber.subscriptions if s.topic.slug == slug), None)
     if subscription is None:
         return False
-    if len(subscriber.subscriptions) == 1:
+    if len(subscriber.subscriptions) == 1 and not subscriber.keywords:
         unsubscribe(session, subscriber.id, how=f"unsubscribe page: last topic {slug}")
     else:
         session.delete(subscription)

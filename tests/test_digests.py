@@ -287,3 +287,96 @@ def test_the_and_more_link_lists_the_whole_digest(
     page = client.get(link.group(1)).get_data(as_text=True)
     assert "52 articles" in page and "Story 0<" in page and "Story 51<" in page
     assert client.get("/digest/forged").status_code == 404
+
+
+def test_an_article_that_arrives_late_still_reaches_the_next_digest(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    tick(app, utc(2026, 11, 2, 8, 0))  # nothing yet
+    clock.freeze(utc(2026, 11, 2, 20, 0))
+    # Read from a feed in the evening, dated in the morning, before the last digest.
+    factories.article(session, published_at=utc(2026, 11, 2, 6, 0), topics=["wipo"], title="Late")
+    tick(app, utc(2026, 11, 3, 8, 0))
+    [message] = sink.store.to(reader.email)
+    assert "Late" in message.body("plain")
+
+
+def test_a_new_digest_frequency_starts_with_what_is_new(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    from alerts import digests
+
+    clock.freeze(MONDAY - timedelta(days=30))  # published, and read, a month ago
+    factories.article(session, published_at=clock.now(), topics=["wipo"], title="Archive")
+    clock.freeze(MONDAY)
+    reader = factories.subscriber(
+        session,
+        ["patents"],
+        frequency=Frequency.IMMEDIATE,
+        confirmed_at=MONDAY - timedelta(days=300),
+    )
+    from alerts.models import Subscription, Topic
+
+    wipo = session.query(Topic).filter_by(slug="wipo").one()
+    session.add(Subscription(subscriber_id=reader.id, topic_id=wipo.id, frequency=DAILY))
+    session.flush()
+    digests.sync_schedules(session, reader)
+    session.commit()
+    tick(app, utc(2026, 11, 3, 8, 0))
+    assert sink.store.to(reader.email) == []  # not the archive
+
+
+def test_an_early_admin_send_does_not_stick_the_reader_to_that_hour(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    la = factories.subscriber(session, ["wipo"], frequency=DAILY, timezone="America/Los_Angeles")
+    sent_at: list[tuple[int, int]] = []
+
+    def count() -> int:
+        return len(sink.store.to(la.email))
+
+    for day in range(4):
+        base = MONDAY + timedelta(days=day)
+        for hour in range(24):
+            clock.freeze(base + timedelta(hours=hour))
+            if hour == 1:
+                factories.article(
+                    session, published_at=clock.now(), topics=["wipo"], title=f"Day {day}"
+                )
+            before = count()
+            if day == 0 and hour == 10:  # an admin sends today's digests early
+                run, _ = digests.start_run(session, DAILY, "", "admin")
+                digests.enqueue(session, run, due_only=False)
+                session.commit()
+                with app.app_context():
+                    tasks.resume_digest_run(run.id)
+            tick(app, base + timedelta(hours=hour, minutes=1))
+            if count() > before:
+                sent_at.append((day, hour))
+    # 08:00 in Los Angeles is 16:00 UTC: after the early send, each day's digest at 16:00.
+    assert sent_at == [(0, 10), (1, 16), (2, 16), (3, 16)]
+
+
+def test_daylight_saving_does_not_stick_a_reader_either(
+    app: Flask, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    # Los Angeles moves to daylight saving time on 8 March 2026; send hour 16:00 local.
+    start = utc(2026, 3, 5, 0, 30)
+    frozen_clock(start)
+    la = factories.subscriber(session, ["wipo"], frequency=DAILY, timezone="America/Los_Angeles")
+    reader = session.get(Subscriber, la.id)
+    assert reader is not None
+    reader.send_hour = 16
+    digests.sync_schedules(session, reader)
+    session.commit()
+    local_hours = []
+    for hour in range(1, 24 * 7):
+        at = start + timedelta(hours=hour)
+        clock.freeze(at - timedelta(minutes=30))
+        factories.article(session, published_at=clock.now(), topics=["wipo"], title=f"Hour {hour}")
+        before = len(sink.store.to(la.email))
+        tick(app, at)
+        if len(sink.store.to(la.email)) > before:
+            local_hours.append(at.astimezone(digests.zone("America/Los_Angeles")).hour)
+    assert len(local_hours) == 7 and set(local_hours) == {16}

@@ -231,3 +231,20 @@ def test_keyword_articles_come_in_digests_under_your_keywords(
     text = message.body("plain")
     assert "== Copyright ==" in text and "== Your keywords ==" in text
     assert 'Why: it mentions "ICANN"' in text
+
+
+def test_keyword_pages_never_cut_a_reader_in_two(session: Session) -> None:
+    """With small pages, a reader whose matching keyword sits past the row limit is kept."""
+    readers = []
+    for _ in range(6):
+        reader = factories.subscriber(session, ["patents"])
+        # Several keywords whose first word is in the article; only the last phrase matches.
+        follow(session, reader, *[f"alpha beta{n}" for n in range(8)], "alpha omega")
+        readers.append(reader)
+    article = factories.article(session, topics=["copyright"], title="alpha omega and more alpha")
+    scope = matching.scope(session, article)
+    for size in (1, 2, 3, 5):
+        pages = list(
+            matching.subscriber_pages(session, scope, (Frequency.IMMEDIATE,), batch_size=size)
+        )
+        assert [r for page in pages for r in page] == [r.id for r in readers], size

@@ -166,7 +166,14 @@ def deliver_digests(
 
     def finish(reader: Subscriber, status: RecipientStatus, **kwargs: Any) -> None:
         digests.finish_recipient(
-            session, run_id, reader, token, status, frequency=frequency, **kwargs
+            session,
+            run_id,
+            reader,
+            token,
+            status,
+            frequency=frequency,
+            slot=claim.slots.get(reader.id),
+            **kwargs,
         )
 
     def temporary(reader_id: int, error: str) -> None:

@@ -176,6 +176,9 @@ def mark_bounced(
 
 def suppress(session: Session, subscriber_id: int, error: str) -> None:
     """A permanent refusal: no email goes to this address any more."""
+    from alerts.digests import drop_schedules
+
+    drop_schedules(session, subscriber_id)
     session.execute(
         update(Subscriber)
         .where(Subscriber.id == subscriber_id)

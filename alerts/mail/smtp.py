@@ -46,10 +46,12 @@ class Rejection:
 
     code: int
     message: str
+    recipient: bool = True  # False: the server refused the message, not the address
 
     @property
     def permanent(self) -> bool:
-        return self.code >= 500
+        """Only a 5xx for the address itself suppresses it."""
+        return self.recipient and self.code >= 500
 
 
 class Mailer:
@@ -69,13 +71,16 @@ class Mailer:
         except smtplib.SMTPRecipientsRefused as error:
             code, text = error.recipients.get(recipient, (550, b"refused"))
             return Rejection(code, _text(text))
-        except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as error:
+        except smtplib.SMTPDataError as error:
+            # The message was refused, not the address: never a bounce of the reader.
             self.connection.rset()
-            return Rejection(error.smtp_code, _text(error.smtp_error))
+            return Rejection(error.smtp_code, _text(error.smtp_error), recipient=False)
         if refused:
             code, text = refused[recipient]
             return Rejection(code, _text(text))
         return None
+        # SMTPSenderRefused (our From address refused) propagates: the whole batch waits and
+        # retries, and nobody is suppressed for it.
 
 
 def _text(value: bytes | str) -> str:

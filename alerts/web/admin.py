@@ -341,7 +341,7 @@ def feeds_page() -> ResponseReturnValue:
                 db_session,
                 request.form.get("url", ""),
                 request.form.get("language") or None,
-                int(interval) if interval.isdigit() else 0,
+                subscriptions.form_int(interval, 0),
             )
         except ValueError as invalid:
             error = str(invalid)

@@ -159,7 +159,7 @@ def manage(token: str) -> ResponseReturnValue:
             if action == "pause":
                 weeks = form.get("weeks", "")
                 subscriptions.pause(
-                    session, subscriber, int(weeks) if weeks.isdigit() else -1, _consent("manage")
+                    session, subscriber, subscriptions.form_int(weeks), _consent("manage")
                 )
                 saved = "paused" if subscriber.paused_until else "resumed"
             else:
