@@ -155,7 +155,7 @@ def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
     retry: list[int] = []
     with click.progressbar(length=progress.total, label="Sending", show_pos=True) as bar:
         bar.update(progress.total - progress.remaining)
-        for page in list(digests.queued_pages(session, run.id, 200)):
+        for page in list(digests.queued_pages(session, run.id, 200, policy.stale_after)):
             report = delivery.deliver_digests(
                 session, settings, policy, run.id, page, digest_renderer=renderer
             )

@@ -297,8 +297,15 @@ def _recipient_count(session: Session, run_id: int) -> int:
     )
 
 
-def queued_pages(session: Session, run_id: int, batch_size: int) -> Iterator[list[int]]:
-    """The run's recipients still to do, as keyset pages of subscriber ids."""
+def queued_pages(
+    session: Session, run_id: int, batch_size: int, stale_after: timedelta
+) -> Iterator[list[int]]:
+    """The run's recipients still to do and not held by a live attempt, as keyset pages of
+    subscriber ids."""
+    free = or_(
+        DigestRecipient.claim_token.is_(None),
+        DigestRecipient.claimed_at < now() - stale_after,
+    )
     after = 0
     while True:
         page = list(
@@ -308,6 +315,7 @@ def queued_pages(session: Session, run_id: int, batch_size: int) -> Iterator[lis
                     DigestRecipient.run_id == run_id,
                     DigestRecipient.status == RecipientStatus.QUEUED,
                     DigestRecipient.subscriber_id > after,
+                    free,
                 )
                 .order_by(DigestRecipient.subscriber_id)
                 .limit(batch_size)
@@ -700,6 +708,34 @@ def claim_recipients(
     elsewhere = sorted(subscriber_id for subscriber_id, owner, _ in rows if owner != token)
     slots = {subscriber_id: slot for subscriber_id, owner, slot in rows if owner == token}
     return RecipientClaim(token, held, elsewhere, slots)
+
+
+def renew_recipients(
+    session: Session, run_id: int, token: str, subscriber_ids: Collection[int]
+) -> set[int]:
+    """Keep our claims fresh while a long batch runs; returns the readers we still hold."""
+    ids = list(subscriber_ids)
+    session.execute(
+        update(DigestRecipient)
+        .where(
+            DigestRecipient.run_id == run_id,
+            DigestRecipient.subscriber_id.in_(ids),
+            DigestRecipient.claim_token == token,
+        )
+        .values(claimed_at=now())
+        .execution_options(synchronize_session=False)
+    )
+    held = set(
+        session.scalars(
+            select(DigestRecipient.subscriber_id).where(
+                DigestRecipient.run_id == run_id,
+                DigestRecipient.subscriber_id.in_(ids),
+                DigestRecipient.claim_token == token,
+            )
+        )
+    )
+    session.commit()
+    return held
 
 
 def attempts_of(session: Session, run_id: int, subscriber_ids: Collection[int]) -> dict[int, int]:

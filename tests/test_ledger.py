@@ -236,3 +236,32 @@ def test_a_reader_failing_all_retries_gets_a_soft_bounce(session: Session) -> No
             session, SETTINGS, POLICY, article.id, [reader.id], connect_to(mailer)
         )
     assert session.scalar(select(func.count()).select_from(SoftBounce)) == 1
+
+
+def test_a_batch_outliving_its_claims_stops_where_another_run_took_over(
+    session: Session, frozen_clock: Any
+) -> None:
+    """A send so slow that the claims go stale: the run that takes them over sends the rest,
+    and the slow run, renewing its claims, sees that and sends nobody twice."""
+    readers = [factories.subscriber(session) for _ in range(3)]
+    ids = [reader.id for reader in readers]
+    article = factories.article(session, topics=["wipo"])
+    sent: list[str] = []
+
+    class SlowMailer(FakeMailer):
+        def send(self, message: bytes, sender: str, recipient: str) -> smtp.Rejection | None:
+            sent.append(recipient)
+            if recipient == readers[0].email:
+                frozen_clock(now() + STALE + timedelta(minutes=1))
+                with Session(session.get_bind()) as other:
+                    delivery.deliver_alerts(
+                        other, SETTINGS, POLICY, article.id, ids, connect_to(FakeMailer())
+                    )
+            return None
+
+    report = delivery.deliver_alerts(
+        session, SETTINGS, POLICY, article.id, ids, connect_to(SlowMailer())
+    )
+    assert report.sent == [readers[0].id]
+    assert sent == [readers[0].email]
+    assert set(statuses(session, article.id).values()) == {DeliveryStatus.SENT}

@@ -134,7 +134,8 @@ def queue_digest_batches(run_id: int) -> int:
     session = db.session()
     batch_size = int(current_app.config["FANOUT_BATCH_SIZE"])
     queued = 0
-    for page in digests.queued_pages(session, run_id, batch_size):
+    stale_after = _retry_policy().stale_after
+    for page in digests.queued_pages(session, run_id, batch_size, stale_after):
         send_digest_batch.delay(run_id, page)
         queued += len(page)
     return queued

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from alerts import matching
+from alerts.clock import now
 from alerts.mail import emails, ledger, message, smtp
 from alerts.models import Article, DigestRecipient, Subscriber
 
@@ -39,6 +40,11 @@ class RetryPolicy:
             backoff_max=float(config["SEND_RETRY_BACKOFF_MAX"]),
             stale_after=timedelta(seconds=int(config["SEND_STALE_AFTER"])),
         )
+
+    @property
+    def renew_every(self) -> float:
+        """Seconds between renewals of a batch's claims: well inside the stale limit."""
+        return max(self.stale_after.total_seconds() / 3, 0.1)
 
     def delay(self, attempt: int) -> float:
         return min(self.backoff * 2 ** max(attempt - 1, 0), self.backoff_max)
@@ -95,9 +101,16 @@ def deliver_alerts(
             report.retry.append(subscriber_id)
             report.retry_delay = max(report.retry_delay, policy.delay(tries.get(subscriber_id, 1)))
 
+    renewed = now()
     try:
         with connect(settings.smtp) as mailer:
             while remaining:
+                if (now() - renewed).total_seconds() > policy.renew_every:
+                    held = ledger.renew(session, claim.token, article_id, remaining)
+                    remaining = [reader_id for reader_id in remaining if reader_id in held]
+                    renewed = now()
+                    if not remaining:
+                        break
                 subscriber_id = remaining[0]
                 reader = readers[subscriber_id]
                 raw = emails.alert(settings, article, reader, why.get(subscriber_id))
@@ -193,9 +206,16 @@ def deliver_digests(
             report.retry_delay = max(report.retry_delay, policy.delay(tries.get(reader_id, 1)))
 
     remaining = list(claim.subscriber_ids)
+    renewed = now()
     try:
         with connect(settings.smtp) as mailer:
             while remaining:
+                if (now() - renewed).total_seconds() > policy.renew_every:
+                    still = digests.renew_recipients(session, run_id, token, remaining)
+                    remaining = [reader_id for reader_id in remaining if reader_id in still]
+                    renewed = now()
+                    if not remaining:
+                        break
                 reader_id = remaining[0]
                 content = contents.get(reader_id)
                 articles = held.get(reader_id, [])

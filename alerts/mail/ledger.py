@@ -192,6 +192,35 @@ def suppress(session: Session, subscriber_id: int, error: str) -> None:
     )
 
 
+def renew(
+    session: Session, token: str, article_id: int, subscriber_ids: Collection[int]
+) -> set[int]:
+    """Keep our claims fresh while a long batch runs; returns those we still hold (a claim
+    taken over by another run after going stale is no longer ours to send)."""
+    ids = list(subscriber_ids)
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.article_id == article_id,
+            Delivery.subscriber_id.in_(ids),
+            Delivery.claim_token == token,
+        )
+        .values(claimed_at=now())
+        .execution_options(synchronize_session=False)
+    )
+    held = set(
+        session.scalars(
+            select(Delivery.subscriber_id).where(
+                Delivery.article_id == article_id,
+                Delivery.subscriber_id.in_(ids),
+                Delivery.claim_token == token,
+            )
+        )
+    )
+    session.commit()
+    return held
+
+
 def attempts(session: Session, article_id: int, subscriber_ids: Collection[int]) -> dict[int, int]:
     return dict(
         session.execute(
