@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -138,6 +139,12 @@ class Subscriber(Base):
     # Digests go out at this local hour; weekly ones on this weekday (0 = Monday).
     send_hour: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
     send_weekday: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Carried by every link in emails: a link made for an erased reader opens nobody else,
+    # even where the database hands the same id out again.
+    # (Nullable in the schema only: making it NOT NULL would rebuild the table on SQLite.)
+    link_key: Mapped[str] = mapped_column(
+        String(16), nullable=True, default=lambda: secrets.token_hex(8)
+    )
     # Changes with every confirmation email; a link carrying an older one is spent.
     confirm_nonce: Mapped[str | None] = mapped_column(String(32))
     confirmation_sent_at: Mapped[datetime | None]

@@ -62,3 +62,10 @@ def read(secret_key: str, purpose: Purpose, token: str, max_age: int) -> dict[st
     if not isinstance(payload, dict):
         raise TokenInvalid("This link is not valid.")
     return payload
+
+
+def for_reader(
+    secret_key: str, purpose: Purpose, subscriber_id: int, link_key: str, **extra: Any
+) -> str:
+    """A reader's link (unsubscribe, manage, a digest's list): their id and link key."""
+    return make(secret_key, purpose, {"s": subscriber_id, "k": link_key, **extra})

@@ -197,6 +197,10 @@ def test_hostile_article_text_reaches_readers_inert(
             "another-secret", tokens.Purpose.UNSUBSCRIBE, {"s": reader_id}
         ),
         lambda reader_id: tokens.make("test-secret", tokens.Purpose.UNSUBSCRIBE, {"s": "1 OR 1=1"}),
+        lambda reader_id: tokens.make("test-secret", tokens.Purpose.UNSUBSCRIBE, {"s": reader_id}),
+        lambda reader_id: tokens.for_reader(
+            "test-secret", tokens.Purpose.UNSUBSCRIBE, reader_id, "0" * 16
+        ),
     ],
     ids=[
         "forged",
@@ -204,6 +208,8 @@ def test_hostile_article_text_reaches_readers_inert(
         "manage token to unsubscribe",
         "other key",
         "sql in payload",
+        "no link key",
+        "wrong link key",
     ],
 )
 def test_bad_tokens_cannot_unsubscribe(client: FlaskClient, session: Session, make: Any) -> None:
@@ -218,7 +224,9 @@ def test_expired_tokens_get_a_clear_page(
     client: FlaskClient, session: Session, frozen_clock: Any
 ) -> None:
     reader = factories.subscriber(session)
-    manage_token = tokens.make("test-secret", tokens.Purpose.MANAGE, {"s": reader.id})
+    manage_token = tokens.for_reader(
+        "test-secret", tokens.Purpose.MANAGE, reader.id, reader.link_key
+    )
     confirm_token = tokens.make("test-secret", tokens.Purpose.CONFIRM, {"s": reader.id, "n": "x"})
     frozen_clock(now() + timedelta(days=401))
     for path in (f"/manage/{manage_token}", f"/confirm/{confirm_token}"):

@@ -175,7 +175,7 @@ def test_preference_centre_edits_keywords(client: FlaskClient, session: Session)
 
     reader = factories.subscriber(session, ["wipo"])
     follow(session, reader, "ICANN")
-    link = f"/manage/{tokens.make('test-secret', tokens.Purpose.MANAGE, {'s': reader.id})}"
+    link = f"/manage/{tokens.for_reader('test-secret', tokens.Purpose.MANAGE, reader.id, reader.link_key)}"
     page = client.get(link).get_data(as_text=True)
     assert ">ICANN</textarea>" in page
     client.post(

@@ -18,13 +18,13 @@ import factories
 from support import csrf_from
 
 
-def token(purpose: tokens.Purpose, subscriber_id: int) -> str:
-    return tokens.make("test-secret", purpose, {"s": subscriber_id})
+def token(purpose: tokens.Purpose, reader: Subscriber) -> str:
+    return tokens.for_reader("test-secret", purpose, reader.id, reader.link_key)
 
 
 def test_unsubscribe_page_shows_a_button(client: FlaskClient, session: Session) -> None:
     reader = factories.subscriber(session)
-    link = f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}"
+    link = f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader)}"
     page = client.get(link)
     html = page.get_data(as_text=True)
     assert page.status_code == 200
@@ -40,7 +40,7 @@ def test_one_click_post_unsubscribes_without_csrf_or_redirect(
 ) -> None:
     reader = factories.subscriber(session)
     response = client.post(
-        f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}",
+        f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader)}",
         data="List-Unsubscribe=One-Click",
         content_type="application/x-www-form-urlencoded",
     )
@@ -50,7 +50,7 @@ def test_one_click_post_unsubscribes_without_csrf_or_redirect(
     assert reader.status is SubscriberStatus.UNSUBSCRIBED
     assert reader.unsubscribed_at is not None
     assert reader.unsubscribe_reason == "one-click (mail client)"
-    again = client.post(f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}")
+    again = client.post(f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader)}")
     assert again.status_code == 200
     session.refresh(reader)
     assert reader.unsubscribe_reason == "one-click (mail client)"  # the first "how" is kept
@@ -60,7 +60,7 @@ def test_unsubscribe_link_works_after_60_days(
     client: FlaskClient, session: Session, frozen_clock: Any
 ) -> None:
     reader = factories.subscriber(session)
-    link = f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}"
+    link = f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader)}"
     frozen_clock(now() + timedelta(days=61))
     assert client.post(link).status_code == 200
     session.refresh(reader)
@@ -75,7 +75,7 @@ def test_forged_or_wrong_purpose_unsubscribe_tokens_change_nothing(
     for bad in (
         "forged",
         confirm_token,
-        tokens.make("other-secret", tokens.Purpose.UNSUBSCRIBE, {"s": reader.id}),
+        tokens.for_reader("other-secret", tokens.Purpose.UNSUBSCRIBE, reader.id, reader.link_key),
     ):
         response = client.post(f"/unsubscribe/{bad}")
         assert response.status_code == 404
@@ -86,7 +86,7 @@ def test_forged_or_wrong_purpose_unsubscribe_tokens_change_nothing(
 
 def test_manage_page_lists_topics(client: FlaskClient, session: Session) -> None:
     reader = factories.subscriber(session, ["wipo", "health-ip"])
-    page = client.get(f"/manage/{token(tokens.Purpose.MANAGE, reader.id)}")
+    page = client.get(f"/manage/{token(tokens.Purpose.MANAGE, reader)}")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert (
@@ -95,11 +95,11 @@ def test_manage_page_lists_topics(client: FlaskClient, session: Session) -> None
         and "As soon as an article is published" in html
     )
     assert "/unsubscribe/" in html
-    assert client.get(f"/manage/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}").status_code == 404
+    assert client.get(f"/manage/{token(tokens.Purpose.UNSUBSCRIBE, reader)}").status_code == 404
 
 
-def manage(client: FlaskClient, reader_id: int, **fields: Any) -> Any:
-    link = f"/manage/{token(tokens.Purpose.MANAGE, reader_id)}"
+def manage(client: FlaskClient, reader: Subscriber, **fields: Any) -> Any:
+    link = f"/manage/{token(tokens.Purpose.MANAGE, reader)}"
     page = client.get(link).get_data(as_text=True)
     data = {
         "csrf_token": csrf_from(page),
@@ -120,7 +120,7 @@ def test_preference_centre_changes_everything_at_once(
     client: FlaskClient, session: Session, frozen_clock: Any
 ) -> None:
     reader = factories.subscriber(session, {"patents": Frequency.DAILY})
-    response = manage(client, reader.id)
+    response = manage(client, reader)
     assert response.status_code == 200
     assert "Saved. The changes apply from the next email." in response.get_data(as_text=True)
     session.expire_all()
@@ -157,7 +157,7 @@ def test_preference_centre_refuses_bad_input_and_changes_nothing(
     client: FlaskClient, session: Session, fields: dict[str, Any], field: str
 ) -> None:
     reader = factories.subscriber(session, {"patents": Frequency.DAILY})
-    response = manage(client, reader.id, **fields)
+    response = manage(client, reader, **fields)
     assert response.status_code == 400
     assert "There is a problem" in response.get_data(as_text=True)
     assert f'href="#{field}-field"' in response.get_data(as_text=True)
@@ -169,7 +169,7 @@ def test_preference_centre_refuses_bad_input_and_changes_nothing(
 def test_preference_centre_needs_its_csrf_token(client: FlaskClient, session: Session) -> None:
     reader = factories.subscriber(session, ["patents"])
     response = client.post(
-        f"/manage/{token(tokens.Purpose.MANAGE, reader.id)}",
+        f"/manage/{token(tokens.Purpose.MANAGE, reader)}",
         data={"topics": ["wipo"], "frequency-wipo": "daily", "languages": ["en"]},
     )
     assert response.status_code == 400
@@ -183,22 +183,22 @@ def test_pause_stops_alerts_for_weeks_then_resume(
     from alerts import matching
 
     reader = factories.subscriber(session, ["wipo"])
-    html = manage(client, reader.id, action="pause", weeks="2").get_data(as_text=True)
+    html = manage(client, reader, action="pause", weeks="2").get_data(as_text=True)
     assert "Paused: no email until 16 November 2026" in html
     article = factories.article(session, topics=["wipo"])
     assert matching.matching_subscribers(session, article) == []
     frozen_clock(now() + timedelta(weeks=2, minutes=1))
     assert matching.matching_subscribers(session, article) == [reader.id]
-    assert "Choose 1, 2 or 4 weeks" in manage(
-        client, reader.id, action="pause", weeks="3"
-    ).get_data(as_text=True)
+    assert "Choose 1, 2 or 4 weeks" in manage(client, reader, action="pause", weeks="3").get_data(
+        as_text=True
+    )
 
 
 def test_unsubscribe_from_one_topic_only_or_switch_to_weekly(
     client: FlaskClient, session: Session
 ) -> None:
     reader = factories.subscriber(session, ["wipo", "copyright"])
-    link = f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader.id)}"
+    link = f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader)}"
     page = client.get(link).get_data(as_text=True)
     response = client.post(f"{link}/topic", data={"csrf_token": csrf_from(page), "topic": "wipo"})
     assert "you no longer follow that topic" in response.get_data(as_text=True)
@@ -233,7 +233,7 @@ def test_download_your_data(client: FlaskClient, session: Session) -> None:
     )
     session.commit()
     reader = session.query(Subscriber).one()
-    response = client.get(f"/manage/{token(tokens.Purpose.MANAGE, reader.id)}/data.json")
+    response = client.get(f"/manage/{token(tokens.Purpose.MANAGE, reader)}/data.json")
     assert response.status_code == 200
     assert response.headers["Content-Disposition"].startswith("attachment")
     data = response.get_json()
@@ -258,7 +258,7 @@ def test_erase_keeps_only_anonymous_counts(
         headers={"Authorization": "Bearer dev-api-token"},
     )
     assert session.scalar(select(func.count()).select_from(Delivery)) == 1
-    link = f"/manage/{token(tokens.Purpose.MANAGE, reader.id)}"
+    link = f"/manage/{token(tokens.Purpose.MANAGE, reader)}"
     page = client.get(link).get_data(as_text=True)
     refused = client.post(f"{link}/erase", data={"csrf_token": csrf_from(page)})
     assert refused.status_code == 400 and session.get(Subscriber, reader.id) is not None
@@ -271,3 +271,20 @@ def test_erase_keeps_only_anonymous_counts(
     [count] = session.scalars(select(DeliveryCount)).all()
     assert (count.status.value, count.count) == ("sent", 1)
     assert client.get(link).status_code == 404
+
+
+def test_an_erased_readers_links_never_open_the_next_one(
+    client: FlaskClient, session: Session
+) -> None:
+    from alerts import subscriptions
+
+    alice = factories.subscriber(session, email="alice@example.org")
+    old_link = f"/manage/{token(tokens.Purpose.MANAGE, alice)}"
+    subscriptions.erase(session, alice.id)
+    session.commit()
+    bob = factories.subscriber(session, email="bob@example.org")
+    if session.get_bind().dialect.name == "sqlite":
+        assert bob.id == alice.id  # SQLite hands the id out again
+    response = client.get(old_link)
+    assert response.status_code == 404
+    assert "bob@example.org" not in response.get_data(as_text=True)

@@ -98,10 +98,14 @@ def send_confirmation(
         return mailer.send(raw, message.envelope_sender(settings.mail_from), subscriber.email)
 
 
-def reader_links(settings: MailSettings, subscriber_id: int) -> dict[str, str]:
+def reader_links(settings: MailSettings, subscriber: Subscriber) -> dict[str, str]:
     """The links every alert and digest carries: manage, unsubscribe (one-click)."""
-    unsubscribe = tokens.make(settings.secret_key, tokens.Purpose.UNSUBSCRIBE, {"s": subscriber_id})
-    manage = tokens.make(settings.secret_key, tokens.Purpose.MANAGE, {"s": subscriber_id})
+    unsubscribe = tokens.for_reader(
+        settings.secret_key, tokens.Purpose.UNSUBSCRIBE, subscriber.id, subscriber.link_key
+    )
+    manage = tokens.for_reader(
+        settings.secret_key, tokens.Purpose.MANAGE, subscriber.id, subscriber.link_key
+    )
     return {
         "unsubscribe_url": f"{settings.base_url}/unsubscribe/{unsubscribe}",
         "manage_url": f"{settings.base_url}/manage/{manage}",
@@ -131,7 +135,7 @@ def alert(
 ) -> bytes:
     """An instant alert for one article to one reader, saying what matched (a matching.Reason:
     a topic they follow or a keyword the article mentions)."""
-    links = reader_links(settings, subscriber.id)
+    links = reader_links(settings, subscriber)
     context = {
         "site_name": settings.site_name,
         "base_url": settings.base_url,
@@ -190,11 +194,15 @@ class DigestRenderer:
     ) -> RenderedEmail:
         """`content` is a digests.DigestContent; `run_id` None for a preview."""
         reader = content.subscriber
-        links = links or reader_links(self.settings, reader.id)
+        links = links or reader_links(self.settings, reader)
         more_url = None
         if content.more and run_id is not None:
-            token = tokens.make(
-                self.settings.secret_key, tokens.Purpose.DIGEST, {"s": reader.id, "r": run_id}
+            token = tokens.for_reader(
+                self.settings.secret_key,
+                tokens.Purpose.DIGEST,
+                reader.id,
+                reader.link_key,
+                r=run_id,
             )
             more_url = f"{self.settings.base_url}/digest/{token}"
         context = {
@@ -214,7 +222,7 @@ class DigestRenderer:
         return renderer().render("digest", context)
 
     def message(self, content: Any, run_id: int | None, test: bool = False) -> bytes:
-        links = reader_links(self.settings, content.subscriber.id)
+        links = reader_links(self.settings, content.subscriber)
         rendered = self.render(content, run_id, test, links)
         return message.build(
             rendered,

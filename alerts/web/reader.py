@@ -3,6 +3,7 @@ alternatives), the preference centre, their data (download, erase), a digest's f
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
 
@@ -36,11 +37,11 @@ def _subscriber(token: str, purpose: tokens.Purpose) -> Subscriber | ResponseRet
     if not isinstance(payload, dict):
         return payload
     try:
-        subscriber_id = int(payload["s"])
+        subscriber_id, link_key = int(payload["s"]), str(payload["k"])
     except (KeyError, TypeError, ValueError):
         return _invalid()
     subscriber = db.session().get(Subscriber, subscriber_id)
-    if subscriber is None:
+    if subscriber is None or not hmac.compare_digest(subscriber.link_key, link_key):
         return _link_error(
             "There is no subscription for this link",
             "It may have been erased. You can sign up again at any time.",
@@ -73,8 +74,12 @@ def _consent(source: str) -> Consent:
 def _links(subscriber: Subscriber) -> dict[str, str]:
     secret = current_app.config["SECRET_KEY"]
     return {
-        "manage_token": tokens.make(secret, tokens.Purpose.MANAGE, {"s": subscriber.id}),
-        "unsubscribe_token": tokens.make(secret, tokens.Purpose.UNSUBSCRIBE, {"s": subscriber.id}),
+        "manage_token": tokens.for_reader(
+            secret, tokens.Purpose.MANAGE, subscriber.id, subscriber.link_key
+        ),
+        "unsubscribe_token": tokens.for_reader(
+            secret, tokens.Purpose.UNSUBSCRIBE, subscriber.id, subscriber.link_key
+        ),
     }
 
 
@@ -262,10 +267,13 @@ def digest_articles(token: str) -> ResponseReturnValue:
     if not isinstance(payload, dict):
         return payload
     try:
-        subscriber_id, run_id = int(payload["s"]), int(payload["r"])
+        subscriber_id, run_id, link_key = int(payload["s"]), int(payload["r"]), str(payload["k"])
     except (KeyError, TypeError, ValueError):
         return _invalid()
     session = db.session()
+    reader = session.get(Subscriber, subscriber_id)
+    if reader is None or not hmac.compare_digest(reader.link_key, link_key):
+        return _invalid()
     articles = session.scalars(
         select(Article)
         .join(Delivery, Delivery.article_id == Article.id)
