@@ -122,8 +122,15 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
         )
     }
     current = now()
-    # A paused reader's next digest is the first one after the pause.
-    start = max(current, subscriber.paused_until or current)
+
+    def base(last_sent: datetime | None) -> datetime:
+        # The next slot after the last digest, but a slot due within the hour that beat has
+        # not sent yet still counts; a paused reader's next digest comes after the pause.
+        moment = max(last_sent or current, current - timedelta(hours=1))
+        if subscriber.paused_until and subscriber.paused_until > current:
+            moment = max(moment, subscriber.paused_until - timedelta(seconds=1))
+        return moment
+
     for frequency, schedule in existing.items():
         if frequency not in wanted:
             session.delete(schedule)
@@ -133,7 +140,7 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
                 subscriber.timezone,
                 subscriber.send_hour,
                 subscriber.send_weekday,
-                max(schedule.last_sent_at or current, start - timedelta(seconds=1)),
+                base(schedule.last_sent_at),
             )
     for frequency in wanted - set(existing):
         session.add(
@@ -147,7 +154,7 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
                     subscriber.timezone,
                     subscriber.send_hour,
                     subscriber.send_weekday,
-                    current,
+                    base(current),
                 ),
             )
         )
@@ -211,6 +218,15 @@ def _reader_filter(session: Session, run: DigestRun, due_only: bool) -> list[obj
         DigestSchedule.frequency == run.frequency,
         Subscriber.receiving(now()),
     ]
+    # One queued row per reader in a run at a time: a reader whose schedule moved while
+    # their digest was being sent is not queued twice.
+    conditions.append(
+        ~exists().where(
+            DigestRecipient.run_id == run.id,
+            DigestRecipient.subscriber_id == DigestSchedule.subscriber_id,
+            DigestRecipient.status == RecipientStatus.QUEUED,
+        )
+    )
     if due_only:
         conditions.append(DigestSchedule.next_at <= now())
     else:
@@ -395,6 +411,8 @@ class DigestContent:
     groups: list[tuple[str, list[DigestItem]]] = field(default_factory=list)
     # Every article of the digest, the ones past the shown limit too ("and N more").
     article_ids: list[int] = field(default_factory=list)
+    # The end of the window this digest covers (articles arrived up to then).
+    until: datetime | None = None
 
     @property
     def total(self) -> int:
@@ -524,7 +542,10 @@ def build_contents(
         )
     )
     if not articles:
-        return {reader_id: DigestContent(readers[reader_id], frequency) for reader_id in readers}
+        return {
+            reader_id: DigestContent(readers[reader_id], frequency, until=current)
+            for reader_id in readers
+        }
     article_topics: dict[int, set[int]] = {}
     for article_id, topic_id in session.execute(
         select(ArticleTopic.article_id, ArticleTopic.topic_id).where(
@@ -553,7 +574,7 @@ def build_contents(
 
     contents: dict[int, DigestContent] = {}
     for reader_id, reader in readers.items():
-        content = DigestContent(reader, frequency)
+        content = DigestContent(reader, frequency, until=current)
         grouped: dict[str, list[DigestItem]] = {}
         followed = follows.get(reader_id, set())
         phrases = keywords.get(reader_id, [])
@@ -725,6 +746,12 @@ def renew_recipients(
         .values(claimed_at=now())
         .execution_options(synchronize_session=False)
     )
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscriber_id.in_(ids), Delivery.claim_token == token)
+        .values(claimed_at=now())
+        .execution_options(synchronize_session=False)
+    )
     held = set(
         session.scalars(
             select(DigestRecipient.subscriber_id).where(
@@ -750,7 +777,11 @@ def attempts_of(session: Session, run_id: int, subscriber_ids: Collection[int]) 
 
 
 def claim_articles(
-    session: Session, run_id: int, wanted: dict[int, list[int]], token: str
+    session: Session,
+    run_id: int,
+    wanted: dict[int, list[int]],
+    token: str,
+    stale_after: timedelta = timedelta(minutes=15),
 ) -> dict[int, list[int]]:
     """Record each digest's articles in the send ledger (reader -> article ids); returns what
     each digest may carry: an alert or another digest may have taken an article meanwhile."""
@@ -774,13 +805,15 @@ def claim_articles(
         return {}
     session.connection().execute(insert_ignoring_duplicates(session, _deliveries), rows)
     readers = list(wanted)
-    # Rows a dead attempt of this same run left behind become ours.
+    # Rows a dead attempt of this same run left behind (released, or no longer renewed)
+    # become ours.
     session.execute(
         update(Delivery)
         .where(
             Delivery.subscriber_id.in_(readers),
             Delivery.digest_run_id == run_id,
             Delivery.status == DeliveryStatus.CLAIMED,
+            or_(Delivery.claim_token.is_(None), Delivery.claimed_at < current - stale_after),
         )
         .values(claim_token=token, claimed_at=current, updated_at=current)
         .execution_options(synchronize_session=False)
@@ -808,6 +841,7 @@ def finish_recipient(
     *,
     frequency: Frequency,
     slot: datetime | None = None,
+    until: datetime | None = None,
     article_count: int = 0,
     error: str | None = None,
     delivery_status: DeliveryStatus | None = None,
@@ -842,12 +876,16 @@ def finish_recipient(
             },
         )
     if status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
+        # The reader may have changed their hour or zone while the batch ran.
+        session.refresh(reader, ["timezone", "send_hour", "send_weekday"])
         connection.execute(
             _MOVE_SCHEDULE,
             {
                 "subscriber": reader.id,
                 "schedule_frequency": frequency,
-                "new_last_sent_at": current,
+                # The end of the window this digest covered, not the time it finished:
+                # an article arriving mid-batch belongs to the next digest.
+                "new_last_sent_at": until or current,
                 "new_next_at": next_send_time(
                     frequency,
                     reader.timezone,

@@ -53,14 +53,18 @@ def make(secret_key: str, purpose: Purpose, payload: dict[str, Any]) -> str:
 
 
 def read(secret_key: str, purpose: Purpose, token: str, max_age: int) -> dict[str, Any]:
+    """The payload, with "_issued_at" (aware UTC) added: when the link was made."""
     try:
-        payload = _serializer(secret_key, purpose).loads(token, max_age=max_age)
+        payload, issued = _serializer(secret_key, purpose).loads(
+            token, max_age=max_age, return_timestamp=True
+        )
     except SignatureExpired as error:
         raise TokenExpired("This link has expired.") from error
     except BadSignature as error:
         raise TokenInvalid("This link is not valid.") from error
     if not isinstance(payload, dict):
         raise TokenInvalid("This link is not valid.")
+    payload["_issued_at"] = issued
     return payload
 
 

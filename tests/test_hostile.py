@@ -197,7 +197,6 @@ def test_hostile_article_text_reaches_readers_inert(
             "another-secret", tokens.Purpose.UNSUBSCRIBE, {"s": reader_id}
         ),
         lambda reader_id: tokens.make("test-secret", tokens.Purpose.UNSUBSCRIBE, {"s": "1 OR 1=1"}),
-        lambda reader_id: tokens.make("test-secret", tokens.Purpose.UNSUBSCRIBE, {"s": reader_id}),
         lambda reader_id: tokens.for_reader(
             "test-secret", tokens.Purpose.UNSUBSCRIBE, reader_id, "0" * 16
         ),
@@ -208,7 +207,6 @@ def test_hostile_article_text_reaches_readers_inert(
         "manage token to unsubscribe",
         "other key",
         "sql in payload",
-        "no link key",
         "wrong link key",
     ],
 )

@@ -288,3 +288,25 @@ def test_an_erased_readers_links_never_open_the_next_one(
     response = client.get(old_link)
     assert response.status_code == 404
     assert "bob@example.org" not in response.get_data(as_text=True)
+
+
+def test_links_made_before_links_had_keys_still_unsubscribe_their_reader(
+    client: FlaskClient, session: Session, frozen_clock: Any
+) -> None:
+    from alerts import subscriptions
+
+    erased = factories.subscriber(session, email="gone@example.org")
+    stale_link = tokens.make("test-secret", tokens.Purpose.UNSUBSCRIBE, {"s": erased.id})
+    subscriptions.erase(session, erased.id)
+    session.commit()
+    frozen_clock(now() + timedelta(days=1))
+    reader = factories.subscriber(session, email="kept@example.org")
+    # An old-style link (no key) of the erased reader opens nobody else...
+    assert client.post(f"/unsubscribe/{stale_link}").status_code == 404
+    session.refresh(reader)
+    assert reader.status is SubscriberStatus.ACTIVE
+    # ...while an old-style link made for the reader still unsubscribes them (RFC 8058).
+    old_style = tokens.make("test-secret", tokens.Purpose.UNSUBSCRIBE, {"s": reader.id})
+    assert client.post(f"/unsubscribe/{old_style}").status_code == 200
+    session.refresh(reader)
+    assert reader.status is SubscriberStatus.UNSUBSCRIBED

@@ -13,7 +13,9 @@ from alerts.clock import now
 
 def test_round_trip() -> None:
     token = tokens.make("k", tokens.Purpose.CONFIRM, {"s": 7, "n": "ab"})
-    assert tokens.read("k", tokens.Purpose.CONFIRM, token, 60) == {"s": 7, "n": "ab"}
+    payload = tokens.read("k", tokens.Purpose.CONFIRM, token, 60)
+    assert {key: payload[key] for key in ("s", "n")} == {"s": 7, "n": "ab"}
+    assert payload["_issued_at"].tzinfo is not None
 
 
 def test_a_token_for_one_purpose_opens_no_other() -> None:

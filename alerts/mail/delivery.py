@@ -91,10 +91,13 @@ def deliver_alerts(
     sender = message.envelope_sender(settings.mail_from)
     remaining = list(claim.subscriber_ids)
 
-    def temporary(subscriber_id: int, error: str) -> None:
+    def temporary(subscriber_id: int, error: str, recipient: bool = False) -> None:
+        """Retry later; after the last try, failed. Only a refusal of the address itself
+        (not our sender, the message or the connection) counts towards suppression."""
         if tries.get(subscriber_id, 1) >= policy.max_attempts:
             ledger.mark_failed(session, claim.token, article_id, subscriber_id, error)
-            ledger.soft_bounce(session, subscriber_id, error)
+            if recipient:
+                ledger.soft_bounce(session, subscriber_id, error)
             report.failed.append(subscriber_id)
         else:
             ledger.release_for_retry(session, claim.token, article_id, subscriber_id, error)
@@ -123,7 +126,11 @@ def deliver_alerts(
                     ledger.mark_bounced(session, claim.token, article_id, subscriber_id, error)
                     report.bounced.append(subscriber_id)
                 else:
-                    temporary(subscriber_id, f"{rejection.code} {rejection.message}")
+                    temporary(
+                        subscriber_id,
+                        f"{rejection.code} {rejection.message}",
+                        recipient=rejection.recipient,
+                    )
                 # Recorded before the next send: a crash now repeats nothing already sent.
                 session.commit()
                 remaining.pop(0)
@@ -172,6 +179,7 @@ def deliver_digests(
         run_id,
         {reader_id: content.article_ids for reader_id, content in contents.items()},
         token,
+        policy.stale_after,
     )
     tries = digests.attempts_of(session, run_id, claim.subscriber_ids)
     render = digest_renderer or emails.DigestRenderer(settings)
@@ -186,10 +194,11 @@ def deliver_digests(
             status,
             frequency=frequency,
             slot=claim.slots.get(reader.id),
+            until=contents[reader.id].until if reader.id in contents else None,
             **kwargs,
         )
 
-    def temporary(reader_id: int, error: str) -> None:
+    def temporary(reader_id: int, error: str, recipient: bool = False) -> None:
         content = contents.get(reader_id)
         if tries.get(reader_id, 1) >= policy.max_attempts and content is not None:
             finish(
@@ -198,7 +207,8 @@ def deliver_digests(
                 error=error,
                 delivery_status=DeliveryStatus.FAILED,
             )
-            ledger.soft_bounce(session, reader_id, error)
+            if recipient:
+                ledger.soft_bounce(session, reader_id, error)
             report.failed.append(reader_id)
         else:
             digests.release_recipient(session, run_id, reader_id, token, error)
@@ -259,7 +269,11 @@ def deliver_digests(
                         ledger.suppress(session, reader_id, error)
                         report.bounced.append(reader_id)
                     else:
-                        temporary(reader_id, f"{rejection.code} {rejection.message}")
+                        temporary(
+                            reader_id,
+                            f"{rejection.code} {rejection.message}",
+                            recipient=rejection.recipient,
+                        )
                 session.commit()
                 remaining.pop(0)
     except (OSError, smtplib.SMTPException) as error:

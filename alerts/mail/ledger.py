@@ -70,6 +70,7 @@ def claim(
             Delivery.subscriber_id.in_(ids),
             Delivery.status == DeliveryStatus.CLAIMED,
             or_(Delivery.claim_token.is_(None), Delivery.claimed_at < current - stale_after),
+            Delivery.digest_run_id.is_(None),  # a digest's rows are finished by its run
             subscriber_is_active,
         )
         .values(

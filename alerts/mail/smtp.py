@@ -70,17 +70,24 @@ class Mailer:
             refused = self.connection.sendmail(sender, [recipient], message)
         except smtplib.SMTPRecipientsRefused as error:
             code, text = error.recipients.get(recipient, (550, b"refused"))
-            return Rejection(code, _text(text))
+            return Rejection(code, _text(text), recipient=_about_address(code, _text(text)))
         except smtplib.SMTPDataError as error:
             # The message was refused, not the address: never a bounce of the reader.
             self.connection.rset()
             return Rejection(error.smtp_code, _text(error.smtp_error), recipient=False)
         if refused:
             code, text = refused[recipient]
-            return Rejection(code, _text(text))
+            return Rejection(code, _text(text), recipient=_about_address(code, _text(text)))
         return None
         # SMTPSenderRefused (our From address refused) propagates: the whole batch waits and
         # retries, and nobody is suppressed for it.
+
+
+def _about_address(code: int, text: str) -> bool:
+    """Is a RCPT refusal about the address itself? "530 authentication required" and
+    enhanced codes 5.7.x / 4.7.x (relaying denied, policy, our reputation) are about us."""
+    enhanced = text.strip().split(" ", 1)[0]
+    return code != 530 and not enhanced.startswith(("5.7.", "4.7."))
 
 
 def _text(value: bytes | str) -> str:

@@ -37,17 +37,31 @@ def _subscriber(token: str, purpose: tokens.Purpose) -> Subscriber | ResponseRet
     if not isinstance(payload, dict):
         return payload
     try:
-        subscriber_id, link_key = int(payload["s"]), str(payload["k"])
+        subscriber_id = int(payload["s"])
     except (KeyError, TypeError, ValueError):
         return _invalid()
     subscriber = db.session().get(Subscriber, subscriber_id)
-    if subscriber is None or not hmac.compare_digest(subscriber.link_key, link_key):
+    if subscriber is None or not _link_matches(subscriber, payload):
         return _link_error(
             "There is no subscription for this link",
             "It may have been erased. You can sign up again at any time.",
             404,
         )
     return subscriber
+
+
+def _same_key(subscriber: Subscriber, link_key: str) -> bool:
+    return subscriber.link_key is not None and hmac.compare_digest(subscriber.link_key, link_key)
+
+
+def _link_matches(subscriber: Subscriber, payload: dict[str, Any]) -> bool:
+    """The link was made for this reader: it carries their key, or (made before links carried
+    keys) it is younger than the reader, so it cannot be an erased reader's old link."""
+    if "k" in payload:
+        return _same_key(subscriber, str(payload["k"]))
+    issued = payload.get("_issued_at")
+    # Link times have whole seconds; a reader created in the same second still matches.
+    return issued is not None and issued >= subscriber.created_at.replace(microsecond=0)
 
 
 def _invalid() -> ResponseReturnValue:
@@ -272,7 +286,7 @@ def digest_articles(token: str) -> ResponseReturnValue:
         return _invalid()
     session = db.session()
     reader = session.get(Subscriber, subscriber_id)
-    if reader is None or not hmac.compare_digest(reader.link_key, link_key):
+    if reader is None or not _same_key(reader, link_key):
         return _invalid()
     articles = session.scalars(
         select(Article)
