@@ -146,10 +146,10 @@ def subscriber_pages(
                     )
                 )
             )
-        # One row per (reader, keyword): fetch enough rows for a full page of readers (a
-        # reader has at most MAX_KEYWORDS), and when cut short, end the page before the last
-        # reader, whose other rows may lie past the cut.
-        keyword_limit = batch_size * MAX_KEYWORDS
+        # One row per (reader, keyword): when the rows are cut short, the page ends before
+        # the last reader, whose other rows may lie past the cut. More rows than one reader
+        # can have (MAX_KEYWORDS) keep the first reader whole, so a page always moves on.
+        keyword_limit = max(batch_size, MAX_KEYWORDS + 1)
         keyword_rows = (
             session.execute(
                 select(Keyword.subscriber_id, Keyword.words)
