@@ -107,6 +107,11 @@ def _text(payload: Mapping[str, Any], name: str, limit: int, errors: dict[str, s
     if "\x00" in value:
         errors[name] = "must not contain NUL bytes"
         return ""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        errors[name] = "must be valid Unicode text (no lone surrogates)"
+        return ""
     if len(value) > limit:
         errors[name] = f"must be at most {limit} characters"
         return ""
@@ -129,9 +134,16 @@ def _parse_time(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError):  # "0001-01-01T00:00:00+01:00" overflows in UTC
         return None
+    return moment if plausible(moment) else None
+
+
+def plausible(moment: datetime) -> bool:
+    """Years an article can carry: far from the ends of the calendar, where converting to a
+    reader's time zone would overflow."""
+    return 1900 <= moment.year <= 2200
 
 
 def resolve_topics(
@@ -190,7 +202,9 @@ def parse(session: Session, payload: Any) -> ArticleInput:
     if payload.get("published_at") is not None:
         parsed = _parse_time(payload["published_at"])
         if parsed is None:
-            errors["published_at"] = "must be an ISO 8601 date and time, like 2026-11-28T09:30:00Z"
+            errors["published_at"] = (
+                "must be an ISO 8601 date and time between 1900 and 2200, like 2026-11-28T09:30:00Z"
+            )
         else:
             published_at = parsed
 

@@ -8,6 +8,10 @@ when it was added (its first poll, or dated before it) are stored without alerti
 from __future__ import annotations
 
 import calendar
+import html
+import http.client
+import re
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -16,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import feedparser
+import nh3
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,6 +34,9 @@ MAX_BACKOFF = timedelta(hours=24)
 # Feed dates have second precision and publishers' clocks drift: an entry counts as older
 # than the first poll only when it is older by more than this.
 CLOCK_GRACE = timedelta(hours=1)
+
+
+_GLOBAL_ID = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S")
 
 
 class FeedError(Exception):
@@ -54,18 +62,28 @@ def fetch(url: str, etag: str | None, last_modified: str | None, timeout: float)
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) checked on add
+    deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            body = response.read(MAX_FEED_BYTES + 1)
-            if len(body) > MAX_FEED_BYTES:
-                raise FeedError(f"the feed is larger than {MAX_FEED_BYTES // (1024 * 1024)} MB")
+            # The timeout bounds the whole read, not each chunk: a server dripping bytes
+            # cannot hold a worker for long.
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := response.read(64 * 1024):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_FEED_BYTES:
+                    raise FeedError(f"the feed is larger than {MAX_FEED_BYTES // 2**20} MB")
+                if time.monotonic() > deadline:
+                    raise FeedError(f"no answer within {timeout:.0f} s")
             return Fetched(
                 response.status,
-                body,
+                b"".join(chunks),
                 response.headers.get("ETag"),
                 response.headers.get("Last-Modified"),
             )
     except urllib.error.HTTPError as error:
+        error.close()  # it holds the connection open
         if error.code == 304:
             return Fetched(304, etag=etag, last_modified=last_modified)
         raise FeedError(f"HTTP {error.code} {error.reason}") from error
@@ -73,13 +91,17 @@ def fetch(url: str, etag: str | None, last_modified: str | None, timeout: float)
         raise FeedError(f"no answer within {timeout:.0f} s") from error
     except urllib.error.URLError as error:
         raise FeedError(f"cannot reach the feed: {error.reason}") from error
-    except OSError as error:
-        raise FeedError(f"cannot read the feed: {error}") from error
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        raise FeedError(f"cannot read the feed: {type(error).__name__}: {error}") from error
 
 
 def check_url(url: str) -> str:
     url = url.strip()
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError("That address has an impossible port.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
         raise ValueError("A feed address must be an http:// or https:// URL.")
     return url
@@ -142,7 +164,13 @@ def poll(session: Session, feed: Feed, timeout: float = 20.0, fetcher: Any = fet
         if fetched.status == 304:
             report.status = "not modified"
         else:
-            parsed = feedparser.parse(fetched.body)
+            try:
+                # The feed's address resolves relative links ("/2026/11/story/").
+                parsed = feedparser.parse(
+                    fetched.body, response_headers={"content-location": feed.url}
+                )
+            except Exception as error:  # feedparser can choke on odd character references
+                raise FeedError(f"unreadable feed: {type(error).__name__}: {error}") from error
             if not parsed.get("version"):
                 problem = parsed.get("bozo_exception") or "no RSS or Atom document found"
                 raise FeedError(f"not a feed: {problem}")
@@ -164,14 +192,21 @@ def poll(session: Session, feed: Feed, timeout: float = 20.0, fetcher: Any = fet
         feed.last_status = fetched.status
         feed.failures = 0
         feed.next_poll_at = started + timedelta(minutes=feed.interval_minutes)
-    except FeedError as error:
+    except Exception as error:
+        problem = error if isinstance(error, FeedError) else f"{type(error).__name__}: {error}"
         feed.failures += 1
-        feed.last_error = str(error)[:2000]
+        feed.last_error = str(problem)[:2000]
         feed.last_error_at = started
         feed.last_status = None
         backoff = timedelta(minutes=feed.interval_minutes) * 2 ** min(feed.failures, 10)
         feed.next_poll_at = started + min(backoff, MAX_BACKOFF)
-        report.status = f"error: {error}"
+        report.status = f"error: {problem}"
+    if report.rejected and report.status == "ok":
+        # Entries that are not articles (no usable link, no title...) are the admin's business.
+        feed.last_error = (
+            f"{len(report.rejected)} entries skipped: " + "; ".join(report.rejected[:5])
+        )[:2000]
+        feed.last_error_at = started
     session.flush()
     return report
 
@@ -180,13 +215,25 @@ def _entry_time(entry: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed"):
         value = entry.get(key)
         if value:
-            return datetime.fromtimestamp(calendar.timegm(value), UTC)
+            try:
+                moment = datetime.fromtimestamp(calendar.timegm(value), UTC)
+            except (OverflowError, ValueError, OSError):
+                return None
+            # A placeholder like 31 Dec 9999 is no date at all.
+            return moment if articles.plausible(moment) else None
     return None
 
 
 def _ingest(session: Session, feed: Feed, entry: Any, first_poll: bool, report: PollReport) -> None:
     link = str(entry.get("link", "")).strip()
     guid = str(entry.get("id") or link).strip()
+    if not _GLOBAL_ID.match(guid):
+        # Ids like "1" or "post-42" are unique within one feed only; URLs, "urn:" and "tag:"
+        # ids are unique everywhere.
+        guid = f"{feed.url}#{guid}"
+    title = str(entry.get("title", ""))
+    if "html" in str(entry.get("title_detail", {}).get("type", "")):
+        title = html.unescape(nh3.clean(title, tags=set()))
     categories = [str(tag.get("term", "")).strip() for tag in entry.get("tags", [])]
     categories = [name for name in categories if name]
     topic_ids, language, unknown = articles.resolve_topics(session, categories)
@@ -205,7 +252,7 @@ def _ingest(session: Session, feed: Feed, entry: Any, first_poll: bool, report: 
     payload = {
         "guid": guid[: articles.MAX_GUID],
         "url": link,
-        "title": str(entry.get("title", "")),
+        "title": title,
         "summary": summary[: articles.MAX_SUMMARY],
         "author": str(entry.get("author", ""))[: articles.MAX_AUTHOR],
         "language": language or feed.language_code or "en",

@@ -112,7 +112,10 @@ class ImportReport:
 
 
 def count_rows(text: str) -> int:
-    return max(sum(1 for _ in csv.reader(io.StringIO(text))) - 1, 0)
+    try:
+        return max(sum(1 for _ in csv.reader(io.StringIO(text, newline=""))) - 1, 0)
+    except csv.Error:
+        return 0
 
 
 def import_rows(
@@ -121,7 +124,8 @@ def import_rows(
     """Import valid rows (each whole or not at all, in its own savepoint); report the others
     with their line number and reason. Commits as it goes."""
     report = ImportReport()
-    reader = csv.DictReader(io.StringIO(text))
+    # newline="": the csv module then reads CR-only (old Mac) line endings too.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = {"email", "topics", "languages"} - set(reader.fieldnames or [])
     if missing:
         report.invalid.append((1, "missing column(s): " + ", ".join(sorted(missing))))
@@ -129,7 +133,15 @@ def import_rows(
     topics = dict(session.execute(select(Topic.slug, Topic.id)).all())
     languages = set(session.scalars(select(Language.code)))
     ticks = iter(progress) if progress is not None else None
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            # The file cannot be read past here: report it; the rows before stay imported.
+            report.invalid.append((reader.line_num, f"unreadable CSV from here on: {error}"))
+            break
         line = reader.line_num
         if ticks is not None:
             next(ticks, None)
@@ -158,8 +170,11 @@ def _parse_row(
 ) -> tuple[str, dict[str, Frequency], list[str], str, int]:
     if None in row:
         raise ValueError("more cells than columns")
+    raw_email = (row.get("email") or "").strip()
+    if raw_email[:1] == "'" and raw_email[1:2] in ("=", "+", "-", "@"):
+        raw_email = raw_email[1:]  # the export's guard against spreadsheet formulas
     try:
-        email = normalize_email(row.get("email") or "")
+        email = normalize_email(raw_email)
     except InvalidSignup as invalid:
         raise ValueError(invalid.errors["email"]) from invalid
     wanted: dict[str, Frequency] = {}

@@ -307,3 +307,69 @@ def test_admin_adds_pauses_and_inspects_feeds(
     session.expire_all()
     assert session.get(Feed, feed_id).active is False  # type: ignore[union-attr]
     assert client.get("/admin/feeds").status_code == 200
+
+
+def test_short_guids_are_unique_per_feed_and_links_resolve(
+    app: Flask, session: Session, server: FeedServer
+) -> None:
+    item = """<item><title>{title}</title><link>/2026/11/{slug}/</link>
+<guid isPermaLink="false">1</guid><pubDate>Wed, 05 Nov 2014 18:00:00 +0000</pubDate>
+<category>WIPO</category></item>"""
+    server.routes["/a/"] = Route(wordpress_rss(item.format(title="Story of site A", slug="a")))
+    server.routes["/b/"] = Route(wordpress_rss(item.format(title="Story of site B", slug="b")))
+    for path in ("/a/", "/b/"):
+        poll(app, add_feed(session, server, path).id)
+    session.expire_all()
+    stored = sorted(session.execute(select(Article.title, Article.url)).all())
+    assert stored == [
+        ("Story of site A", server.url("/2026/11/a/")),
+        ("Story of site B", server.url("/2026/11/b/")),
+    ]
+
+
+def test_html_titles_become_text(app: Flask, session: Session, server: FeedServer) -> None:
+    server.routes["/atom/"] = Route(
+        b"""<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>T</title>
+<id>urn:t</id><updated>2026-01-01T00:00:00Z</updated><entry><id>urn:x</id>
+<title type="html">WIPO&amp;#8217;s Q&amp;amp;A on &lt;em&gt;AI&lt;/em&gt;</title>
+<link href="https://news.example.org/qa"/><updated>2026-01-01T00:00:00Z</updated></entry></feed>""",
+        content_type="application/atom+xml",
+    )
+    poll(app, add_feed(session, server, "/atom/").id)
+    assert session.scalars(select(Article.title)).one() == "WIPO\u2019s Q&A on AI"
+
+
+def test_a_garbled_server_and_a_placeholder_date_are_handled(
+    app: Flask, session: Session, server: FeedServer
+) -> None:
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def garble() -> None:
+        connection, _ = listener.accept()
+        connection.recv(1024)
+        connection.sendall(b"NONSENSE\r\n\r\n")
+        connection.close()
+
+    threading.Thread(target=garble, daemon=True).start()
+    broken, _ = feeds.add(session, f"http://127.0.0.1:{listener.getsockname()[1]}/feed")
+    server.routes["/feed/"] = Route(
+        wordpress_rss(
+            wordpress_item(1, "Dated 9999", ["WIPO"], published="Fri, 31 Dec 9999 23:59:59 GMT")
+        )
+    )
+    good = add_feed(session, server)
+    from alerts.cli import main
+
+    result = app.test_cli_runner().invoke(main, args=["feeds", "poll"])
+    listener.close()
+    assert result.exit_code == 0, result.output
+    session.expire_all()
+    assert broken.failures == 1 and "cannot read the feed" in (broken.last_error or "")
+    assert good.articles_created == 1
+    article = session.scalars(select(Article)).one()
+    assert article.published_at.year == clock.now().year  # the placeholder counts as no date

@@ -143,8 +143,24 @@ def test_hostile_articles_are_422_and_store_nothing(
         (b'{"title": "no url"', "application/json", 400),
         (b"title=form", "application/x-www-form-urlencoded", 400),
         (b'{"summary": "' + b"x" * (10 * 1024 * 1024) + b'"}', "application/json", 413),
+        (b"[" * 100_000, "application/json", 400),
+        (b'{"url": "https://a.example/x", "title": "\\ud800"}', "application/json", 422),
+        (
+            b'{"url": "https://a.example/x", "title": "t", "published_at": "9999-12-31T23:00:00Z"}',
+            "application/json",
+            422,
+        ),
     ],
-    ids=["non-utf8 bytes", "json array", "truncated json", "form instead of json", "10 MB summary"],
+    ids=[
+        "non-utf8 bytes",
+        "json array",
+        "truncated json",
+        "form instead of json",
+        "10 MB summary",
+        "nested 100,000 deep",
+        "lone surrogate",
+        "year 9999",
+    ],
 )
 def test_malformed_api_bodies_are_4xx(
     client: FlaskClient, session: Session, body: bytes, content_type: str, status: int

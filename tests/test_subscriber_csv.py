@@ -153,3 +153,29 @@ def test_suppressed_addresses_are_listed_and_can_be_reactivated(
     [confirmation] = sink.store.to("full@example.org")
     assert confirmation.subject == "Confirm your IP Policy Watch news alerts"
     assert count(session, ConsentRecord) == 0
+
+
+def test_export_then_import_keeps_addresses_that_look_like_formulas(session: Session) -> None:
+    factories.subscriber(session, ["wipo"], email="-news@example.org")
+    text = "".join(subscriber_csv.export_rows(session))
+    assert "'-news@example.org" in text
+    from alerts import subscriptions
+
+    subscriptions.erase(session, session.query(Subscriber).one().id)
+    session.commit()
+    report = subscriber_csv.import_rows(session, text, "x")
+    assert report.imported == 1
+    assert session.query(Subscriber).one().email == "-news@example.org"
+
+
+def test_odd_csv_files_are_reported_not_crashed_on(session: Session) -> None:
+    mac = "email,topics,languages\rmac@example.org,wipo,en\r"
+    assert subscriber_csv.import_rows(session, mac, "x").imported == 1
+    huge = (
+        "email,topics,languages\r\nok@example.org,wipo,en\r\nbig@example.org,wipo,"
+        + "x" * 200_000
+        + "\r\n"
+    )
+    report = subscriber_csv.import_rows(session, huge, "x")
+    assert report.imported == 1
+    assert report.invalid and "unreadable CSV" in report.invalid[0][1]

@@ -126,7 +126,10 @@ def _local_time(subscriber: Subscriber, article: Article) -> str:
         zone = ZoneInfo(subscriber.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         zone = ZoneInfo("UTC")
-    local = article.published_at.astimezone(zone)
+    try:
+        local = article.published_at.astimezone(zone)
+    except (OverflowError, ValueError):
+        local = article.published_at
     return f"{local.day} {local:%B %Y, %H:%M} {local.tzname()}"
 
 

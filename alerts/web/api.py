@@ -43,6 +43,14 @@ def token_required(
     return wrapper
 
 
+def _json_body() -> Any:
+    """The request's JSON, or None when it is not JSON (or nested too deep to parse)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 @bp.get("/topics")
 def topics() -> ResponseReturnValue:
     session = db.session()
@@ -58,7 +66,7 @@ def topics() -> ResponseReturnValue:
 @bp.post("/articles")
 @token_required
 def publish_article() -> ResponseReturnValue:
-    payload = request.get_json(silent=True)
+    payload = _json_body()
     if payload is None:
         return error(
             400, "invalid_json", "The body must be a JSON object (Content-Type: application/json)."
@@ -89,7 +97,7 @@ def admin_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., Re
 @admin_required
 def start_digest() -> ResponseReturnValue:
     """{"frequency": "daily", "dry_run": true, "topic": "wipo"} -> 200 (dry run) or 202."""
-    payload = request.get_json(silent=True)
+    payload = _json_body()
     if not isinstance(payload, dict):
         return error(400, "invalid_json", "The body must be a JSON object.")
     problems: dict[str, str] = {}
