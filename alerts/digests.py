@@ -251,19 +251,6 @@ def _reader_filter(session: Session, run: DigestRun, due_only: bool) -> list[obj
     return conditions
 
 
-def count_readers(session: Session, run: DigestRun, due_only: bool) -> int:
-    """How many readers a run would consider (before knowing whose digest is empty)."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(DigestSchedule)
-            .join(Subscriber, Subscriber.id == DigestSchedule.subscriber_id)
-            .where(*_reader_filter(session, run, due_only))  # type: ignore[arg-type]
-        )
-        or 0
-    )
-
-
 def enqueue(session: Session, run: DigestRun, due_only: bool) -> int:
     """Add the run's readers as queued recipients; returns how many new.
 

@@ -20,7 +20,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
     func,
+    or_,
 )
 from sqlalchemy import false as sa_false
 from sqlalchemy.engine import Dialect
@@ -179,8 +181,6 @@ class Subscriber(Base):
     @classmethod
     def receiving(cls, at: datetime) -> Any:
         """SQL condition: active and not paused at `at`."""
-        from sqlalchemy import and_, or_
-
         return and_(
             cls.status == SubscriberStatus.ACTIVE,
             or_(cls.paused_until.is_(None), cls.paused_until <= at),

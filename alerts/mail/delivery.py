@@ -122,13 +122,13 @@ def deliver_alerts(
                     ledger.mark_sent(session, claim.token, article_id, [subscriber_id])
                     report.sent.append(subscriber_id)
                 elif rejection.permanent:
-                    error = f"{rejection.code} {rejection.message}"
+                    error = str(rejection)
                     ledger.mark_bounced(session, claim.token, article_id, subscriber_id, error)
                     report.bounced.append(subscriber_id)
                 else:
                     temporary(
                         subscriber_id,
-                        f"{rejection.code} {rejection.message}",
+                        str(rejection),
                         recipient=rejection.recipient,
                     )
                 # Recorded before the next send: a crash now repeats nothing already sent.
@@ -259,7 +259,7 @@ def deliver_digests(
                         )
                         report.sent.append(reader_id)
                     elif rejection.permanent:
-                        error = f"{rejection.code} {rejection.message}"
+                        error = str(rejection)
                         finish(
                             content.subscriber,
                             RecipientStatus.FAILED,
@@ -271,7 +271,7 @@ def deliver_digests(
                     else:
                         temporary(
                             reader_id,
-                            f"{rejection.code} {rejection.message}",
+                            str(rejection),
                             recipient=rejection.recipient,
                         )
                 session.commit()

@@ -235,16 +235,6 @@ def attempts(session: Session, article_id: int, subscriber_ids: Collection[int])
     )
 
 
-def counts(session: Session, article_id: int) -> dict[str, int]:
-    """Deliveries of one article by status."""
-    rows = session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.article_id == article_id)
-        .group_by(Delivery.status)
-    )
-    return {str(status): int(number) for status, number in rows}
-
-
 def stale_claims(
     session: Session, older_than: datetime, limit: int = 1000
 ) -> list[tuple[int, int]]:

@@ -48,6 +48,9 @@ class Rejection:
     message: str
     recipient: bool = True  # False: the server refused the message, not the address
 
+    def __str__(self) -> str:
+        return f"{self.code} {self.message}"
+
     @property
     def permanent(self) -> bool:
         """Only a 5xx for the address itself suppresses it."""
