@@ -25,6 +25,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     settings.normalize(app.config)
     settings.check_production(app.config)
+    settings.check_sending(app.config)
     if app.config["ENV"] == "production":
         app.config.update(SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True)
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:

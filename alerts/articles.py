@@ -260,6 +260,9 @@ def publish(session: Session, article: ArticleInput) -> PublishResult:
             language_code=article.language_code,
             published_at=article.published_at or now(),
             urgent=article.urgent,
+            # Awaiting fan-out (fanned_out_at NULL) from the very transaction that stores it:
+            # the reconciler fans it out even if its task never reaches the broker.
+            queued_at=now(),
         )
         try:
             with session.begin_nested():
@@ -286,6 +289,13 @@ def publish(session: Session, article: ArticleInput) -> PublishResult:
         changed.append("topics")
     session.flush()
     return PublishResult(existing.id, created=False, changed=tuple(changed))
+
+
+def alert_nobody(session: Session, article_id: int) -> None:
+    """Store an article without fanning it out (what a feed held before its first poll)."""
+    article = session.get(Article, article_id)
+    if article is not None and article.fanned_out_at is None:
+        article.fanned_out_at = now()
 
 
 def _topics(session: Session, topic_ids: Sequence[int]) -> list[Topic]:

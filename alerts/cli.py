@@ -97,9 +97,10 @@ def articles_publish(source: typing.BinaryIO) -> None:
                 session.rollback()
                 rejected.append((number, invalid.errors))
                 continue
+            if result.created:
+                db.queue_after_commit(session, fanout_article, result.article_id)
             session.commit()
             if result.created:
-                fanout_article.delay(result.article_id)
                 created += 1
             else:
                 updated += 1
@@ -124,9 +125,13 @@ def digests_group() -> None:
 def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
     """Send this period's digests now (or join the period's run), with a progress bar."""
 
+    from dataclasses import replace
+
     from alerts import db, digests
-    from alerts.mail import delivery, emails
+    from alerts.mail import emails
     from alerts.models import Frequency
+    from alerts.sending import batches
+    from alerts.sending.policy import RetryPolicy
 
     session = db.session()
     chosen = Frequency(frequency)
@@ -149,18 +154,19 @@ def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
     click.echo(f"run #{run.id} ({frequency} {run.period}){'' if created else ', joined'}")
     config = current_app.config
     settings = emails.MailSettings.from_config(config)
-    policy = delivery.RetryPolicy.from_config(config)
-    renderer = emails.DigestRenderer(settings)
+    policy = RetryPolicy.from_config(config)
     progress = digests.progress(session, run)
-    retry: list[int] = []
     with click.progressbar(length=progress.total, label="Sending", show_pos=True) as bar:
         bar.update(progress.total - progress.remaining)
-        for page in list(digests.queued_pages(session, run.id, 200, policy.stale_after)):
-            report = delivery.deliver_digests(
-                session, settings, policy, run.id, page, digest_renderer=renderer
-            )
-            retry.extend(report.retry)
-            bar.update(len(page) - len(report.retry))
+        # This process sends every digest it can now; what waits for a retry or a relay that
+        # is down is left queued for the workers (the reconciler hands it to them).
+        drain = batches.drain_digests(
+            session,
+            settings,
+            replace(policy, task_slice=float("inf")),
+            run.id,
+            on_batch=bar.update,
+        )
     final = digests.progress(session, run)
     session.commit()
     counts = final.counts
@@ -168,10 +174,13 @@ def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
         f"{counts.get('sent', 0)} sent, {counts.get('skipped', 0)} skipped (nothing new), "
         f"{counts.get('failed', 0)} failed, {final.remaining} left"
     )
-    if retry:
+    if drain.outcome.relay_down_until is not None:
         click.echo(
-            f"{len(retry)} to retry: run `alerts digests send --frequency {frequency}` again"
+            f"the mail relay is down (next try {drain.outcome.relay_down_until:%H:%M:%S} UTC): "
+            "the workers send the rest when it is back"
         )
+    elif final.remaining:
+        click.echo(f"{final.remaining} wait for a retry: the workers send them when it is due")
 
 
 @main.group("feeds")
@@ -242,9 +251,9 @@ def feeds_poll(feed_id: int | None) -> None:
     with click.progressbar(chosen, label="Polling", show_pos=True) as bar:
         for feed in bar:
             report = feeds.poll(session, feed, timeout=float(current_app.config["FEED_TIMEOUT"]))
-            session.commit()
             for article_id in report.to_alert:
-                fanout_article.delay(article_id)
+                db.queue_after_commit(session, fanout_article, article_id)
+            session.commit()
             reports.append((feed, report))
     for feed, report in reports:
         click.echo(
@@ -313,7 +322,16 @@ def subscribers_import(source: typing.TextIO, imported_by: str) -> None:
     "failures",
     multiple=True,
     metavar="ADDRESS=CODE[xN]",
-    help="Refuse ADDRESS with CODE (always, or the first N times), to try bounces and retries.",
+    help="Refuse ADDRESS (or a glob such as '*-soft@example.org') with CODE (always, or the "
+    "first N times per address), to try bounces and retries.",
+)
+@click.option(
+    "--drop",
+    "drops",
+    multiple=True,
+    metavar="GLOB[xN]",
+    help="Keep a message for a matching address, then cut the connection before the 250 reply "
+    "(always, or the first N times per address), to try a lost acknowledgement.",
 )
 @click.option("--discard", is_flag=True, help="Accept and count messages without keeping them.")
 @click.option(
@@ -324,23 +342,28 @@ def mail_sink(
     port: int,
     directory: str | None,
     failures: tuple[str, ...],
+    drops: tuple[str, ...],
     discard: bool,
     hold: tuple[str, ...],
 ) -> None:
     """A local SMTP server that keeps every message (read them on /dev/mail)."""
     from alerts import config
-    from alerts.mail.sink import FailureRule, serve_forever
+    from alerts.mail.sink import DropRule, FailureRule, serve_forever
 
     try:
         rules = [FailureRule.parse(text) for text in failures]
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--fail") from error
+    try:
+        drop_rules = [DropRule.parse(text) for text in drops]
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--drop") from error
     directory = directory or os.path.join(config.var_dir(), "mail")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     click.echo(f"mail sink on {host}:{port}, keeping messages in {directory}")
-    serve_forever(directory, host, port, stop, rules, discard, hold)
+    serve_forever(directory, host, port, stop, rules, discard, hold, drop_rules)
 
 
 if __name__ == "__main__":

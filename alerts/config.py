@@ -37,6 +37,10 @@ STRING_SETTINGS = (
 )
 
 
+# The longest countdown of a confirmation email's retries (worker/tasks.py).
+CONFIRMATION_RETRY_MAX = 600
+
+
 class ConfigError(RuntimeError):
     """The settings cannot run the service; the message says what to change."""
 
@@ -67,10 +71,24 @@ def defaults() -> dict[str, Any]:
         "UNCONFIRMED_RETENTION_DAYS": 30,
         "UNSUBSCRIBE_MAX_AGE": 400 * 24 * 3600,
         "FANOUT_BATCH_SIZE": 500,
-        "SEND_MAX_ATTEMPTS": 5,
+        # Send tasks per article (or digest run) started while fan-out writes its pages.
+        "SEND_PARALLELISM": 2,
+        # A temporary refusal of one reader: retried after 30 s, doubling up to an hour, for
+        # a day (an MTA's queue lifetime), then failed. The relay's own trouble counts none.
         "SEND_RETRY_BACKOFF": 30,
         "SEND_RETRY_BACKOFF_MAX": 3600,
-        "SEND_STALE_AFTER": 900,
+        "SEND_RETRY_HORIZON": 24 * 3600,
+        # A send lease not renewed for this long is a dead worker's: taken over (the
+        # reconciler looks every RECONCILE_INTERVAL), so within about two minutes.
+        "SEND_STALE_AFTER": 90,
+        "SEND_TASK_SLICE": 30,
+        "RECONCILE_INTERVAL": 30,
+        # The relay unreachable: wait 5 s before probing it again, doubling up to 5 minutes.
+        "RELAY_BACKOFF": 5,
+        "RELAY_BACKOFF_MAX": 300,
+        # Redis redelivers a task unacknowledged for this long: above every countdown the
+        # service uses and every task's run time (checked at start).
+        "BROKER_VISIBILITY_TIMEOUT": 3600,
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
         "DIGEST_CHECK_INTERVAL": 300,
         "FEED_CHECK_INTERVAL": 60,
@@ -92,6 +110,22 @@ def normalize(config: dict[str, Any]) -> None:
         if config.get(key) is not None:
             config[key] = str(config[key])
     config["BASE_URL"] = config["BASE_URL"].rstrip("/")
+
+
+def check_sending(config: Mapping[str, Any]) -> None:
+    """Refuse timings under which the broker would hand out a waiting or running task twice."""
+    visibility = float(config["BROKER_VISIBILITY_TIMEOUT"])
+    longest = max(
+        float(config["RELAY_BACKOFF_MAX"]),
+        float(config["SEND_STALE_AFTER"]),
+        CONFIRMATION_RETRY_MAX,
+    ) + 2 * float(config["SEND_TASK_SLICE"])
+    if visibility < 2 * longest:
+        raise ConfigError(
+            f"ALERTS_BROKER_VISIBILITY_TIMEOUT ({visibility:g}s) must be at least twice the "
+            f"longest task delay plus run time ({longest:g}s), or Redis would deliver a "
+            "waiting task a second time."
+        )
 
 
 def check_production(config: Mapping[str, Any]) -> None:

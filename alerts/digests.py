@@ -6,25 +6,20 @@ Times are UTC from clock.now(); each reader's digest is due at their own local h
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import (
-    Table,
     and_,
-    bindparam,
     delete,
     exists,
     func,
     literal,
     or_,
     select,
-    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -300,36 +295,6 @@ def _recipient_count(session: Session, run_id: int) -> int:
     )
 
 
-def queued_pages(
-    session: Session, run_id: int, batch_size: int, stale_after: timedelta
-) -> Iterator[list[int]]:
-    """The run's recipients still to do and not held by a live attempt, as keyset pages of
-    subscriber ids."""
-    free = or_(
-        DigestRecipient.claim_token.is_(None),
-        DigestRecipient.claimed_at < now() - stale_after,
-    )
-    after = 0
-    while True:
-        page = list(
-            session.scalars(
-                select(DigestRecipient.subscriber_id)
-                .where(
-                    DigestRecipient.run_id == run_id,
-                    DigestRecipient.status == RecipientStatus.QUEUED,
-                    DigestRecipient.subscriber_id > after,
-                    free,
-                )
-                .order_by(DigestRecipient.subscriber_id)
-                .limit(batch_size)
-            )
-        )
-        if not page:
-            return
-        yield page
-        after = page[-1]
-
-
 @dataclass(frozen=True)
 class RunProgress:
     run: DigestRun
@@ -547,7 +512,7 @@ def build_contents(
                 Delivery.subscriber_id.in_(list(readers)),
                 Delivery.article_id.in_([article.id for article in articles]),
                 # A claim of this same digest, left by a run that died, is ours to finish.
-                or_(Delivery.status != DeliveryStatus.CLAIMED, Delivery.digest_run_id.is_(None)),
+                or_(Delivery.status != DeliveryStatus.PENDING, Delivery.digest_run_id.is_(None)),
             )
         ).all()
     )
@@ -607,307 +572,6 @@ def build_contents(
                 content.groups.append((group, items))
         contents[reader_id] = content
     return contents
-
-
-# --- claims -------------------------------------------------------------------------------
-# Statements built once: they run once or twice per digest sent, so they must cost little.
-
-_recipients = cast(Table, DigestRecipient.__table__)
-_deliveries = cast(Table, Delivery.__table__)
-_schedules = cast(Table, DigestSchedule.__table__)
-
-_FINISH_RECIPIENT = (
-    update(_recipients)
-    .where(
-        _recipients.c.run_id == bindparam("run"),
-        _recipients.c.subscriber_id == bindparam("subscriber"),
-        _recipients.c.claim_token == bindparam("token"),
-    )
-    .values(
-        status=bindparam("new_status"),
-        article_count=bindparam("new_count"),
-        last_error=bindparam("new_error"),
-        updated_at=bindparam("new_updated_at"),
-        claim_token=None,
-    )
-)
-_FINISH_DELIVERIES = (
-    update(_deliveries)
-    .where(
-        _deliveries.c.subscriber_id == bindparam("subscriber"),
-        _deliveries.c.claim_token == bindparam("token"),
-    )
-    .values(
-        status=bindparam("new_status"),
-        sent_at=bindparam("new_sent_at"),
-        last_error=bindparam("new_error"),
-        updated_at=bindparam("new_updated_at"),
-        claim_token=None,
-    )
-)
-_RELEASE_DELIVERIES = (
-    update(_deliveries)
-    .where(
-        _deliveries.c.subscriber_id == bindparam("subscriber"),
-        _deliveries.c.claim_token == bindparam("token"),
-    )
-    .values(
-        claim_token=None,
-        last_error=bindparam("new_error"),
-        updated_at=bindparam("new_updated_at"),
-    )
-)
-_MOVE_SCHEDULE = (
-    update(_schedules)
-    .where(
-        _schedules.c.subscriber_id == bindparam("subscriber"),
-        _schedules.c.frequency == bindparam("schedule_frequency"),
-    )
-    .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
-)
-
-
-@dataclass(frozen=True)
-class RecipientClaim:
-    token: str
-    subscriber_ids: list[int]  # the readers this attempt holds, in id order
-    held_elsewhere: list[int]  # queued, but a live attempt holds them
-    slots: dict[int, datetime] = field(default_factory=dict)  # the due slot each one serves
-
-
-def claim_recipients(
-    session: Session, run_id: int, subscriber_ids: Collection[int], stale_after: timedelta
-) -> RecipientClaim:
-    """Take these readers' digests of this run; commits. Done ones are left out; a claim of an
-    attempt that died is taken over once older than `stale_after`."""
-    token = secrets.token_hex(8)
-    current = now()
-    ids = sorted(set(subscriber_ids))
-    session.execute(
-        update(DigestRecipient)
-        .where(
-            DigestRecipient.run_id == run_id,
-            DigestRecipient.subscriber_id.in_(ids),
-            DigestRecipient.status == RecipientStatus.QUEUED,
-            or_(
-                DigestRecipient.claim_token.is_(None),
-                DigestRecipient.claimed_at < current - stale_after,
-            ),
-        )
-        .values(
-            claim_token=token,
-            claimed_at=current,
-            attempts=DigestRecipient.attempts + 1,
-            updated_at=current,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    rows = session.execute(
-        select(
-            DigestRecipient.subscriber_id, DigestRecipient.claim_token, DigestRecipient.slot
-        ).where(
-            DigestRecipient.run_id == run_id,
-            DigestRecipient.subscriber_id.in_(ids),
-            DigestRecipient.status == RecipientStatus.QUEUED,
-        )
-    ).all()
-    session.commit()
-    held = sorted(subscriber_id for subscriber_id, owner, _ in rows if owner == token)
-    elsewhere = sorted(subscriber_id for subscriber_id, owner, _ in rows if owner != token)
-    slots = {subscriber_id: slot for subscriber_id, owner, slot in rows if owner == token}
-    return RecipientClaim(token, held, elsewhere, slots)
-
-
-def renew_recipients(
-    session: Session, run_id: int, token: str, subscriber_ids: Collection[int]
-) -> set[int]:
-    """Keep our claims fresh while a long batch runs; returns the readers we still hold."""
-    ids = list(subscriber_ids)
-    session.execute(
-        update(DigestRecipient)
-        .where(
-            DigestRecipient.run_id == run_id,
-            DigestRecipient.subscriber_id.in_(ids),
-            DigestRecipient.claim_token == token,
-        )
-        .values(claimed_at=now())
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Delivery)
-        .where(Delivery.subscriber_id.in_(ids), Delivery.claim_token == token)
-        .values(claimed_at=now())
-        .execution_options(synchronize_session=False)
-    )
-    held = set(
-        session.scalars(
-            select(DigestRecipient.subscriber_id).where(
-                DigestRecipient.run_id == run_id,
-                DigestRecipient.subscriber_id.in_(ids),
-                DigestRecipient.claim_token == token,
-            )
-        )
-    )
-    session.commit()
-    return held
-
-
-def attempts_of(session: Session, run_id: int, subscriber_ids: Collection[int]) -> dict[int, int]:
-    return dict(
-        session.execute(
-            select(DigestRecipient.subscriber_id, DigestRecipient.attempts).where(
-                DigestRecipient.run_id == run_id,
-                DigestRecipient.subscriber_id.in_(list(subscriber_ids)),
-            )
-        ).all()
-    )
-
-
-def claim_articles(
-    session: Session,
-    run_id: int,
-    wanted: dict[int, list[int]],
-    token: str,
-    stale_after: timedelta = timedelta(minutes=15),
-) -> dict[int, list[int]]:
-    """Record each digest's articles in the send ledger (reader -> article ids); returns what
-    each digest may carry: an alert or another digest may have taken an article meanwhile."""
-    current = now()
-    rows = [
-        {
-            "subscriber_id": subscriber_id,
-            "article_id": article_id,
-            "status": DeliveryStatus.CLAIMED.value,
-            "attempts": 1,
-            "created_at": current,
-            "updated_at": current,
-            "digest_run_id": run_id,
-            "claim_token": token,
-            "claimed_at": current,
-        }
-        for subscriber_id, article_ids in wanted.items()
-        for article_id in article_ids
-    ]
-    if not rows:
-        return {}
-    session.connection().execute(insert_ignoring_duplicates(session, _deliveries), rows)
-    readers = list(wanted)
-    # Rows a dead attempt of this same run left behind (released, or no longer renewed)
-    # become ours.
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.subscriber_id.in_(readers),
-            Delivery.digest_run_id == run_id,
-            Delivery.status == DeliveryStatus.CLAIMED,
-            or_(Delivery.claim_token.is_(None), Delivery.claimed_at < current - stale_after),
-        )
-        .values(claim_token=token, claimed_at=current, updated_at=current)
-        .execution_options(synchronize_session=False)
-    )
-    held: dict[int, set[int]] = {}
-    for subscriber_id, article_id in session.execute(
-        select(Delivery.subscriber_id, Delivery.article_id).where(
-            Delivery.subscriber_id.in_(readers), Delivery.claim_token == token
-        )
-    ):
-        held.setdefault(subscriber_id, set()).add(article_id)
-    session.commit()
-    return {
-        subscriber_id: [a for a in article_ids if a in held.get(subscriber_id, ())]
-        for subscriber_id, article_ids in wanted.items()
-    }
-
-
-def finish_recipient(
-    session: Session,
-    run_id: int,
-    reader: Subscriber,
-    token: str,
-    status: RecipientStatus,
-    *,
-    frequency: Frequency,
-    slot: datetime | None = None,
-    until: datetime | None = None,
-    article_count: int = 0,
-    error: str | None = None,
-    delivery_status: DeliveryStatus | None = None,
-) -> None:
-    """Record a reader's digest outcome; sent and skipped move their schedule on, to the
-    first slot after both now and the slot this digest served (so a digest sent ahead of
-    its time is not due again the same day)."""
-    current = now()
-    connection = session.connection()
-    connection.execute(
-        _FINISH_RECIPIENT,
-        {
-            "run": run_id,
-            "subscriber": reader.id,
-            "token": token,
-            "new_status": status,
-            "new_count": article_count,
-            "new_error": error[:2000] if error else None,
-            "new_updated_at": current,
-        },
-    )
-    if delivery_status is not None:
-        connection.execute(
-            _FINISH_DELIVERIES,
-            {
-                "subscriber": reader.id,
-                "token": token,
-                "new_status": delivery_status,
-                "new_sent_at": current if delivery_status is DeliveryStatus.SENT else None,
-                "new_error": error[:2000] if error else None,
-                "new_updated_at": current,
-            },
-        )
-    if status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
-        # The reader may have changed their hour or zone while the batch ran.
-        session.refresh(reader, ["timezone", "send_hour", "send_weekday"])
-        connection.execute(
-            _MOVE_SCHEDULE,
-            {
-                "subscriber": reader.id,
-                "schedule_frequency": frequency,
-                # The end of the window this digest covered, not the time it finished:
-                # an article arriving mid-batch belongs to the next digest.
-                "new_last_sent_at": until or current,
-                "new_next_at": next_send_time(
-                    frequency,
-                    reader.timezone,
-                    reader.send_hour,
-                    reader.send_weekday,
-                    max(current, slot or current),
-                ),
-            },
-        )
-
-
-def release_recipient(
-    session: Session, run_id: int, subscriber_id: int, token: str, error: str
-) -> None:
-    """Give back a claim after a temporary failure; the retry claims it again."""
-    current = now()
-    session.execute(
-        update(DigestRecipient)
-        .where(
-            DigestRecipient.run_id == run_id,
-            DigestRecipient.subscriber_id == subscriber_id,
-            DigestRecipient.claim_token == token,
-        )
-        .values(claim_token=None, last_error=error[:2000], updated_at=current)
-        .execution_options(synchronize_session=False)
-    )
-    session.connection().execute(
-        _RELEASE_DELIVERIES,
-        {
-            "subscriber": subscriber_id,
-            "token": token,
-            "new_error": error[:2000],
-            "new_updated_at": current,
-        },
-    )
 
 
 def due_frequencies(session: Session) -> list[Frequency]:

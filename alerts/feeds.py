@@ -282,6 +282,8 @@ def _ingest(session: Session, feed: Feed, entry: Any, first_poll: bool, report: 
     )
     if not first_poll and not old:
         report.to_alert.append(result.article_id)
+    else:
+        articles.alert_nobody(session, result.article_id)
 
 
 def _remember_unmapped(session: Session, feed: Feed, name: str) -> None:

@@ -111,7 +111,23 @@ def subscriber_pages(
     frequencies: Collection[Frequency] = (Frequency.IMMEDIATE,),
     batch_size: int = 500,
 ) -> Iterator[list[int]]:
-    """Ids of the receiving readers the article reaches, in keyset pages, each id once.
+    """Ids of the receiving readers the article reaches, in keyset pages, each id once."""
+    for page, _last in subscriber_pages_after(
+        session, article_scope, frequencies, batch_size, start_after=0
+    ):
+        if page:
+            yield page
+
+
+def subscriber_pages_after(
+    session: Session,
+    article_scope: Scope,
+    frequencies: Collection[Frequency],
+    batch_size: int,
+    start_after: int,
+) -> Iterator[tuple[list[int], int]]:
+    """(ids of the receiving readers the article reaches, the last reader id looked at) in
+    keyset pages after `start_after`, each id once: a fan-out resumes from the last id.
 
     Per page, each source (one index scan per topic, one over keywords by the article's
     words) gives its next `batch_size` rows after the last id. A source that filled its
@@ -120,7 +136,7 @@ def subscriber_pages(
     """
     wanted = list(frequencies)
     first_words = sorted(article_scope.words.positions)
-    after = 0
+    after = start_after
     while True:
         topic_hits: set[int] = set()
         horizon: int | None = None
@@ -183,8 +199,7 @@ def subscriber_pages(
         page = page[:batch_size] or seen[:1]
         after = page[-1]
         matched = _receiving(session, article_scope, page, topic_hits, keyword_hits)
-        if matched:
-            yield matched
+        yield matched, after
         if horizon is None and len(seen) <= len(page):
             return  # every source ran out within this page
 

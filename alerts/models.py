@@ -88,10 +88,11 @@ class Frequency(enum.StrEnum):
 
 
 class DeliveryStatus(enum.StrEnum):
-    CLAIMED = "claimed"
+    PENDING = "pending"  # owed: waiting for a send task, held by one, or waiting for a retry
     SENT = "sent"
-    FAILED = "failed"
+    FAILED = "failed"  # temporary refusals of this reader for longer than the retry horizon
     BOUNCED = "bounced"
+    SKIPPED = "skipped"  # the reader left or paused before it went out: no longer owed
 
 
 class RecipientStatus(enum.StrEnum):
@@ -278,6 +279,17 @@ class Article(Base):
     published_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
+    # Fan-out, recorded so that the database, not the broker, knows what is owed:
+    # NULL until every matching reader has a pending delivery (set at once for articles that
+    # alert nobody, like what a feed held before its first poll).
+    fanned_out_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The last reader id fan-out has written deliveries for: a fan-out resumes after it.
+    fanout_after: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The fan-out task holding the article, renewed per page; a stale lease is taken over.
+    fanout_token: Mapped[str | None] = mapped_column(String(32))
+    fanout_claimed_at: Mapped[datetime | None]
+    # When a task for this article (fan-out or sending) was last put on the broker.
+    queued_at: Mapped[datetime | None]
 
     topics: Mapped[list[Topic]] = relationship(secondary="article_topics", order_by="Topic.id")
 
@@ -293,7 +305,8 @@ class ArticleTopic(Base):
 
 
 class Delivery(Base):
-    """The send ledger: one row per (subscriber, article), claimed before the email goes out.
+    """The send ledger: one row per (subscriber, article), written `pending` by fan-out (or by
+    a digest as it sends) and claimed by a send task before the email goes out.
 
     The unique constraint is what makes "never twice" hold across retries, re-runs and races.
     """
@@ -301,20 +314,27 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "article_id"),
-        Index("ix_deliveries_article_status", "article_id", "status"),
-        Index("ix_deliveries_status_updated", "status", "updated_at"),
+        # A send task takes an article's next pending readers in id order.
+        Index("ix_deliveries_article_status", "article_id", "status", "subscriber_id"),
+        # The reconciler looks for pending rows nobody holds.
+        Index("ix_deliveries_status_article", "status", "article_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
     status: Mapped[DeliveryStatus] = mapped_column(
-        _enum_column(DeliveryStatus), default=DeliveryStatus.CLAIMED
+        _enum_column(DeliveryStatus), default=DeliveryStatus.PENDING
     )
-    # Which run holds the claim; a claim older than the stale limit may be taken over.
+    # Which send task holds the row (a lease renewed while its batch runs); a lease older
+    # than the stale limit is taken over.
     claim_token: Mapped[str | None] = mapped_column(String(32))
     claimed_at: Mapped[datetime | None]
+    # Messages actually handed to the relay for this row (relay outages count none).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # After a temporary refusal: not before then; and failed for good once past retry_until.
+    next_attempt_at: Mapped[datetime | None]
+    retry_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
@@ -342,6 +362,8 @@ class DigestRun(Base):
     triggered_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=now, index=True)
     finished_at: Mapped[datetime | None]
+    # When a send task for this run was last put on the broker.
+    queued_at: Mapped[datetime | None]
 
 
 class DigestRecipient(Base):
@@ -364,6 +386,8 @@ class DigestRecipient(Base):
     claim_token: Mapped[str | None] = mapped_column(String(32))
     claimed_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    retry_until: Mapped[datetime | None]
     article_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
@@ -381,6 +405,22 @@ class DigestSchedule(Base):
     frequency: Mapped[Frequency] = mapped_column(_enum_column(Frequency), primary_key=True)
     next_at: Mapped[datetime]
     last_sent_at: Mapped[datetime | None]
+
+
+class RelayStatus(Base):
+    """The circuit breaker of one SMTP relay, shared by every worker: while `retry_at` is in
+    the future the relay is considered down and no batch is started."""
+
+    __tablename__ = "relay_status"
+
+    relay: Mapped[str] = mapped_column(String(300), primary_key=True)  # host:port
+    # Consecutive times the relay could not be reached or dropped us before any message.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    down_since: Mapped[datetime | None]
+    retry_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_ok_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
 
 
 class SoftBounce(Base):

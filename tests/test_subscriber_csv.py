@@ -136,10 +136,10 @@ def test_admin_import_and_export(client: FlaskClient, session: Session) -> None:
 def test_suppressed_addresses_are_listed_and_can_be_reactivated(
     client: FlaskClient, session: Session, sink: MailSink
 ) -> None:
-    from alerts.mail import ledger
+    from alerts.sending import suppression
 
     reader = factories.subscriber(session, email="full@example.org")
-    ledger.suppress(session, reader.id, "552 mailbox full")
+    suppression.suppress(session, reader.id, "552 mailbox full")
     session.commit()
     login(client)
     page = client.get("/admin/subscribers").get_data(as_text=True)

@@ -18,9 +18,9 @@ def schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             "task": "alerts.poll_due_feeds",
             "schedule": float(config.get("FEED_CHECK_INTERVAL", 60)),
         },
-        "requeue-stale-deliveries": {
-            "task": "alerts.requeue_stale_deliveries",
-            "schedule": 600.0,
+        "reconcile": {
+            "task": "alerts.reconcile",
+            "schedule": float(config.get("RECONCILE_INTERVAL", 30)),
         },
         "purge-unconfirmed": {
             "task": "alerts.purge_unconfirmed",

@@ -20,6 +20,10 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.conf.update(
         broker_url=app.config["REDIS_URL"],
         broker_connection_retry_on_startup=True,
+        # A worker waits out a broker restart however long it takes, and finishes the tasks it
+        # is running meanwhile: their outcomes are in the database, not the broker.
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_ignore_result=True,
         # Sending is at-least-once from the broker's view; the tasks make it exactly-once.
         task_acks_late=True,
@@ -34,7 +38,13 @@ def celery_init_app(app: Flask) -> Celery:
         task_eager_propagates=True,
         worker_hijack_root_logger=False,
         include=["worker.tasks"],
-        broker_transport_options={"visibility_timeout": 3600},
+        # Longer than every countdown and task run time (alerts.config.check_sending): a task
+        # waiting or running is never handed to a second worker. A web request fails fast
+        # when the broker is down; the reconciler queues what it could not.
+        broker_transport_options={
+            "visibility_timeout": float(app.config["BROKER_VISIBILITY_TIMEOUT"]),
+            "socket_connect_timeout": 3,
+        },
     )
     celery_app.set_default()
     app.extensions["celery"] = celery_app

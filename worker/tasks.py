@@ -9,10 +9,15 @@ from typing import Any
 
 from celery import shared_task
 from flask import current_app
+from sqlalchemy.orm import Session
 
-from alerts import clock, db, digests, feeds, matching, subscriptions
-from alerts.mail import delivery, emails, ledger
-from alerts.models import Article, DigestRun, Feed, Frequency
+from alerts import db, digests, feeds, subscriptions
+from alerts.config import CONFIRMATION_RETRY_MAX
+from alerts.db import queue_after_commit
+from alerts.mail import emails
+from alerts.models import Feed
+from alerts.sending import batches, fanout, ledger, reconcile
+from alerts.sending.policy import RetryPolicy
 from alerts.subscriptions import Choices
 
 log = logging.getLogger(__name__)
@@ -26,7 +31,7 @@ TRANSIENT_ERRORS = (OSError, smtplib.SMTPException)
     bind=True,
     autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=5,
-    retry_backoff_max=600,
+    retry_backoff_max=CONFIRMATION_RETRY_MAX,
     max_retries=8,
 )
 def send_confirmation(
@@ -56,110 +61,162 @@ def purge_unconfirmed() -> int:
     return removed
 
 
-def _retry_policy() -> delivery.RetryPolicy:
-    config = current_app.config
-    return delivery.RetryPolicy.from_config(config)
+def _policy() -> RetryPolicy:
+    return RetryPolicy.from_config(current_app.config)
+
+
+def _mail_settings() -> emails.MailSettings:
+    return emails.MailSettings.from_config(current_app.config)
 
 
 @shared_task(name="alerts.fanout_article")
 def fanout_article(article_id: int) -> int:
-    """Queue one send task per page of matching immediate readers (every reader, if urgent)."""
+    """Write a pending delivery for every reader the article reaches; sending starts with
+    the first page. Safe to repeat: a finished or live fan-out is left alone."""
     session = db.session()
-    article = session.get(Article, article_id)
-    if article is None:
-        return 0
-    frequencies = tuple(Frequency) if article.urgent else (Frequency.IMMEDIATE,)
-    scope = matching.scope(session, article)
-    batch_size = int(current_app.config["FANOUT_BATCH_SIZE"])
-    queued = 0
-    for page in matching.subscriber_pages(session, scope, frequencies, batch_size):
-        send_alert_batch.delay(article_id, page)
-        queued += len(page)
-    log.info("article %s: queued alerts for %d readers", article_id, queued)
-    return queued
-
-
-@shared_task(name="alerts.send_alert_batch")
-def send_alert_batch(article_id: int, subscriber_ids: list[int]) -> None:
-    settings = emails.MailSettings.from_config(current_app.config)
-    report = delivery.deliver_alerts(
-        db.session(), settings, _retry_policy(), article_id, subscriber_ids
-    )
-    if report.retry:
-        send_alert_batch.apply_async((article_id, report.retry), countdown=report.retry_delay)
-    log.info(
-        "article %s: %d sent, %d bounced, %d failed, %d to retry in %.0fs",
+    report = fanout.fan_out(
+        session,
         article_id,
-        len(report.sent),
-        len(report.bounced),
-        len(report.failed),
-        len(report.retry),
-        report.retry_delay,
+        _policy(),
+        queue_send=lambda: queue_after_commit(session, send_alerts, article_id),
+        parallel=int(current_app.config["SEND_PARALLELISM"]),
+    )
+    if report.held:
+        log.info(
+            "article %s: %d readers owed it (%s)",
+            article_id,
+            report.readers,
+            "fan-out finished" if report.finished else "fan-out lost its lease",
+        )
+    return report.readers
+
+
+@shared_task(name="alerts.send_alerts")
+def send_alerts(article_id: int) -> None:
+    """Send the article's pending alerts until none is left that may go now."""
+    session = db.session()
+    policy = _policy()
+    drain = batches.drain_alerts(session, _mail_settings(), policy, article_id)
+    _come_back(session, drain, policy, send_alerts, article_id)
+    _log_drain(f"article {article_id}", drain)
+
+
+@shared_task(name="alerts.send_digests")
+def send_digests(run_id: int) -> None:
+    """Send the run's queued digests until none is left that may go now."""
+    session = db.session()
+    policy = _policy()
+    drain = batches.drain_digests(session, _mail_settings(), policy, run_id)
+    _come_back(session, drain, policy, send_digests, run_id)
+    _log_drain(f"digest run {run_id}", drain)
+
+
+def _come_back(
+    session: Session, drain: batches.Drain, policy: RetryPolicy, task: Any, key: int
+) -> None:
+    """Queue the same task again when there is more to do soon; later work is the
+    reconciler's (countdowns stay far below the broker's visibility timeout)."""
+    again_in = drain.again_in(policy)
+    if again_in is None:
+        return
+    if task is send_alerts:
+        reconcile.mark_articles_queued(session, [key])
+    else:
+        reconcile.mark_runs_queued(session, [key])
+    queue_after_commit(session, task, key, countdown=again_in or None)
+    session.commit()
+
+
+def _log_drain(what: str, drain: batches.Drain) -> None:
+    outcome = drain.outcome
+    log.info(
+        "%s: %d sent, %d bounced, %d deferred, %d failed, %d skipped, %d dropped after data%s",
+        what,
+        outcome.sent,
+        outcome.bounced,
+        outcome.deferred,
+        outcome.failed,
+        outcome.skipped,
+        outcome.dropped,
+        f"; relay down until {outcome.relay_down_until:%H:%M:%S}"
+        if outcome.relay_down_until
+        else "",
     )
 
 
-@shared_task(name="alerts.requeue_stale_deliveries")
-def requeue_stale_deliveries() -> int:
-    """The sweeper: claims nobody finished (a worker died, a retry was lost) are sent again."""
-    policy = _retry_policy()
-    cutoff = clock.now() - policy.stale_after - timedelta(seconds=policy.backoff_max)
-    by_article: dict[int, list[int]] = {}
-    for article_id, subscriber_id in ledger.stale_claims(db.session(), cutoff):
-        by_article.setdefault(article_id, []).append(subscriber_id)
-    for article_id, subscriber_ids in by_article.items():
-        send_alert_batch.delay(article_id, subscriber_ids)
-    return sum(len(ids) for ids in by_article.values())
+@shared_task(name="alerts.reconcile")
+def reconcile_sending() -> int:
+    """Beat, about every 30 s: queue again whatever is owed and nobody is working on."""
+    session = db.session()
+    owed = reconcile.owed(session, _policy())
+    for article_id in owed.fanouts:
+        queue_after_commit(session, fanout_article, article_id)
+    for article_id in owed.alerts:
+        queue_after_commit(session, send_alerts, article_id)
+    for run_id in owed.digest_runs:
+        queue_after_commit(session, send_digests, run_id)
+    session.commit()
+    if owed.total:
+        log.info(
+            "reconciler queued %d fan-outs, %d articles' alerts, %d digest runs",
+            len(owed.fanouts),
+            len(owed.alerts),
+            len(owed.digest_runs),
+        )
+    return owed.total
 
 
 @shared_task(name="alerts.run_due_digests")
 def run_due_digests() -> int:
     """Beat, every few minutes: each frequency with readers due joins its period's run."""
     session = db.session()
-    queued = 0
+    started = 0
     for frequency in digests.due_frequencies(session):
         run, _created = digests.start_run(session, frequency, "", "schedule")
         digests.enqueue(session, run, due_only=True)
+        queue_digest_run(session, run.id)
         session.commit()
-        queued += queue_digest_batches(run.id)
-    return queued
+        started += 1
+    return started
+
+
+def queue_digest_run(session: Session, run_id: int) -> None:
+    """Queue a run's send tasks once the transaction that recorded its readers commits."""
+    reconcile.mark_runs_queued(session, [run_id])
+    for _ in range(int(current_app.config["SEND_PARALLELISM"])):
+        queue_after_commit(session, send_digests, run_id)
 
 
 @shared_task(name="alerts.resume_digest_run")
-def resume_digest_run(run_id: int) -> int:
-    """Queue the send tasks of every recipient of a run still to do (safe to repeat)."""
-    return queue_digest_batches(run_id)
-
-
-def queue_digest_batches(run_id: int) -> int:
+def resume_digest_run(run_id: int) -> None:
+    """Queue the send tasks of a run (safe to repeat)."""
     session = db.session()
-    batch_size = int(current_app.config["FANOUT_BATCH_SIZE"])
-    queued = 0
-    stale_after = _retry_policy().stale_after
-    for page in digests.queued_pages(session, run_id, batch_size, stale_after):
-        send_digest_batch.delay(run_id, page)
-        queued += len(page)
-    return queued
+    queue_digest_run(session, run_id)
+    session.commit()
+
+
+# Tasks of the previous send path, still accepted so that messages queued by an older
+# version during an upgrade are not lost: their work now goes through the ledger.
+
+
+@shared_task(name="alerts.send_alert_batch")
+def send_alert_batch(article_id: int, subscriber_ids: list[int]) -> None:
+    session = db.session()
+    ledger.write_pending(session, article_id, subscriber_ids)
+    queue_after_commit(session, send_alerts, article_id)
+    session.commit()
 
 
 @shared_task(name="alerts.send_digest_batch")
 def send_digest_batch(run_id: int, subscriber_ids: list[int]) -> None:
-    settings = emails.MailSettings.from_config(current_app.config)
     session = db.session()
-    report = delivery.deliver_digests(session, settings, _retry_policy(), run_id, subscriber_ids)
-    if report.retry:
-        send_digest_batch.apply_async((run_id, report.retry), countdown=report.retry_delay)
-    run = session.get(DigestRun, run_id)
-    if run is not None:
-        digests.progress(session, run)  # stamps finished_at when the last one is done
-        session.commit()
-    log.info(
-        "digest run %s: %d sent, %d bounced, %d failed, %d to retry",
-        run_id,
-        len(report.sent),
-        len(report.bounced),
-        len(report.failed),
-        len(report.retry),
-    )
+    queue_after_commit(session, send_digests, run_id)
+    session.commit()
+
+
+@shared_task(name="alerts.requeue_stale_deliveries")
+def requeue_stale_deliveries() -> int:
+    return int(reconcile_sending())
 
 
 @shared_task(name="alerts.poll_due_feeds")
@@ -169,9 +226,8 @@ def poll_due_feeds() -> int:
     due = feeds.due(session)
     for feed in due:
         feeds.lease(session, feed)
+        queue_after_commit(session, poll_feed, feed.id)
     session.commit()
-    for feed in due:
-        poll_feed.delay(feed.id)
     return len(due)
 
 
@@ -183,9 +239,9 @@ def poll_feed(feed_id: int) -> str:
     if feed is None:
         return "gone"
     report = feeds.poll(session, feed, timeout=float(current_app.config["FEED_TIMEOUT"]))
-    session.commit()
     for article_id in report.to_alert:
-        fanout_article.delay(article_id)
+        queue_after_commit(session, fanout_article, article_id)
+    session.commit()
     log.info(
         "feed %s: %s, %d new (%d alerting), %d updated",
         feed_id,

@@ -7,12 +7,14 @@ import email
 import email.policy
 import json
 import os
+import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from fnmatch import fnmatchcase
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -27,6 +29,8 @@ class StoredMessage:
     recipients: list[str]
     received_at: datetime
     raw: bytes
+    # Kept, then the connection cut before the 250: the sender cannot know it was delivered.
+    ack_lost: bool = False
 
     def parsed(self) -> EmailMessage:
         message = email.message_from_bytes(self.raw, policy=email.policy.default)
@@ -52,13 +56,16 @@ class MailStore:
     def __init__(self, directory: str) -> None:
         self.directory = directory
 
-    def save(self, mail_from: str, recipients: list[str], raw: bytes) -> str:
+    def save(
+        self, mail_from: str, recipients: list[str], raw: bytes, ack_lost: bool = False
+    ) -> str:
         os.makedirs(self.directory, exist_ok=True)
         message_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         meta = {
             "mail_from": mail_from,
             "recipients": recipients,
             "received_at": datetime.now(UTC).isoformat(),
+            "ack_lost": ack_lost,
         }
         # Write the body first and the envelope last: a listed message is a complete one.
         for suffix, data in ((".eml", raw), (".json", json.dumps(meta).encode())):
@@ -90,6 +97,8 @@ class MailStore:
             recipients=meta["recipients"],
             received_at=datetime.fromisoformat(meta["received_at"]),
             raw=raw,
+            # Folders written before drops existed have no such key.
+            ack_lost=bool(meta.get("ack_lost", False)),
         )
 
     def all(self) -> list[StoredMessage]:
@@ -99,9 +108,15 @@ class MailStore:
         return [m for m in self.all() if address.lower() in (r.lower() for r in m.recipients)]
 
 
+def address_matches(pattern: str, address: str) -> bool:
+    """`pattern` is an address or a glob (`*-soft@example.org`); case never matters."""
+    pattern, address = pattern.lower(), address.lower()
+    return address == pattern or fnmatchcase(address, pattern)
+
+
 @dataclass
 class FailureRule:
-    """Answer `code` to RCPT TO for `address`: the first `times` times, or always (None)."""
+    """Answer `code` to RCPT TO for `address` (or a glob): the first `times` times, or always."""
 
     address: str
     code: int
@@ -109,7 +124,7 @@ class FailureRule:
 
     @classmethod
     def parse(cls, text: str) -> FailureRule:
-        """`bad@example.org=550` (always) or `slow@example.org=451x2` (the first two times)."""
+        """`bad@example.org=550` (always) or `*-slow@example.org=451x2` (the first two times)."""
         address, _, answer = text.rpartition("=")
         code, _, times = answer.partition("x")
         if not address or not code.isdigit() or (times and not times.isdigit()):
@@ -117,8 +132,33 @@ class FailureRule:
         return cls(address.lower(), int(code), int(times) if times else None)
 
 
+# The count must be digits after a final "x": "box@example.org" is an address, not "bo" x N.
+DROP_RULE = re.compile(r"(?P<address>[^\s=]+?)(?:x(?P<times>\d+))?")
+
+
+@dataclass
+class DropRule:
+    """Keep a message for `address` (or a glob), then cut the connection before the 250 reply.
+
+    The first `times` messages per matching address, or always (None): the sender sees the
+    connection drop after DATA although the message was delivered (an "ack lost").
+    """
+
+    address: str
+    times: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> DropRule:
+        """`*-lost@example.org` (always) or `*-lost@example.orgx2` (the first two messages)."""
+        match = DROP_RULE.fullmatch(text.strip())
+        if match is None:
+            raise ValueError(f"not a drop rule: {text!r} (want ADDRESS or ADDRESSxN)")
+        times = match.group("times")
+        return cls(match.group("address").lower(), int(times) if times else None)
+
+
 class SinkHandler:
-    """aiosmtpd handler: store every message; refuse recipients as the failure rules say."""
+    """aiosmtpd handler: store every message; refuse recipients or drop replies as told."""
 
     def __init__(
         self,
@@ -126,12 +166,16 @@ class SinkHandler:
         rules: list[FailureRule] | None = None,
         discard: bool = False,
         hold: tuple[str, ...] = (),
+        drops: list[DropRule] | None = None,
     ) -> None:
         self.store = store
         # Addresses whose first RCPT TO is left hanging (to test a sender dying mid-send).
         self.hold = {address.lower() for address in hold}
-        self.rules = {rule.address: rule for rule in rules or []}
+        self.rules = list(rules or [])
+        self.drops = list(drops or [])
+        # Per actual address, not per rule: a glob rule with x1 refuses each address once.
         self.refused: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
         # Benchmarks measure the sender, not this sink's disk: accept and count only.
         self.discard = discard
         self.received = 0
@@ -144,29 +188,57 @@ class SinkHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        if address.lower() in self.hold:
-            self.hold.discard(address.lower())
-            marker = os.path.join(self.store.directory, f"holding-{address.lower()}")
+        key = address.lower()
+        if key in self.hold:
+            self.hold.discard(key)
+            marker = os.path.join(self.store.directory, f"holding-{key}")
             os.makedirs(self.store.directory, exist_ok=True)
             with open(marker, "w", encoding="utf-8") as handle:
                 handle.write(address)
             await asyncio.sleep(120)
             return "451 held too long by the test sink"
-        rule = self.rules.get(address.lower())
+        # The last exact rule wins, as when rules were a dict by address; then the first glob.
+        exact = [rule for rule in self.rules if rule.address == key]
+        globs = [rule for rule in self.rules if address_matches(rule.address, key)]
+        rule = exact[-1] if exact else next(iter(globs), None)
         if rule is not None:
-            count = self.refused.get(rule.address, 0)
+            count = self.refused.get(key, 0)
             if rule.times is None or count < rule.times:
-                self.refused[rule.address] = count + 1
+                self.refused[key] = count + 1
                 kind = "temporarily" if rule.code < 500 else "permanently"
                 return f"{rule.code} {address} refused {kind} by the test sink"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    def _drop_reply(self, recipients: list[str]) -> bool:
+        """Whether this message's 250 is to be lost, counting it against each matching address."""
+        drop = False
+        for recipient in recipients:
+            key = recipient.lower()
+            rule = next((r for r in self.drops if address_matches(r.address, key)), None)
+            if rule is None:
+                continue
+            count = self.dropped.get(key, 0)
+            if rule.times is None or count < rule.times:
+                self.dropped[key] = count + 1
+                drop = True
+        return drop
+
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
         self.received += 1
+        recipients = [str(r) for r in envelope.rcpt_tos]
+        ack_lost = self._drop_reply(recipients)
         if not self.discard:
             raw = envelope.original_content or b""
-            self.store.save(str(envelope.mail_from), [str(r) for r in envelope.rcpt_tos], raw)
+            self.store.save(str(envelope.mail_from), recipients, raw, ack_lost=ack_lost)
+        if ack_lost:
+            # Stored first, then cut: exactly a relay that took the message and died before
+            # answering. abort() discards anything unsent, so aiosmtpd's write of the reply
+            # below goes nowhere, and connection_lost() then cancels this session's task.
+            transport = server.transport
+            assert isinstance(transport, asyncio.Transport)  # set for as long as a session runs
+            transport.abort()
+            return "421 connection dropped by the test sink"
         return "250 Message accepted for delivery"
 
 
@@ -181,9 +253,10 @@ class MailSink:
         rules: list[FailureRule] | None = None,
         discard: bool = False,
         hold: tuple[str, ...] = (),
+        drops: list[DropRule] | None = None,
     ) -> None:
         self.store = MailStore(directory)
-        self.handler = SinkHandler(self.store, rules, discard, hold)
+        self.handler = SinkHandler(self.store, rules, discard, hold, drops)
         self.controller = Controller(
             self.handler, hostname=host, port=port, data_size_limit=64 * 1024 * 1024
         )
@@ -210,6 +283,7 @@ def serve_forever(
     rules: list[FailureRule] | None = None,
     discard: bool = False,
     hold: tuple[str, ...] = (),
+    drops: list[DropRule] | None = None,
 ) -> None:
-    with MailSink(directory, host, port, rules, discard, hold):
+    with MailSink(directory, host, port, rules, discard, hold, drops):
         stop.wait()

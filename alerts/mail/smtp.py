@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import ssl
 from collections.abc import Iterator
@@ -58,32 +59,64 @@ class Rejection:
 
 
 class Mailer:
-    """One open SMTP connection, used for every message of a task."""
+    """One open SMTP connection, used for every message of a batch."""
 
     def __init__(self, connection: smtplib.SMTP) -> None:
         self.connection = connection
+        # True from the moment a message's data is on its way until the relay's reply: a
+        # connection lost in between may have delivered it (the acknowledgement was lost).
+        self.in_data = False
 
     def send(self, message: bytes, sender: str, recipient: str) -> Rejection | None:
-        """Send one message to one recipient; a refusal of that recipient is returned, not raised.
+        """Send one message to one recipient; a refusal of that recipient (or of this message)
+        is returned, not raised.
 
-        Connection failures raise (smtplib.SMTPException or OSError): the caller retries.
+        Connection trouble and a refused sender raise (smtplib.SMTPException or OSError): that
+        is the relay's problem, not the reader's. The steps are smtplib's sendmail() spelled
+        out, so that the caller knows whether the data had been sent when a connection broke.
         """
         recipient = ascii_address(recipient)
+        connection = self.connection
+        connection.ehlo_or_helo_if_needed()
+        options = (
+            [f"size={len(message)}"]
+            if connection.does_esmtp and connection.has_extn("size")
+            else []
+        )
+        code, reply = connection.mail(sender, options)
+        _closing(code, reply)
+        if code != 250:
+            self._reset()
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        code, reply = connection.rcpt(recipient)
+        _closing(code, reply)
+        if code not in (250, 251):
+            self._reset()
+            return Rejection(code, _text(reply), recipient=_about_address(code, _text(reply)))
+        self.in_data = True
         try:
-            refused = self.connection.sendmail(sender, [recipient], message)
-        except smtplib.SMTPRecipientsRefused as error:
-            code, text = error.recipients.get(recipient, (550, b"refused"))
-            return Rejection(code, _text(text), recipient=_about_address(code, _text(text)))
-        except smtplib.SMTPDataError as error:
+            code, reply = connection.data(message)
+        except smtplib.SMTPDataError as error:  # DATA itself refused (no 354)
+            code, reply = error.smtp_code, _text(error.smtp_error).encode()
+        self.in_data = False
+        _closing(code, reply)
+        if code != 250:
             # The message was refused, not the address: never a bounce of the reader.
-            self.connection.rset()
-            return Rejection(error.smtp_code, _text(error.smtp_error), recipient=False)
-        if refused:
-            code, text = refused[recipient]
-            return Rejection(code, _text(text), recipient=_about_address(code, _text(text)))
+            self._reset()
+            return Rejection(code, _text(reply), recipient=False)
         return None
-        # SMTPSenderRefused (our From address refused) propagates: the whole batch waits and
-        # retries, and nobody is suppressed for it.
+
+    def _reset(self) -> None:
+        # A closed connection is reported by the next send.
+        with contextlib.suppress(smtplib.SMTPServerDisconnected):
+            self.connection.rset()
+
+
+def _closing(code: int, reply: bytes | str) -> None:
+    """421: the relay is shutting the channel, whatever the command was: its trouble, not
+    the reader's (RFC 5321, 3.8)."""
+    if code == 421:
+        raise smtplib.SMTPResponseException(code, reply)
 
 
 def _about_address(code: int, text: str) -> bool:

@@ -22,6 +22,13 @@ def init_app(app: Flask) -> None:
     if not app.config.get("RATELIMIT_STORAGE_URI"):
         app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # Redis away must not turn requests into 500s (a publish must still be stored): limits
+    # fall back to per-process counters until it is back.
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    app.config.setdefault(
+        "RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 2}
+    )
     limiter.init_app(app)
     if int(app.config.get("PROXY_HOPS", 0)):
         hops = int(app.config["PROXY_HOPS"])

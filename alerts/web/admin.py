@@ -25,12 +25,14 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
-from alerts import db, digests, feeds, stats, subscriber_csv, subscriptions, taxonomy
+from alerts import clock, db, digests, feeds, stats, subscriber_csv, subscriptions, taxonomy
 from alerts.mail import emails, message, smtp
 from alerts.models import DigestRun, Feed, FeedCategory, Frequency, Subscriber, SubscriberStatus
+from alerts.sending import reconcile, relay
 from alerts.subscriptions import InvalidSignup, find_by_email, normalize_email
 from alerts.web import limiter
 from alerts.web.charts import bars
+from worker.tasks import poll_feed, queue_digest_run, send_confirmation
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -137,9 +139,14 @@ def dashboard() -> ResponseReturnValue:
         "Deliveries per day",
     )
     runs = stats.recent_runs(db_session)
+    waiting = reconcile.waiting(db_session)
+    relays = relay.status(db_session)
     db_session.commit()
     return render_template(
         "admin/dashboard.html",
+        waiting=waiting,
+        relays=relays,
+        now=clock.now(),
         by_status=stats.subscribers_by_status(db_session),
         by_frequency=stats.active_readers_by_frequency(db_session),
         by_topic=stats.active_readers_by_top_topic(db_session),
@@ -190,10 +197,8 @@ def digest_start() -> ResponseReturnValue:
     except ValueError:
         flash("That topic does not exist.")
         return redirect(url_for("admin.digest_form"))
+    queue_digest_run(db_session, run.id)
     db_session.commit()
-    from worker.tasks import resume_digest_run
-
-    resume_digest_run.delay(run.id)
     if not created:
         flash("This period's run already existed: it goes on, and no reader gets it twice.")
     return redirect(url_for("admin.digest_run", run_id=run.id))
@@ -281,6 +286,10 @@ def reactivate(subscriber_id: int) -> ResponseReturnValue:
     db_session = db.session()
     interval = timedelta(seconds=int(current_app.config["CONFIRM_RESEND_INTERVAL"]))
     confirmation = subscriptions.reactivate(db_session, subscriber_id, interval)
+    if confirmation is not None:
+        db.queue_after_commit(
+            db_session, send_confirmation, confirmation.subscriber_id, confirmation.nonce, None
+        )
     db_session.commit()
     if confirmation is None:
         flash(
@@ -288,9 +297,6 @@ def reactivate(subscriber_id: int) -> ResponseReturnValue:
             "an hour ago (it is pending again and can confirm with that one)."
         )
     else:
-        from worker.tasks import send_confirmation
-
-        send_confirmation.delay(confirmation.subscriber_id, confirmation.nonce, None)
         flash("Reactivated: a confirmation email is on its way; alerts start once it is confirmed.")
     return redirect(url_for("admin.subscribers"))
 
@@ -346,11 +352,10 @@ def feeds_page() -> ResponseReturnValue:
         except ValueError as invalid:
             error = str(invalid)
         else:
+            if created:
+                db.queue_after_commit(db_session, poll_feed, feed.id)
             db_session.commit()
             if created:
-                from worker.tasks import poll_feed
-
-                poll_feed.delay(feed.id)
                 flash("Feed added: it is being read now; its existing entries do not alert.")
             else:
                 flash("That feed is already here.")
@@ -405,9 +410,9 @@ def feed_toggle(feed_id: int) -> ResponseReturnValue:
 @bp.post("/feeds/<int:feed_id>/poll")
 @admin_required
 def feed_poll(feed_id: int) -> ResponseReturnValue:
-    from worker.tasks import poll_feed
-
-    poll_feed.delay(feed_id)
+    db_session = db.session()
+    db.queue_after_commit(db_session, poll_feed, feed_id)
+    db_session.commit()
     flash("Polling now; reload in a moment to see the result.")
     return redirect(url_for("admin.feed_page", feed_id=feed_id))
 

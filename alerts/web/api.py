@@ -12,6 +12,7 @@ from flask.typing import ResponseReturnValue
 
 from alerts import articles, db, digests, taxonomy
 from alerts.models import DigestRun, Frequency
+from worker.tasks import fanout_article, queue_digest_run
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -78,11 +79,10 @@ def publish_article() -> ResponseReturnValue:
     except articles.InvalidArticle as invalid:
         session.rollback()
         return error(422, "invalid_article", "The article was not stored.", fields=invalid.errors)
+    if result.created:
+        db.queue_after_commit(session, fanout_article, result.article_id)
     session.commit()
     if result.created:
-        from worker.tasks import fanout_article
-
-        fanout_article.delay(result.article_id)
         return jsonify(id=result.article_id, guid=article.guid, created=True), 201
     return jsonify(
         id=result.article_id, guid=article.guid, created=False, changed=list(result.changed)
@@ -132,10 +132,8 @@ def start_digest() -> ResponseReturnValue:
         return error(
             422, "invalid_request", "No digest was started.", fields={"topic": "unknown topic"}
         )
+    queue_digest_run(db_session, run.id)
     db_session.commit()
-    from worker.tasks import resume_digest_run
-
-    resume_digest_run.delay(run.id)
     body = digests.progress(db_session, run).as_dict()
     db_session.commit()
     return jsonify(existing=not created, **body), 202

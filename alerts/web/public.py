@@ -20,6 +20,7 @@ from alerts.subscriptions import (
     validate,
 )
 from alerts.web import limiter
+from worker.tasks import send_confirmation
 
 bp = Blueprint("public", __name__)
 
@@ -97,15 +98,15 @@ def signup() -> ResponseReturnValue:
 
     interval = timedelta(seconds=int(current_app.config["CONFIRM_RESEND_INTERVAL"]))
     request_ = subscribe(session, email, choices, _consent(), resend_interval=interval)
-    session.commit()
     if request_ is not None:
-        from worker.tasks import send_confirmation
-
-        send_confirmation.delay(
+        db.queue_after_commit(
+            session,
+            send_confirmation,
             request_.subscriber_id,
             request_.nonce,
             request_.changes.as_payload() if request_.changes else None,
         )
+    session.commit()
     # The same answer whether the address was new, pending, active or throttled.
     return redirect(url_for("public.check_email"), code=303)
 

@@ -34,14 +34,17 @@ def typed(value: str) -> object:
 
 @pytest.fixture
 def stack(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """Markers shape it: sink_failures("addr=451x1"), sink_hold("addr"), settings(NAME="v")."""
+    """Markers shape it: sink_failures("addr=451x1"), sink_drops("glob[xN]"), sink_hold("addr"),
+    settings(NAME="v")."""
     marker = request.node.get_closest_marker("sink_failures")
     failures = list(marker.args) if marker else []
+    drops_marker = request.node.get_closest_marker("sink_drops")
+    drops = list(drops_marker.args) if drops_marker else []
     hold_marker = request.node.get_closest_marker("sink_hold")
     hold = list(hold_marker.args) if hold_marker else []
     settings_marker = request.node.get_closest_marker("settings")
     extra = dict(settings_marker.kwargs) if settings_marker else {}
-    redis = EmbeddedRedis(str(tmp_path / "redis")).start()
+    redis = EmbeddedRedis(str(tmp_path / "redis"), persist=True).start()
     smtp_port = free_port()
     web_port = free_port()
     mail_dir = str(tmp_path / "mail")
@@ -55,6 +58,8 @@ def stack(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         "ALERTS_DEV_MAIL_DIR": mail_dir,
         # Retries in fractions of a second, so a 4xx-then-250 test takes no minutes.
         "ALERTS_SEND_RETRY_BACKOFF": "0.3",
+        "ALERTS_RELAY_BACKOFF": "0.5",
+        "ALERTS_RELAY_BACKOFF_MAX": "2",
         **extra,
     }
     env = {**os.environ, **settings}
@@ -64,7 +69,7 @@ def stack(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     try:
         sink = ChildProcess(
             "mail-sink",
-            mail_sink_argv("127.0.0.1", smtp_port, mail_dir, failures, hold=hold),
+            mail_sink_argv("127.0.0.1", smtp_port, mail_dir, failures, hold=hold, drops=drops),
             env,
             str(tmp_path / "sink.log"),
         ).start()
@@ -76,7 +81,9 @@ def stack(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         server = make_server("127.0.0.1", web_port, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         wait_for(lambda: port_open("127.0.0.1", smtp_port), 20, "mail sink")
-        stack = Stack(base_url, app, MailStore(mail_dir), redis.url, processes, env, tmp_path)
+        stack = Stack(
+            base_url, app, MailStore(mail_dir), redis.url, processes, env, tmp_path, redis, sink
+        )
         stack.start_worker()
         yield stack
     finally:

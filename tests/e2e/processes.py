@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import os
+import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -19,9 +21,16 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from alerts import db
-from alerts.devstack import ChildProcess, celery_worker_argv, wait_for
+from alerts.devstack import (
+    ChildProcess,
+    EmbeddedRedis,
+    celery_beat_argv,
+    celery_worker_argv,
+    port_open,
+    wait_for,
+)
 from alerts.mail.sink import MailStore, StoredMessage
-from alerts.models import Delivery, DeliveryStatus
+from alerts.models import Article, Delivery, DeliveryStatus, DigestRecipient, RecipientStatus
 
 
 @dataclass
@@ -33,6 +42,8 @@ class Stack:
     processes: list[ChildProcess] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     directory: Path | None = None
+    redis: EmbeddedRedis | None = None
+    sink: ChildProcess | None = None
     workers_started: int = 0
 
     def start_worker(self) -> ChildProcess:
@@ -44,16 +55,61 @@ class Stack:
         wait_for(lambda: b"ready." in Path(log_path).read_bytes(), 60, "celery worker")
         return worker
 
-    def kill_worker(self) -> None:
-        """SIGKILL the worker and its pool processes: a machine dying mid-send."""
+    def start_beat(self) -> ChildProcess:
+        """Celery beat: the reconciler and the other periodic jobs."""
+        directory = self.directory or Path(".")
+        log_path = str(directory / "beat.log")
+        beat = ChildProcess(
+            "beat", celery_beat_argv(str(directory / "celerybeat-schedule")), self.env, log_path
+        )
+        beat.start()
+        self.processes.append(beat)
+        wait_for(lambda: b"beat: Starting" in Path(log_path).read_bytes(), 60, "celery beat")
+        return beat
+
+    def kill_worker(self) -> int:
+        """SIGKILL the worker and its pool processes: a machine dying mid-send. Returns how
+        many processes were sending."""
+        killed = 0
         for worker in [p for p in self.processes if p.name == "worker" and p.running()]:
             assert worker.process is not None
             tree = psutil.Process(worker.process.pid)
             victims = [tree, *tree.children(recursive=True)]
             for victim in victims:
                 victim.kill()
+            killed += len(victims) - 1
             psutil.wait_procs(victims, timeout=10)
             worker.stop()
+        return killed
+
+    def kill_redis(self, keep_data: bool = True) -> None:
+        """SIGKILL redis-server; without `keep_data`, its append-only file goes too."""
+        assert self.redis is not None
+        self.redis.kill()
+        if not keep_data:
+            for name in os.listdir(self.redis.directory):
+                if name.startswith("appendonly") or name.endswith(".rdb"):
+                    path = os.path.join(self.redis.directory, name)
+                    if os.path.isdir(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.remove(path)
+
+    def start_redis(self) -> None:
+        """redis-server again on the same port and folder (what a restart does)."""
+        assert self.redis is not None
+        self.redis.start()
+
+    def stop_relay(self) -> None:
+        """The SMTP relay goes away: connections are refused until start_relay()."""
+        assert self.sink is not None
+        self.sink.stop()
+
+    def start_relay(self) -> None:
+        assert self.sink is not None and self.sink.process is not None
+        self.sink.start()
+        port = int(self.env["ALERTS_SMTP_URL"].rsplit(":", 1)[1])
+        wait_for(lambda: port_open("127.0.0.1", port), 20, "mail sink")
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self.processes)
@@ -80,7 +136,8 @@ class Stack:
         return self.mail.to(address)
 
     def settle(self, timeout: float = 30, count_unacked: bool = True) -> None:
-        """Wait until the broker holds no task (queued or running) and no delivery is claimed.
+        """Wait until the database says nothing is owed (no article awaiting fan-out, no
+        pending delivery, no queued digest reader) and the broker holds no task.
 
         A killed worker leaves its tasks unacknowledged (redelivered only after the visibility
         timeout): pass count_unacked=False after a kill."""
@@ -90,14 +147,27 @@ class Stack:
         def idle() -> bool:
             nonlocal quiet_since
             with self.app.app_context():
-                claimed = db.session().scalar(
-                    select(func.count())
-                    .select_from(Delivery)
-                    .where(Delivery.status == DeliveryStatus.CLAIMED)
+                session = db.session()
+                owed = sum(
+                    int(session.scalar(query) or 0)
+                    for query in (
+                        select(func.count())
+                        .select_from(Delivery)
+                        .where(Delivery.status == DeliveryStatus.PENDING),
+                        select(func.count())
+                        .select_from(DigestRecipient)
+                        .where(DigestRecipient.status == RecipientStatus.QUEUED),
+                        select(func.count())
+                        .select_from(Article)
+                        .where(Article.fanned_out_at.is_(None)),
+                    )
                 )
-                db.session().rollback()
-            busy = client.llen("celery") or (count_unacked and client.hlen("unacked")) or claimed
-            if busy:
+                session.rollback()
+            try:
+                queued = client.llen("celery") or (count_unacked and client.hlen("unacked"))
+            except redis.RedisError:
+                queued = 1
+            if owed or queued:
                 quiet_since = None
                 return False
             quiet_since = quiet_since or time.monotonic()

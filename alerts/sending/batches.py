@@ -1,0 +1,326 @@
+"""Send tasks' work: drain an article's pending alerts, or a digest run's queued readers.
+
+A drain claims a batch, sends it through the one send loop under a heartbeat lease, and
+takes the next batch, until nothing is left that may be sent now, the relay is down, or its
+time slice is up; `Drain.again_in` then tells the task when to come back (None: the
+reconciler will, when a retry falls due).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from alerts import digests, matching
+from alerts.clock import now
+from alerts.mail import emails, message, smtp
+from alerts.models import (
+    Article,
+    DeliveryStatus,
+    DigestRecipient,
+    DigestRun,
+    RecipientStatus,
+    Subscriber,
+)
+from alerts.sending import digest_ledger, ledger, loop, relay
+from alerts.sending.lease import Lease
+from alerts.sending.policy import RetryPolicy
+
+
+@dataclass
+class Drain:
+    outcome: loop.Outcome = field(default_factory=loop.Outcome)
+    more: bool = False  # stopped at the end of its slice with readers left
+    next_retry_at: datetime | None = None  # the earliest retry waiting, if any
+
+    def again_in(self, policy: RetryPolicy) -> float | None:
+        """Seconds until a send task should look again; None to leave it to the reconciler
+        (a retry further away than a reconciler pass, or nothing left)."""
+        if self.outcome.relay_down_until is not None:
+            return max((self.outcome.relay_down_until - now()).total_seconds(), 0.0)
+        if self.more:
+            return 0.0
+        if self.next_retry_at is not None:
+            wait = max((self.next_retry_at - now()).total_seconds(), 0.0)
+            if wait <= policy.requeue_after.total_seconds():
+                return wait
+        return None
+
+
+class AlertOutbox:
+    """One batch of one article's alerts."""
+
+    def __init__(
+        self,
+        session: Session,
+        settings: emails.MailSettings,
+        policy: RetryPolicy,
+        article: Article,
+        scope: matching.Scope,
+        claim: ledger.Claim,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.policy = policy
+        self.article = article
+        self.token = claim.token
+        self.readers = {
+            reader.id: reader
+            for reader in session.scalars(
+                select(Subscriber).where(Subscriber.id.in_(claim.subscriber_ids))
+            )
+        }
+        self.why = matching.reasons(session, scope, claim.subscriber_ids)
+
+    def compose(self, key: int) -> tuple[str, bytes] | None:
+        reader = self.readers[key]
+        return reader.email, emails.alert(self.settings, self.article, reader, self.why.get(key))
+
+    def sent(self, key: int) -> None:
+        ledger.record_sent(self.session, self.token, self.article.id, key)
+
+    def refused(self, key: int, rejection: smtp.Rejection) -> str:
+        if rejection.permanent:
+            ledger.record_bounced(self.session, self.token, self.article.id, key, str(rejection))
+            return "bounced"
+        failed = ledger.record_temporary(
+            self.session,
+            self.token,
+            self.article.id,
+            key,
+            str(rejection),
+            self.policy,
+            about_address=rejection.recipient,
+        )
+        return "failed" if failed else "deferred"
+
+    def dropped(self, key: int, error: str) -> str:
+        failed = ledger.record_temporary(
+            self.session, self.token, self.article.id, key, error, self.policy, False
+        )
+        return "failed" if failed else "deferred"
+
+    def release(self, keys: Sequence[int], error: str) -> None:
+        ledger.release(self.session, self.token, self.article.id, keys, error)
+
+    def renew(self, session: Session) -> None:
+        ledger.renew(session, self.token, self.article.id)
+
+
+def drain_alerts(
+    session: Session,
+    settings: emails.MailSettings,
+    policy: RetryPolicy,
+    article_id: int,
+    connect: loop.Connect = smtp.connect,
+) -> Drain:
+    """Send the article's pending alerts, batch after batch."""
+    drain = Drain()
+    article = session.get(Article, article_id)
+    if article is None:
+        return drain
+    started = time.monotonic()
+    scope: matching.Scope | None = None
+    sender = message.envelope_sender(settings.mail_from)
+    relay_key = relay.key_of(settings.smtp)
+    while True:
+        down = relay.down_until(session, relay_key)
+        if down is not None:
+            drain.outcome.relay_down_until = down
+            break
+        claim = ledger.claim_next(session, article_id, policy)
+        if not claim.subscriber_ids:
+            break
+        scope = scope or matching.scope(session, article)
+        outbox = AlertOutbox(session, settings, policy, article, scope, claim)
+        with Lease(
+            session.get_bind(),  # type: ignore[arg-type]
+            outbox.renew,
+            policy.renew_every,
+            policy.stale_after.total_seconds(),
+        ) as lease:
+            outcome = loop.send(
+                session,
+                outbox,
+                claim.subscriber_ids,
+                settings.smtp,
+                sender,
+                policy,
+                lease,
+                connect,
+            )
+        drain.outcome.add(outcome)
+        if outcome.relay_down_until is not None or outcome.lease_lost:
+            break
+        if time.monotonic() - started > policy.task_slice:
+            drain.more = True
+            break
+    drain.next_retry_at = ledger.next_retry_at(session, article_id)
+    session.commit()
+    return drain
+
+
+class DigestOutbox:
+    """One batch of one run's digests."""
+
+    def __init__(
+        self,
+        session: Session,
+        settings: emails.MailSettings,
+        policy: RetryPolicy,
+        run: DigestRun,
+        claim: digest_ledger.RecipientClaim,
+        render: emails.DigestRenderer,
+        tree: digests.TopicTree,
+    ) -> None:
+        self.session = session
+        self.policy = policy
+        self.run_id = run.id
+        self.frequency = run.frequency
+        self.claim = claim
+        self.render = render
+        self.contents = digests.build_contents(
+            session, run.frequency, claim.subscriber_ids, run.scope, tree
+        )
+        self.held = digest_ledger.claim_articles(
+            session,
+            run.id,
+            {reader_id: content.article_ids for reader_id, content in self.contents.items()},
+            claim.token,
+            policy,
+        )
+
+    def _finish(self, key: int, status: RecipientStatus, **kwargs: object) -> None:
+        content = self.contents[key]
+        digest_ledger.finish(
+            self.session,
+            self.run_id,
+            content.subscriber,
+            self.claim.token,
+            status,
+            frequency=self.frequency,
+            slot=self.claim.slots.get(key),
+            until=content.until,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def compose(self, key: int) -> tuple[str, bytes] | None:
+        content = self.contents.get(key)
+        if content is None:
+            digest_ledger.skip_inactive(self.session, self.run_id, key, self.claim.token)
+            return None
+        articles = self.held.get(key, [])
+        if not articles:
+            self._finish(key, RecipientStatus.SKIPPED)  # nothing new: no email
+            return None
+        content.keep_only(articles)
+        return content.subscriber.email, self.render.message(content, self.run_id)
+
+    def sent(self, key: int) -> None:
+        self._finish(
+            key,
+            RecipientStatus.SENT,
+            article_count=len(self.contents[key].article_ids),
+            delivery_status=DeliveryStatus.SENT,
+        )
+
+    def refused(self, key: int, rejection: smtp.Rejection) -> str:
+        if rejection.permanent:
+            error = str(rejection)
+            self._finish(
+                key, RecipientStatus.FAILED, error=error, delivery_status=DeliveryStatus.BOUNCED
+            )
+            from alerts.sending import suppression
+
+            suppression.suppress(self.session, key, error)
+            return "bounced"
+        return self._defer(key, str(rejection), rejection.recipient)
+
+    def dropped(self, key: int, error: str) -> str:
+        return self._defer(key, error, False)
+
+    def _defer(self, key: int, error: str, about_address: bool) -> str:
+        failed = digest_ledger.defer(
+            self.session,
+            self.run_id,
+            self.contents[key].subscriber,
+            self.claim.token,
+            error,
+            self.policy,
+            about_address,
+            frequency=self.frequency,
+        )
+        return "failed" if failed else "deferred"
+
+    def release(self, keys: Sequence[int], error: str) -> None:
+        digest_ledger.release(self.session, self.run_id, keys, self.claim.token, error)
+
+    def renew(self, session: Session) -> None:
+        digest_ledger.renew(session, self.run_id, self.claim.token)
+
+
+def drain_digests(
+    session: Session,
+    settings: emails.MailSettings,
+    policy: RetryPolicy,
+    run_id: int,
+    connect: loop.Connect = smtp.connect,
+    render: emails.DigestRenderer | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> Drain:
+    """Send the run's queued digests, batch after batch; each reader at most once."""
+    drain = Drain()
+    run = session.get(DigestRun, run_id)
+    if run is None:
+        return drain
+    started = time.monotonic()
+    render = render or emails.DigestRenderer(settings)
+    tree = digests.TopicTree(session)
+    sender = message.envelope_sender(settings.mail_from)
+    relay_key = relay.key_of(settings.smtp)
+    while True:
+        down = relay.down_until(session, relay_key)
+        if down is not None:
+            drain.outcome.relay_down_until = down
+            break
+        claim = digest_ledger.claim_next(session, run_id, policy)
+        if not claim.subscriber_ids:
+            break
+        outbox = DigestOutbox(session, settings, policy, run, claim, render, tree)
+        with Lease(
+            session.get_bind(),  # type: ignore[arg-type]
+            outbox.renew,
+            policy.renew_every,
+            policy.stale_after.total_seconds(),
+        ) as lease:
+            outcome = loop.send(
+                session,
+                outbox,
+                claim.subscriber_ids,
+                settings.smtp,
+                sender,
+                policy,
+                lease,
+                connect,
+            )
+        drain.outcome.add(outcome)
+        if on_batch is not None:
+            on_batch(len(claim.subscriber_ids))
+        if outcome.relay_down_until is not None or outcome.lease_lost:
+            break
+        if time.monotonic() - started > policy.task_slice:
+            drain.more = True
+            break
+    drain.next_retry_at = session.scalar(
+        select(func.min(DigestRecipient.next_attempt_at)).where(
+            DigestRecipient.run_id == run_id, DigestRecipient.status == RecipientStatus.QUEUED
+        )
+    )
+    digests.progress(session, run)  # stamps finished_at when the last one is done
+    session.commit()
+    return drain

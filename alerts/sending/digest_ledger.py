@@ -1,0 +1,399 @@
+"""The ledger of digests: a digest run's readers (`digest_recipients`), each claimed by a
+send task under a lease, and the articles of each digest in the send ledger (`deliveries`).
+
+A reader's digest is claimed first; its articles are then claimed in the same ledger as
+alerts, so an article sent as an alert or in another digest never appears again. Every
+outcome is recorded with the claim's token; sent and skipped digests move the reader's
+schedule on.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy.orm import Session
+
+from alerts.clock import now
+from alerts.db import insert_ignoring_duplicates
+from alerts.digests import next_send_time
+from alerts.models import (
+    Delivery,
+    DeliveryStatus,
+    DigestRecipient,
+    DigestSchedule,
+    Frequency,
+    RecipientStatus,
+    Subscriber,
+)
+from alerts.sending import suppression
+from alerts.sending.policy import RetryPolicy
+
+# Statements built once: they run once or twice per digest sent, so they must cost little.
+_recipients = cast(Table, DigestRecipient.__table__)
+_deliveries = cast(Table, Delivery.__table__)
+_schedules = cast(Table, DigestSchedule.__table__)
+
+_FINISH_RECIPIENT = (
+    update(_recipients)
+    .where(
+        _recipients.c.run_id == bindparam("run"),
+        _recipients.c.subscriber_id == bindparam("subscriber"),
+        _recipients.c.claim_token == bindparam("token"),
+    )
+    .values(
+        status=bindparam("new_status"),
+        article_count=bindparam("new_count"),
+        last_error=bindparam("new_error"),
+        updated_at=bindparam("new_updated_at"),
+        attempts=_recipients.c.attempts + bindparam("tried"),
+        claim_token=None,
+    )
+)
+_FINISH_DELIVERIES = (
+    update(_deliveries)
+    .where(
+        _deliveries.c.subscriber_id == bindparam("subscriber"),
+        _deliveries.c.claim_token == bindparam("token"),
+    )
+    .values(
+        status=bindparam("new_status"),
+        sent_at=bindparam("new_sent_at"),
+        last_error=bindparam("new_error"),
+        updated_at=bindparam("new_updated_at"),
+        attempts=_deliveries.c.attempts + 1,
+        claim_token=None,
+    )
+)
+_RELEASE_DELIVERIES = (
+    update(_deliveries)
+    .where(
+        _deliveries.c.subscriber_id == bindparam("subscriber"),
+        _deliveries.c.claim_token == bindparam("token"),
+    )
+    .values(
+        claim_token=None,
+        last_error=bindparam("new_error"),
+        updated_at=bindparam("new_updated_at"),
+    )
+)
+_MOVE_SCHEDULE = (
+    update(_schedules)
+    .where(
+        _schedules.c.subscriber_id == bindparam("subscriber"),
+        _schedules.c.frequency == bindparam("schedule_frequency"),
+    )
+    .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
+)
+
+
+@dataclass(frozen=True)
+class RecipientClaim:
+    token: str
+    subscriber_ids: list[int]  # the readers this task holds, in id order
+    slots: dict[int, datetime] = field(default_factory=dict)  # the due slot each one serves
+
+
+def _free(current: datetime, policy: RetryPolicy) -> object:
+    return or_(
+        DigestRecipient.claim_token.is_(None),
+        DigestRecipient.claimed_at < current - policy.stale_after,
+    )
+
+
+def _due(current: datetime) -> object:
+    return or_(
+        DigestRecipient.next_attempt_at.is_(None), DigestRecipient.next_attempt_at <= current
+    )
+
+
+def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientClaim:
+    """Take the run's next queued readers (at most a batch) that nobody holds; commits."""
+    token = secrets.token_hex(8)
+    current = now()
+    free = _free(current, policy)
+    chosen = (
+        select(DigestRecipient.id)
+        .where(
+            DigestRecipient.run_id == run_id,
+            DigestRecipient.status == RecipientStatus.QUEUED,
+            free,  # type: ignore[arg-type]
+            _due(current),  # type: ignore[arg-type]
+        )
+        .order_by(DigestRecipient.subscriber_id)
+        .limit(policy.batch_size)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    session.execute(
+        update(DigestRecipient)
+        .where(
+            DigestRecipient.id.in_(chosen),
+            DigestRecipient.status == RecipientStatus.QUEUED,
+            free,  # type: ignore[arg-type]
+        )
+        .values(claim_token=token, claimed_at=current, updated_at=current)
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.execute(
+        select(DigestRecipient.subscriber_id, DigestRecipient.slot)
+        .where(DigestRecipient.run_id == run_id, DigestRecipient.claim_token == token)
+        .order_by(DigestRecipient.subscriber_id)
+    ).all()
+    session.commit()
+    return RecipientClaim(
+        token,
+        [subscriber_id for subscriber_id, _ in rows],
+        {subscriber_id: slot for subscriber_id, slot in rows},
+    )
+
+
+def renew(session: Session, run_id: int, token: str) -> None:
+    """Keep a running batch's lease fresh, readers and their articles (the heartbeat)."""
+    current = now()
+    session.execute(
+        update(DigestRecipient)
+        .where(DigestRecipient.run_id == run_id, DigestRecipient.claim_token == token)
+        .values(claimed_at=current)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Delivery)
+        .where(Delivery.digest_run_id == run_id, Delivery.claim_token == token)
+        .values(claimed_at=current)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def claim_articles(
+    session: Session,
+    run_id: int,
+    wanted: dict[int, list[int]],
+    token: str,
+    policy: RetryPolicy,
+) -> dict[int, list[int]]:
+    """Record each digest's articles in the send ledger (reader -> article ids); returns what
+    each digest may carry: an alert or another digest may have taken an article meanwhile."""
+    current = now()
+    rows = [
+        {
+            "subscriber_id": subscriber_id,
+            "article_id": article_id,
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "created_at": current,
+            "updated_at": current,
+            "digest_run_id": run_id,
+            "claim_token": token,
+            "claimed_at": current,
+        }
+        for subscriber_id, article_ids in wanted.items()
+        for article_id in article_ids
+    ]
+    if not rows:
+        return {}
+    session.connection().execute(insert_ignoring_duplicates(session, _deliveries), rows)
+    readers = list(wanted)
+    # Rows an earlier attempt of this same run left behind (released, or a dead task's)
+    # become ours.
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id.in_(readers),
+            Delivery.digest_run_id == run_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            or_(
+                Delivery.claim_token.is_(None),
+                Delivery.claimed_at < current - policy.stale_after,
+            ),
+        )
+        .values(claim_token=token, claimed_at=current, updated_at=current)
+        .execution_options(synchronize_session=False)
+    )
+    held: dict[int, set[int]] = {}
+    for subscriber_id, article_id in session.execute(
+        select(Delivery.subscriber_id, Delivery.article_id).where(
+            Delivery.subscriber_id.in_(readers), Delivery.claim_token == token
+        )
+    ):
+        held.setdefault(subscriber_id, set()).add(article_id)
+    session.commit()
+    return {
+        subscriber_id: [a for a in article_ids if a in held.get(subscriber_id, ())]
+        for subscriber_id, article_ids in wanted.items()
+    }
+
+
+def finish(
+    session: Session,
+    run_id: int,
+    reader: Subscriber,
+    token: str,
+    status: RecipientStatus,
+    *,
+    frequency: Frequency,
+    slot: datetime | None = None,
+    until: datetime | None = None,
+    article_count: int = 0,
+    error: str | None = None,
+    delivery_status: DeliveryStatus | None = None,
+) -> None:
+    """Record a reader's digest outcome; sent and skipped move their schedule on, to the
+    first slot after both now and the slot this digest served (so a digest sent ahead of
+    its time is not due again the same day)."""
+    current = now()
+    connection = session.connection()
+    connection.execute(
+        _FINISH_RECIPIENT,
+        {
+            "run": run_id,
+            "subscriber": reader.id,
+            "token": token,
+            "new_status": status,
+            "new_count": article_count,
+            "new_error": error[:2000] if error else None,
+            "new_updated_at": current,
+            "tried": 1 if delivery_status is not None else 0,
+        },
+    )
+    if delivery_status is not None:
+        connection.execute(
+            _FINISH_DELIVERIES,
+            {
+                "subscriber": reader.id,
+                "token": token,
+                "new_status": delivery_status,
+                "new_sent_at": current if delivery_status is DeliveryStatus.SENT else None,
+                "new_error": error[:2000] if error else None,
+                "new_updated_at": current,
+            },
+        )
+    if status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
+        # The reader may have changed their hour or zone while the batch ran.
+        session.refresh(reader, ["timezone", "send_hour", "send_weekday"])
+        connection.execute(
+            _MOVE_SCHEDULE,
+            {
+                "subscriber": reader.id,
+                "schedule_frequency": frequency,
+                # The end of the window this digest covered, not the time it finished:
+                # an article arriving mid-batch belongs to the next digest.
+                "new_last_sent_at": until or current,
+                "new_next_at": next_send_time(
+                    frequency,
+                    reader.timezone,
+                    reader.send_hour,
+                    reader.send_weekday,
+                    max(current, slot or current),
+                ),
+            },
+        )
+
+
+def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str) -> None:
+    """No longer active: no email, and no schedule to move on."""
+    session.execute(
+        update(DigestRecipient)
+        .where(
+            DigestRecipient.run_id == run_id,
+            DigestRecipient.subscriber_id == subscriber_id,
+            DigestRecipient.claim_token == token,
+        )
+        .values(status=RecipientStatus.SKIPPED, claim_token=None, last_error="not active")
+        .execution_options(synchronize_session=False)
+    )
+    _release_articles(session, subscriber_id, token, "not active")
+
+
+def _release_articles(session: Session, subscriber_id: int, token: str, error: str) -> None:
+    session.connection().execute(
+        _RELEASE_DELIVERIES,
+        {
+            "subscriber": subscriber_id,
+            "token": token,
+            "new_error": error[:2000],
+            "new_updated_at": now(),
+        },
+    )
+
+
+def release(
+    session: Session, run_id: int, subscriber_ids: Collection[int], token: str, error: str
+) -> None:
+    """Hand readers back untried (the relay's trouble): nothing is counted against them."""
+    for subscriber_id in subscriber_ids:
+        session.execute(
+            update(DigestRecipient)
+            .where(
+                DigestRecipient.run_id == run_id,
+                DigestRecipient.subscriber_id == subscriber_id,
+                DigestRecipient.claim_token == token,
+            )
+            .values(claim_token=None, last_error=error[:2000], updated_at=now())
+            .execution_options(synchronize_session=False)
+        )
+        _release_articles(session, subscriber_id, token, error)
+
+
+def defer(
+    session: Session,
+    run_id: int,
+    reader: Subscriber,
+    token: str,
+    error: str,
+    policy: RetryPolicy,
+    about_address: bool,
+    *,
+    frequency: Frequency,
+) -> bool:
+    """A temporary failure of this reader's digest: retried after a backoff until the
+    horizon has passed since the first one, then failed (a soft bounce when the reply was
+    about the address). Returns True when it failed for good."""
+    current = now()
+    row = session.execute(
+        select(DigestRecipient.attempts, DigestRecipient.retry_until).where(
+            DigestRecipient.run_id == run_id,
+            DigestRecipient.subscriber_id == reader.id,
+            DigestRecipient.claim_token == token,
+        )
+    ).one_or_none()
+    if row is None:
+        return False
+    attempts, retry_until = int(row[0]) + 1, row[1]
+    if retry_until is not None and current >= retry_until:
+        finish(
+            session,
+            run_id,
+            reader,
+            token,
+            RecipientStatus.FAILED,
+            frequency=frequency,
+            error=error,
+            delivery_status=DeliveryStatus.FAILED,
+        )
+        if about_address:
+            suppression.soft_bounce(session, reader.id, error)
+        return True
+    session.execute(
+        update(DigestRecipient)
+        .where(
+            DigestRecipient.run_id == run_id,
+            DigestRecipient.subscriber_id == reader.id,
+            DigestRecipient.claim_token == token,
+        )
+        .values(
+            claim_token=None,
+            attempts=attempts,
+            next_attempt_at=current + policy.delay_td(attempts),
+            retry_until=retry_until or current + policy.horizon,
+            last_error=error[:2000],
+            updated_at=current,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    _release_articles(session, reader.id, token, error)
+    return False

@@ -1,0 +1,137 @@
+"""The one send loop, for alerts and digests alike: one SMTP connection per batch, each
+outcome committed before the next message, the relay's trouble kept apart from the readers'.
+
+The loop knows nothing of articles or digests: an `Outbox` composes each reader's message
+and records what happened to it in its own ledger (listmonk's manager works the same way,
+against a store and a messenger).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from alerts.mail import smtp
+from alerts.sending import relay
+from alerts.sending.lease import Lease
+from alerts.sending.policy import RetryPolicy
+
+Connect = Callable[[smtp.SmtpSettings], AbstractContextManager[smtp.Mailer]]
+
+
+class Outbox(Protocol):
+    """One batch of one kind of email, as the send loop sees it. Every method records in the
+    session; the loop commits after each message."""
+
+    def compose(self, key: int) -> tuple[str, bytes] | None:
+        """(address, message bytes) for this reader, or None when nothing is to be sent
+        (recorded as skipped by the outbox)."""
+
+    def sent(self, key: int) -> None:
+        """The relay accepted the message."""
+
+    def refused(self, key: int, rejection: smtp.Rejection) -> str:
+        """The relay refused this message or its address: returns "bounced" (permanent),
+        "deferred" (retried later) or "failed" (past the retry horizon)."""
+
+    def dropped(self, key: int, error: str) -> str:
+        """The connection broke after the message's data was sent: the relay may have kept
+        it. Returns "deferred" or "failed"."""
+
+    def release(self, keys: Sequence[int], error: str) -> None:
+        """Hand these back untried: the relay's trouble, nothing is counted against them."""
+
+
+@dataclass
+class Outcome:
+    sent: int = 0
+    bounced: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    dropped: int = 0  # connections lost after a message's data: possible duplicates
+    relay_down_until: datetime | None = None
+    lease_lost: bool = False
+
+    def add(self, other: Outcome) -> None:
+        for name in ("sent", "bounced", "deferred", "failed", "skipped", "dropped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.relay_down_until = other.relay_down_until or self.relay_down_until
+        self.lease_lost = self.lease_lost or other.lease_lost
+
+    def count(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+def send(
+    session: Session,
+    outbox: Outbox,
+    keys: Sequence[int],
+    settings: smtp.SmtpSettings,
+    sender: str,
+    policy: RetryPolicy,
+    lease: Lease | None = None,
+    connect: Connect = smtp.connect,
+) -> Outcome:
+    """Send the batch in order over one connection (a new one after a drop)."""
+    outcome = Outcome()
+    relay_key = relay.key_of(settings)
+    remaining = deque(keys)
+    failures = 0  # connections in a row that broke before the relay accepted anything
+    while remaining:
+        accepted = 0
+        mailer: smtp.Mailer | None = None
+        try:
+            with connect(settings) as mailer:
+                relay.recovered(session, relay_key)
+                session.commit()
+                while remaining:
+                    if lease is not None and lease.lost:
+                        # Another worker may take these over any moment: send none of them.
+                        outcome.lease_lost = True
+                        session.rollback()
+                        return outcome
+                    key = remaining[0]
+                    composed = outbox.compose(key)
+                    if composed is None:
+                        outcome.skipped += 1
+                    else:
+                        address, raw = composed
+                        rejection = mailer.send(raw, sender, address)
+                        if rejection is None:
+                            outbox.sent(key)
+                            outcome.sent += 1
+                            accepted += 1
+                            failures = 0
+                        else:
+                            outcome.count(outbox.refused(key, rejection))
+                    # Recorded before the next message: a crash from here on repeats nothing.
+                    session.commit()
+                    remaining.popleft()
+        except (OSError, smtplib.SMTPException) as error:
+            session.rollback()
+            text = f"{type(error).__name__}: {error}"
+            if mailer is not None and mailer.in_data and remaining:
+                # The relay may have kept it; SMTP cannot tell. Retried after a backoff of
+                # its own, so a message that breaks the connection cannot stall the batch.
+                outcome.count(outbox.dropped(remaining.popleft(), text))
+                outcome.dropped += 1
+                session.commit()
+            if accepted == 0:
+                failures += 1
+            if failures > policy.reconnects:
+                outbox.release(list(remaining), text)
+                outcome.relay_down_until = relay.trouble(session, relay_key, text, policy)
+                session.commit()
+                return outcome
+            if accepted == 0:
+                time.sleep(min(0.2 * 2**failures, 2.0))
+    return outcome

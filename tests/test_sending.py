@@ -1,0 +1,526 @@
+"""The send path: fan-out, the ledger, the one send loop, the relay's breaker, the
+reconciler, and queueing after commit. SMTP is a fake here; tests/e2e has the real thing."""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from alerts import db
+from alerts.clock import now
+from alerts.mail import emails, smtp
+from alerts.models import (
+    Article,
+    Delivery,
+    DeliveryStatus,
+    Frequency,
+    RelayStatus,
+    SoftBounce,
+    SubscriberStatus,
+)
+from alerts.sending import batches, fanout, ledger, reconcile, relay, suppression
+from alerts.sending.policy import RetryPolicy
+
+import factories
+
+SETTINGS = emails.MailSettings(
+    base_url="https://alerts.example.org",
+    mail_from="News <alerts@example.org>",
+    site_name="IP Policy Watch",
+    secret_key="k",
+    confirm_max_age=3600,
+    smtp=smtp.SmtpSettings("127.0.0.1", 1, "none"),
+)
+POLICY = RetryPolicy(
+    backoff=10,
+    backoff_max=100,
+    horizon=timedelta(hours=1),
+    stale_after=timedelta(seconds=90),
+    batch_size=2,
+    relay_backoff=5,
+    relay_backoff_max=60,
+)
+
+
+class FakeMailer:
+    """Stands in for the SMTP connection in these unit tests; answers per address: a code
+    (refused), an exception (raised before the data), or ("drop", exception) after it."""
+
+    def __init__(self, answers: dict[str, Any] | None = None) -> None:
+        self.answers = answers or {}
+        self.sent: list[str] = []
+        self.in_data = False
+
+    def send(self, message: bytes, sender: str, recipient: str) -> smtp.Rejection | None:
+        answer = self.answers.get(recipient)
+        if isinstance(answer, tuple):
+            self.in_data = True
+            raise answer[1]
+        self.in_data = False
+        if isinstance(answer, Exception):
+            raise answer
+        if answer is not None:
+            return smtp.Rejection(answer, "no")
+        self.sent.append(recipient)
+        return None
+
+
+def connect_to(mailer: FakeMailer) -> Any:
+    @contextmanager
+    def connect(_settings: smtp.SmtpSettings) -> Iterator[FakeMailer]:
+        mailer.in_data = False
+        yield mailer
+
+    return connect
+
+
+@contextmanager
+def unreachable(_settings: smtp.SmtpSettings) -> Iterator[FakeMailer]:
+    raise ConnectionRefusedError("no server")
+    yield FakeMailer()  # pragma: no cover
+
+
+def rows(session: Session, article_id: int) -> dict[int, Delivery]:
+    session.expire_all()
+    return {
+        row.subscriber_id: row
+        for row in session.scalars(select(Delivery).where(Delivery.article_id == article_id))
+    }
+
+
+def published(session: Session, *readers: Any, **overrides: Any) -> Article:
+    """An article of WIPO, fanned out (pending rows written) for whoever follows it."""
+    article = factories.article(session, topics=["wipo"], **overrides)
+    fanout.fan_out(session, article.id, POLICY, queue_send=lambda: None)
+    return article
+
+
+def drain(session: Session, article: Article, mailer: Any) -> batches.Drain:
+    return batches.drain_alerts(session, SETTINGS, POLICY, article.id, connect_to(mailer))
+
+
+# --- fan-out -------------------------------------------------------------------------------
+
+
+def test_fan_out_writes_one_pending_row_per_matching_reader_and_queues_sending(
+    session: Session,
+) -> None:
+    readers = [factories.subscriber(session, ["wipo"]) for _ in range(5)]
+    factories.subscriber(session, ["patents"])
+    daily = factories.subscriber(session, ["wipo"], frequency=Frequency.DAILY)
+    article = factories.article(session, topics=["wipo"])
+    queued: list[int] = []
+    report = fanout.fan_out(session, article.id, POLICY, lambda: queued.append(1), parallel=2)
+    assert report.finished and report.readers == 5 and report.pages == 3
+    assert len(queued) == 3  # after the first two pages, and once at the end
+    found = rows(session, article.id)
+    assert sorted(found) == [reader.id for reader in readers] and daily.id not in found
+    assert {row.status for row in found.values()} == {DeliveryStatus.PENDING}
+    session.refresh(article)
+    assert article.fanned_out_at is not None and article.fanout_token is None
+    # Done is done: a second fan-out (a duplicate task) writes and queues nothing.
+    assert not fanout.fan_out(session, article.id, POLICY, lambda: queued.append(1)).held
+    assert len(queued) == 3
+
+
+def test_an_urgent_article_is_owed_to_digest_readers_too(session: Session) -> None:
+    daily = factories.subscriber(session, ["wipo"], frequency=Frequency.DAILY)
+    article = factories.article(session, topics=["wipo"], urgent=True)
+    fanout.fan_out(session, article.id, POLICY, lambda: None)
+    assert list(rows(session, article.id)) == [daily.id]
+
+
+def test_a_fan_out_that_died_resumes_after_its_last_page(
+    session: Session, frozen_clock: Any
+) -> None:
+    readers = [factories.subscriber(session, ["wipo"]) for _ in range(5)]
+    article = factories.article(session, topics=["wipo"])
+    # A fan-out task that wrote the first page and died: its lease and cursor remain.
+    session.execute(
+        update(Article)
+        .where(Article.id == article.id)
+        .values(fanout_token="dead", fanout_claimed_at=now(), fanout_after=readers[1].id)
+    )
+    ledger.write_pending(session, article.id, [readers[0].id, readers[1].id])
+    session.commit()
+    assert not fanout.fan_out(session, article.id, POLICY, lambda: None).held  # still leased
+    frozen_clock(now() + POLICY.stale_after + timedelta(seconds=1))
+    report = fanout.fan_out(session, article.id, POLICY, lambda: None)
+    assert report.finished and report.readers == 3  # only the pages after the cursor
+    assert sorted(rows(session, article.id)) == [reader.id for reader in readers]
+
+
+# --- claims and outcomes --------------------------------------------------------------------
+
+
+def test_a_claim_is_taken_once_and_skips_readers_who_left(session: Session) -> None:
+    active = [factories.subscriber(session) for _ in range(3)]
+    article = published(session)
+    gone = active.pop(1)
+    gone.status = SubscriberStatus.UNSUBSCRIBED
+    session.commit()
+    first = ledger.claim_next(session, article.id, POLICY)
+    assert first.subscriber_ids == [active[0].id]  # a batch of 2: one left, one skipped
+    second = ledger.claim_next(session, article.id, POLICY)
+    assert second.subscriber_ids == [active[1].id]
+    assert ledger.claim_next(session, article.id, POLICY).subscriber_ids == []
+    assert rows(session, article.id)[gone.id].status is DeliveryStatus.SKIPPED
+
+
+def test_a_dead_tasks_claim_is_taken_over_once_stale(session: Session, frozen_clock: Any) -> None:
+    reader = factories.subscriber(session)
+    article = published(session)
+    assert ledger.claim_next(session, article.id, POLICY).subscriber_ids == [reader.id]
+    assert ledger.claim_next(session, article.id, POLICY).subscriber_ids == []
+    frozen_clock(now() + POLICY.stale_after + timedelta(seconds=1))
+    assert ledger.claim_next(session, article.id, POLICY).subscriber_ids == [reader.id]
+
+
+def test_a_drain_sends_each_reader_once_even_when_run_twice(session: Session) -> None:
+    readers = [factories.subscriber(session) for _ in range(5)]
+    article = published(session)
+    mailer = FakeMailer()
+    first = drain(session, article, mailer)
+    second = drain(session, article, mailer)
+    assert first.outcome.sent == 5 and second.outcome.sent == 0
+    assert sorted(mailer.sent) == sorted(reader.email for reader in readers)
+    found = rows(session, article.id)
+    assert {row.status for row in found.values()} == {DeliveryStatus.SENT}
+    assert {row.attempts for row in found.values()} == {1}
+    assert first.again_in(POLICY) is None
+
+
+def test_a_permanent_refusal_bounces_that_reader_only(session: Session) -> None:
+    _good, bad, _also_good = (factories.subscriber(session) for _ in range(3))
+    article = published(session)
+    mailer = FakeMailer({bad.email: 550})
+    result = drain(session, article, mailer)
+    assert (result.outcome.sent, result.outcome.bounced) == (2, 1)
+    session.refresh(bad)
+    assert bad.status is SubscriberStatus.BOUNCED
+    assert bad.unsubscribe_reason == "bounced: 550 no"
+    assert rows(session, article.id)[bad.id].status is DeliveryStatus.BOUNCED
+
+
+def test_a_temporary_refusal_backs_off_and_fails_only_past_the_horizon(
+    session: Session, frozen_clock: Any
+) -> None:
+    reader, other = factories.subscriber(session), factories.subscriber(session)
+    article = published(session)
+    mailer = FakeMailer({reader.email: 451})
+    started = now()
+    result = drain(session, article, mailer)
+    assert (result.outcome.sent, result.outcome.deferred) == (1, 1)
+    row = rows(session, article.id)[reader.id]
+    assert row.status is DeliveryStatus.PENDING and row.attempts == 1
+    assert row.next_attempt_at == started + timedelta(seconds=10)
+    assert row.retry_until == started + POLICY.horizon
+    assert result.again_in(POLICY) == 10  # soon: the task comes back itself
+    # Not due yet: nothing is tried.
+    assert drain(session, article, mailer).outcome.deferred == 0
+    waits = []
+    while rows(session, article.id)[reader.id].status is DeliveryStatus.PENDING:
+        due = rows(session, article.id)[reader.id].next_attempt_at
+        assert due is not None
+        waits.append(round((due - now()).total_seconds()))
+        frozen_clock(due)
+        drain(session, article, mailer)
+    assert waits[:5] == [10, 20, 40, 80, 100]  # doubling, capped at backoff_max
+    row = rows(session, article.id)[reader.id]
+    assert row.status is DeliveryStatus.FAILED and now() >= started + POLICY.horizon
+    assert mailer.sent == [other.email]
+    # A reply about the address that outlived the horizon is a soft bounce.
+    assert session.scalar(select(func.count()).select_from(SoftBounce)) == 1
+
+
+def test_a_refusal_of_the_message_not_the_address_is_no_soft_bounce(
+    session: Session, frozen_clock: Any
+) -> None:
+    reader = factories.subscriber(session)
+    article = published(session)
+
+    class RefusesPolicy(FakeMailer):
+        def send(self, message: bytes, sender: str, recipient: str) -> smtp.Rejection | None:
+            return smtp.Rejection(451, "4.7.1 try later", recipient=False)
+
+    for _ in range(20):
+        drain(session, article, RefusesPolicy())
+        frozen_clock(now() + timedelta(minutes=10))
+    assert rows(session, article.id)[reader.id].status is DeliveryStatus.FAILED
+    assert session.scalar(select(func.count()).select_from(SoftBounce)) == 0
+
+
+def test_a_drop_after_the_data_defers_that_reader_and_sends_the_rest(session: Session) -> None:
+    first, second, third = (factories.subscriber(session) for _ in range(3))
+    article = published(session)
+    mailer = FakeMailer({second.email: ("drop", smtplib.SMTPServerDisconnected("gone"))})
+    result = drain(session, article, mailer)
+    # A new connection for the rest of the batch; the one in flight may have arrived, so it
+    # waits for a backoff of its own (a message that breaks connections cannot stall all).
+    assert mailer.sent == [first.email, third.email]
+    assert (result.outcome.sent, result.outcome.dropped, result.outcome.deferred) == (2, 1, 1)
+    found = rows(session, article.id)
+    assert found[second.id].status is DeliveryStatus.PENDING and found[second.id].attempts == 1
+    assert found[second.id].next_attempt_at is not None
+    session.refresh(second)
+    assert second.status is SubscriberStatus.ACTIVE
+
+
+def test_a_drop_before_the_data_charges_nobody(session: Session) -> None:
+    readers = [factories.subscriber(session) for _ in range(3)]
+    article = published(session)
+    mailer = FakeMailer({readers[1].email: smtplib.SMTPServerDisconnected("gone")})
+    calls = {"n": 0}
+
+    @contextmanager
+    def flaky(_settings: smtp.SmtpSettings) -> Iterator[FakeMailer]:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            mailer.answers.clear()  # the relay is fine again on the next connection
+        yield mailer
+
+    result = batches.drain_alerts(session, SETTINGS, POLICY, article.id, flaky)
+    assert result.outcome.sent == 3 and result.outcome.deferred == 0
+    assert {row.attempts for row in rows(session, article.id).values()} == {1}
+
+
+def test_an_unreachable_relay_opens_the_breaker_and_charges_nobody(
+    session: Session, frozen_clock: Any
+) -> None:
+    readers = [factories.subscriber(session) for _ in range(3)]
+    article = published(session)
+    result = batches.drain_alerts(session, SETTINGS, POLICY, article.id, unreachable)
+    assert result.outcome.sent == 0 and result.outcome.relay_down_until == now() + timedelta(
+        seconds=5
+    )
+    assert result.again_in(POLICY) == 5
+    found = rows(session, article.id)
+    assert all(row.status is DeliveryStatus.PENDING for row in found.values())
+    assert all(row.attempts == 0 and row.claim_token is None for row in found.values())
+    state = session.get(RelayStatus, "127.0.0.1:1")
+    assert state is not None and state.failures == 1 and state.down_since == now()
+    # While it is open, no batch starts (not even a probe).
+    mailer = FakeMailer()
+    assert drain(session, article, mailer).outcome.sent == 0 and mailer.sent == []
+    # A failed probe doubles the wait.
+    frozen_clock(now() + timedelta(seconds=5))
+    again = batches.drain_alerts(session, SETTINGS, POLICY, article.id, unreachable)
+    assert again.outcome.relay_down_until == now() + timedelta(seconds=10)
+    # Back: the probe sends everything and closes the breaker.
+    frozen_clock(now() + timedelta(seconds=10))
+    assert drain(session, article, mailer).outcome.sent == 3
+    assert sorted(mailer.sent) == sorted(reader.email for reader in readers)
+    session.expire_all()
+    assert relay.down_until(session, "127.0.0.1:1") is None
+    state = session.get(RelayStatus, "127.0.0.1:1")
+    assert state is not None and state.failures == 0 and state.down_since is None
+    assert session.scalar(select(func.count()).select_from(SoftBounce)) == 0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        smtplib.SMTPSenderRefused(550, b"sender not allowed", "alerts@example.org"),
+        smtplib.SMTPResponseException(421, b"closing channel"),
+    ],
+)
+def test_the_relay_refusing_us_is_an_outage_not_a_bounce(
+    session: Session, error: Exception
+) -> None:
+    reader = factories.subscriber(session)
+    article = published(session)
+    result = drain(session, article, FakeMailer({reader.email: error}))
+    assert result.outcome.relay_down_until is not None
+    row = rows(session, article.id)[reader.id]
+    assert row.status is DeliveryStatus.PENDING and row.attempts == 0
+    session.refresh(reader)
+    assert reader.status is SubscriberStatus.ACTIVE
+
+
+def test_a_task_slice_hands_over_to_a_fresh_task(session: Session) -> None:
+    for _ in range(3):
+        factories.subscriber(session)
+    article = published(session)
+    quick = RetryPolicy(**{**POLICY.__dict__, "task_slice": 0.0})
+    result = batches.drain_alerts(session, SETTINGS, quick, article.id, connect_to(FakeMailer()))
+    assert result.more and result.outcome.sent == 2 and result.again_in(quick) == 0
+
+
+def test_the_alert_email_has_list_headers_and_why(session: Session) -> None:
+    import email
+    import email.policy
+
+    factories.subscriber(session, ["venues"])
+    article = published(session, title="Line one\r\nBcc: x@evil.test <script>")
+    messages: list[bytes] = []
+
+    class Recorder(FakeMailer):
+        def send(self, message: bytes, sender: str, recipient: str) -> smtp.Rejection | None:
+            messages.append(message)
+            return None
+
+    drain(session, article, Recorder())
+    [raw] = messages
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == "Line one Bcc: x@evil.test <script>"
+    assert parsed["Bcc"] is None
+    assert parsed["List-Unsubscribe"].startswith("<https://alerts.example.org/unsubscribe/")
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parsed["List-Id"] == "IP Policy Watch news alerts <news-alerts.alerts.example.org>"
+    html = parsed.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "&lt;script&gt;" in html and "<script>" not in html
+    assert 'You get this because you follow "Venues"' in text
+    assert "/manage/" in text and "/unsubscribe/" in text
+    assert "Monika Ermert" in text
+
+
+def test_a_slow_relay_never_lets_a_second_task_take_over(
+    session: Session, database_url: str
+) -> None:
+    """The heartbeat renews the lease while one message waits on the relay for longer than
+    the stale limit: a second task finds nothing to take, and nobody gets two copies."""
+    import time
+
+    readers = [factories.subscriber(session) for _ in range(2)]
+    article = published(session)
+    short = RetryPolicy(**{**POLICY.__dict__, "stale_after": timedelta(seconds=0.6)})
+    taken: list[list[int]] = []
+
+    class SlowMailer(FakeMailer):
+        def send(self, message: bytes, sender: str, recipient: str) -> smtp.Rejection | None:
+            if recipient == readers[0].email:
+                time.sleep(1.5)  # more than twice the stale limit
+                with Session(session.get_bind()) as other:
+                    taken.append(ledger.claim_next(other, article.id, short).subscriber_ids)
+            return super().send(message, sender, recipient)
+
+    mailer = SlowMailer()
+    result = batches.drain_alerts(session, SETTINGS, short, article.id, connect_to(mailer))
+    assert taken == [[]]
+    assert result.outcome.sent == 2 and sorted(mailer.sent) == sorted(r.email for r in readers)
+
+
+# --- suppression ------------------------------------------------------------------------------
+
+
+def test_three_soft_bounces_in_14_days_suppress(session: Session, frozen_clock: Any) -> None:
+    reader = factories.subscriber(session)
+    assert not suppression.soft_bounce(session, reader.id, "452 mailbox full")
+    frozen_clock(now() + timedelta(days=10))
+    assert not suppression.soft_bounce(session, reader.id, "452 mailbox full")
+    frozen_clock(now() + timedelta(days=5))  # the first is now 15 days old
+    assert not suppression.soft_bounce(session, reader.id, "452 mailbox full")
+    session.commit()
+    session.refresh(reader)
+    assert reader.status is SubscriberStatus.ACTIVE
+    assert suppression.soft_bounce(session, reader.id, "452 mailbox full")
+    session.commit()
+    session.refresh(reader)
+    assert reader.status is SubscriberStatus.BOUNCED
+    assert reader.unsubscribe_reason == "bounced: 3 soft bounces in 14 days: 452 mailbox full"
+    assert reader.suppressed_at == now()
+
+
+# --- the reconciler ---------------------------------------------------------------------------
+
+
+def test_the_reconciler_finds_what_is_owed_and_nobody_holds(
+    session: Session, frozen_clock: Any
+) -> None:
+    reader = factories.subscriber(session)
+    never_fanned_out = factories.article(session, topics=["wipo"])
+    half_sent = published(session)
+    ledger.claim_next(session, half_sent.id, POLICY)  # a task took it and died
+    # Freshly queued work is left to its task.
+    assert reconcile.owed(session, POLICY).total == 0
+    frozen_clock(now() + POLICY.stale_after + timedelta(seconds=1))
+    found = reconcile.owed(session, POLICY)
+    assert found.fanouts == [never_fanned_out.id] and found.alerts == [half_sent.id]
+    session.commit()
+    # Marked queued: the next pass leaves them to the tasks it just queued.
+    assert reconcile.owed(session, POLICY).total == 0
+    mailer = FakeMailer()
+    drain(session, half_sent, mailer)
+    assert mailer.sent == [reader.email]
+    frozen_clock(now() + POLICY.stale_after + timedelta(seconds=1))
+    assert reconcile.owed(session, POLICY).alerts == []
+
+
+def test_the_reconciler_waits_for_a_retry_to_fall_due(session: Session, frozen_clock: Any) -> None:
+    reader = factories.subscriber(session)
+    article = published(session)
+    drain(session, article, FakeMailer({reader.email: 451}))
+    frozen_clock(now() + timedelta(seconds=5))
+    assert reconcile.owed(session, POLICY).alerts == []
+    frozen_clock(now() + POLICY.requeue_after)
+    assert reconcile.owed(session, POLICY).alerts == [article.id]
+
+
+def test_articles_a_feed_held_before_its_first_poll_are_owed_to_nobody(
+    session: Session, frozen_clock: Any
+) -> None:
+    from alerts import articles
+
+    factories.subscriber(session)
+    article = factories.article(session, topics=["wipo"])
+    articles.alert_nobody(session, article.id)
+    session.commit()
+    frozen_clock(now() + timedelta(hours=1))
+    assert reconcile.owed(session, POLICY).total == 0
+
+
+# --- queueing after commit ---------------------------------------------------------------------
+
+
+class RecordingTask:
+    name = "test.task"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail = fail
+
+    def apply_async(self, args: tuple[Any, ...], countdown: float | None = None) -> None:
+        if self.fail:
+            raise ConnectionRefusedError("the broker is down")
+        self.calls.append(args)
+
+
+def test_tasks_are_queued_only_after_commit(session: Session) -> None:
+    task = RecordingTask()
+    db.queue_after_commit(session, task, 1)
+    session.execute(select(1))
+    assert task.calls == []
+    session.commit()
+    assert task.calls == [(1,)]
+    session.commit()
+    assert task.calls == [(1,)]  # once
+
+
+def test_a_rolled_back_transaction_queues_nothing(session: Session) -> None:
+    task = RecordingTask()
+    session.execute(select(1))
+    db.queue_after_commit(session, task, 1)
+    session.rollback()
+    session.commit()
+    assert task.calls == []
+
+
+def test_a_broker_that_is_down_never_fails_the_commit(
+    session: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    factories.subscriber(session)
+    article = factories.article(session, topics=["wipo"])
+    article.title = "Changed"
+    db.queue_after_commit(session, RecordingTask(fail=True), article.id)
+    session.commit()  # does not raise
+    session.expire_all()
+    assert session.get(Article, article.id).title == "Changed"  # type: ignore[union-attr]
+    assert "could not queue test.task" in caplog.text
