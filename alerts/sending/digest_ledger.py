@@ -128,11 +128,15 @@ def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientC
         .limit(policy.batch_size)
     )
     if session.get_bind().dialect.name == "postgresql":
+        # Rows another task is claiming right now are passed over, not waited for.
         chosen = chosen.with_for_update(skip_locked=True)
+    # Chosen first, then updated: a LIMIT inside UPDATE ... WHERE id IN (...) may take more
+    # rows than the limit on PostgreSQL, where the subquery can run again per row.
+    ids = list(session.scalars(chosen))
     session.execute(
         update(DigestRecipient)
         .where(
-            DigestRecipient.id.in_(chosen),
+            DigestRecipient.id.in_(ids),
             DigestRecipient.status == RecipientStatus.QUEUED,
             free,  # type: ignore[arg-type]
         )

@@ -81,12 +81,16 @@ def claim_next(session: Session, article_id: int, policy: RetryPolicy) -> Claim:
         .limit(policy.batch_size)
     )
     if session.get_bind().dialect.name == "postgresql":
+        # Rows another task is claiming right now are passed over, not waited for.
         chosen = chosen.with_for_update(skip_locked=True)
+    # Chosen first, then updated: a LIMIT inside UPDATE ... WHERE id IN (...) may take more
+    # rows than the limit on PostgreSQL, where the subquery can run again per row.
+    ids = list(session.scalars(chosen))
     session.execute(
         update(Delivery)
         # The conditions again: a row another task took meanwhile is not taken twice.
         .where(
-            Delivery.id.in_(chosen),
+            Delivery.id.in_(ids),
             Delivery.status == DeliveryStatus.PENDING,
             free,  # type: ignore[arg-type]
         )
