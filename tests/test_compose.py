@@ -84,3 +84,10 @@ def test_production_settings_pass_the_start_up_check() -> None:
         SECRET_KEY="s3cret", API_TOKEN="t0ken", ADMIN_PASSWORD="pw", BASE_URL="https://x.org"
     )
     config.check_production(settings)
+
+
+def test_the_compose_redis_keeps_its_queue() -> None:
+    """Queued tasks survive a Redis restart (the reconciler would catch up, later)."""
+    command = SERVICES["redis"]["command"]
+    assert "--appendonly yes" in command
+    assert any(volume.endswith(":/data") for volume in SERVICES["redis"]["volumes"])

@@ -13,16 +13,21 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from alerts import db
+from alerts import articles, db, digests
 from alerts.clock import now
 from alerts.mail import emails, smtp
 from alerts.models import (
     Article,
     Delivery,
     DeliveryStatus,
+    DigestRecipient,
+    DigestRun,
+    DigestSchedule,
     Frequency,
+    RecipientStatus,
     RelayStatus,
     SoftBounce,
+    Subscriber,
     SubscriberStatus,
 )
 from alerts.sending import batches, fanout, ledger, reconcile, relay, suppression
@@ -467,8 +472,6 @@ def test_the_reconciler_waits_for_a_retry_to_fall_due(session: Session, frozen_c
 def test_articles_a_feed_held_before_its_first_poll_are_owed_to_nobody(
     session: Session, frozen_clock: Any
 ) -> None:
-    from alerts import articles
-
     factories.subscriber(session)
     article = factories.article(session, topics=["wipo"])
     articles.alert_nobody(session, article.id)
@@ -524,3 +527,90 @@ def test_a_broker_that_is_down_never_fails_the_commit(
     session.expire_all()
     assert session.get(Article, article.id).title == "Changed"  # type: ignore[union-attr]
     assert "could not queue test.task" in caplog.text
+
+
+# --- digests through the same loop ---------------------------------------------------------
+
+
+def digest_run(session: Session, *emails: str) -> int:
+    readers = [
+        factories.subscriber(
+            session,
+            ["wipo"],
+            email=email,
+            frequency=Frequency.DAILY,
+            confirmed_at=now() - timedelta(days=1),
+        )
+        for email in emails
+    ]
+    for reader in readers:
+        session.execute(
+            update(DigestSchedule)
+            .where(DigestSchedule.subscriber_id == reader.id)
+            .values(last_sent_at=now() - timedelta(days=1))
+        )
+    article = factories.article(session, published_at=now(), topics=["wipo"])
+    articles.alert_nobody(session, article.id)
+    run, _ = digests.trigger(session, Frequency.DAILY, "", "test")
+    session.commit()
+    return run.id
+
+
+def drain_run(session: Session, run_id: int, connect: Any) -> batches.Drain:
+    return batches.drain_digests(session, SETTINGS, POLICY, run_id, connect)
+
+
+def recipients(session: Session, run_id: int) -> dict[str, DigestRecipient]:
+    session.expire_all()
+    return {
+        email: row
+        for row, email in session.execute(
+            select(DigestRecipient, Subscriber.email)
+            .join(Subscriber, Subscriber.id == DigestRecipient.subscriber_id)
+            .where(DigestRecipient.run_id == run_id)
+        )
+    }
+
+
+def test_a_digest_refused_for_now_is_retried_alone_and_sent_once(
+    session: Session, frozen_clock: Any
+) -> None:
+    run_id = digest_run(session, "steady@example.org", "full@example.org", "gone@example.org")
+    mailer = FakeMailer({"full@example.org": 452, "gone@example.org": 550})
+    first = drain_run(session, run_id, connect_to(mailer))
+    assert (first.outcome.sent, first.outcome.deferred, first.outcome.bounced) == (1, 1, 1)
+    rows_now = recipients(session, run_id)
+    assert rows_now["full@example.org"].status is RecipientStatus.QUEUED
+    assert rows_now["full@example.org"].next_attempt_at == now() + timedelta(seconds=10)
+    assert rows_now["gone@example.org"].status is RecipientStatus.FAILED
+    # Its articles wait for it: no other digest or alert takes them meanwhile.
+    assert drain_run(session, run_id, connect_to(mailer)).outcome.sent == 0
+    mailer.answers.pop("full@example.org")
+    frozen_clock(now() + timedelta(seconds=10))
+    again = drain_run(session, run_id, connect_to(mailer))
+    assert again.outcome.sent == 1
+    assert sorted(mailer.sent) == ["full@example.org", "steady@example.org"]
+    rows_now = recipients(session, run_id)
+    assert rows_now["full@example.org"].status is RecipientStatus.SENT
+    assert rows_now["full@example.org"].attempts == 2
+    session.refresh(session.get(DigestRun, run_id))  # type: ignore[arg-type]
+    assert session.get(DigestRun, run_id).finished_at is not None  # type: ignore[union-attr]
+
+
+def test_a_digest_run_waits_out_a_relay_outage_without_charging_anyone(
+    session: Session, frozen_clock: Any
+) -> None:
+    run_id = digest_run(session, "one@example.org", "two@example.org")
+    down = drain_run(session, run_id, unreachable)
+    assert down.outcome.relay_down_until is not None and down.outcome.sent == 0
+    rows_now = recipients(session, run_id)
+    assert {row.status for row in rows_now.values()} == {RecipientStatus.QUEUED}
+    assert {row.attempts for row in rows_now.values()} == {0}
+    assert {row.claim_token for row in rows_now.values()} == {None}
+    frozen_clock(down.outcome.relay_down_until)
+    mailer = FakeMailer()
+    assert drain_run(session, run_id, connect_to(mailer)).outcome.sent == 2
+    assert sorted(mailer.sent) == ["one@example.org", "two@example.org"]
+    # Each article went once, in this run's ledger rows.
+    statuses = set(session.scalars(select(Delivery.status).where(Delivery.digest_run_id == run_id)))
+    assert statuses == {DeliveryStatus.SENT}
