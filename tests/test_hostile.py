@@ -197,7 +197,7 @@ def test_hostile_article_text_reaches_readers_inert(
     html = message.body("html")
     assert "<img" not in html and "<script" not in html and "onmouseover" not in html
     assert "javascript:" not in html
-    assert "{{7*7}}" in html and "49" not in message.body("plain")
+    assert "{{7*7}}" in html and "Treaty 49" not in message.body("plain")
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in html
 
 

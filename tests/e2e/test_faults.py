@@ -216,8 +216,10 @@ def test_the_relay_away_for_a_while_charges_nobody(stack: Stack, browser: Browse
         assert session.scalar(select(func.count()).select_from(SoftBounce)) == 0
         statuses = Counter(session.scalars(select(Delivery.status)))
         assert statuses == {DeliveryStatus.SENT: READERS}
-        # Nobody was charged for the outage: one attempt each.
-        assert session.scalar(select(func.max(Delivery.attempts))) == 1
+        # Nobody was charged for the outage: one attempt each, but for a message whose data
+        # was on its way when the relay went (at most one per worker process), tried again.
+        attempts = Counter(session.scalars(select(Delivery.attempts)))
+        assert set(attempts) <= {1, 2} and attempts[2] <= 2, attempts
 
 
 @FAULTS
