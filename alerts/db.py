@@ -87,6 +87,11 @@ def insert_ignoring_duplicates(session: Session, table: Any) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE matched (a CursorResult; typed as a plain Result by SQLAlchemy)."""
+    return int(result.rowcount)
+
+
 # --- queueing tasks after commit ---------------------------------------------------------
 # warehouse's addAfterCommitHook: a task is put on the broker only once the rows it reads
 # are committed, and never for a transaction that rolled back. No caller orders commit and

@@ -19,7 +19,7 @@ from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
-from alerts.db import insert_ignoring_duplicates
+from alerts.db import insert_ignoring_duplicates, rowcount
 from alerts.digests import next_send_time
 from alerts.models import (
     Delivery,
@@ -131,18 +131,27 @@ def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientC
         # Rows another task is claiming right now are passed over, not waited for.
         chosen = chosen.with_for_update(skip_locked=True)
     # Chosen first, then updated: a LIMIT inside UPDATE ... WHERE id IN (...) may take more
-    # rows than the limit on PostgreSQL, where the subquery can run again per row.
-    ids = list(session.scalars(chosen))
-    session.execute(
-        update(DigestRecipient)
-        .where(
-            DigestRecipient.id.in_(ids),
-            DigestRecipient.status == RecipientStatus.QUEUED,
-            free,  # type: ignore[arg-type]
+    # rows than the limit on PostgreSQL, where the subquery can run again per row. On
+    # SQLite two tasks may choose the same rows; the one that finds them taken chooses again.
+    for _ in range(20):
+        ids = list(session.scalars(chosen))
+        if not ids:
+            break
+        taken = rowcount(
+            session.execute(
+                update(DigestRecipient)
+                .where(
+                    DigestRecipient.id.in_(ids),
+                    DigestRecipient.status == RecipientStatus.QUEUED,
+                    free,  # type: ignore[arg-type]
+                )
+                .values(claim_token=token, claimed_at=current, updated_at=current)
+                .execution_options(synchronize_session=False)
+            )
         )
-        .values(claim_token=token, claimed_at=current, updated_at=current)
-        .execution_options(synchronize_session=False)
-    )
+        if taken:
+            break
+        session.commit()
     rows = session.execute(
         select(DigestRecipient.subscriber_id, DigestRecipient.slot)
         .where(DigestRecipient.run_id == run_id, DigestRecipient.claim_token == token)
@@ -157,18 +166,12 @@ def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientC
 
 
 def renew(session: Session, run_id: int, token: str) -> None:
-    """Keep a running batch's lease fresh, readers and their articles (the heartbeat)."""
-    current = now()
+    """Keep a running batch's lease fresh (the heartbeat). The readers' lease covers their
+    articles: nobody else may take those while the reader is held."""
     session.execute(
         update(DigestRecipient)
         .where(DigestRecipient.run_id == run_id, DigestRecipient.claim_token == token)
-        .values(claimed_at=current)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Delivery)
-        .where(Delivery.digest_run_id == run_id, Delivery.claim_token == token)
-        .values(claimed_at=current)
+        .values(claimed_at=now())
         .execution_options(synchronize_session=False)
     )
 
@@ -203,17 +206,13 @@ def claim_articles(
     session.connection().execute(insert_ignoring_duplicates(session, _deliveries), rows)
     readers = list(wanted)
     # Rows an earlier attempt of this same run left behind (released, or a dead task's)
-    # become ours.
+    # become ours: we hold these readers, and a reader's lease covers their articles.
     session.execute(
         update(Delivery)
         .where(
             Delivery.subscriber_id.in_(readers),
             Delivery.digest_run_id == run_id,
             Delivery.status == DeliveryStatus.PENDING,
-            or_(
-                Delivery.claim_token.is_(None),
-                Delivery.claimed_at < current - policy.stale_after,
-            ),
         )
         .values(claim_token=token, claimed_at=current, updated_at=current)
         .execution_options(synchronize_session=False)

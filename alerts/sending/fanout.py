@@ -7,13 +7,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from alerts import matching
 from alerts.clock import now
+from alerts.db import rowcount
 from alerts.models import Article, Frequency
 from alerts.sending import ledger
 from alerts.sending.policy import RetryPolicy
@@ -44,7 +44,7 @@ def fan_out(
     report = FanoutReport()
     token = secrets.token_hex(8)
     current = now()
-    taken = _rowcount(
+    taken = rowcount(
         session.execute(
             update(Article)
             .where(
@@ -72,7 +72,7 @@ def fan_out(
     )
     for page, last_seen in pages:
         ledger.write_pending(session, article_id, page)
-        still_ours = _rowcount(
+        still_ours = rowcount(
             session.execute(
                 update(Article)
                 .where(Article.id == article_id, Article.fanout_token == token)
@@ -99,8 +99,3 @@ def fan_out(
     session.commit()
     report.finished = True
     return report
-
-
-def _rowcount(result: Any) -> int:
-    """Rows an UPDATE matched (a CursorResult; typed as a plain Result by SQLAlchemy)."""
-    return int(result.rowcount)

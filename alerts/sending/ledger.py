@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
-from alerts.db import insert_ignoring_duplicates
+from alerts.db import insert_ignoring_duplicates, rowcount
 from alerts.models import Delivery, DeliveryStatus, Subscriber
 from alerts.sending import suppression
 from alerts.sending.policy import RetryPolicy
@@ -84,19 +84,27 @@ def claim_next(session: Session, article_id: int, policy: RetryPolicy) -> Claim:
         # Rows another task is claiming right now are passed over, not waited for.
         chosen = chosen.with_for_update(skip_locked=True)
     # Chosen first, then updated: a LIMIT inside UPDATE ... WHERE id IN (...) may take more
-    # rows than the limit on PostgreSQL, where the subquery can run again per row.
-    ids = list(session.scalars(chosen))
-    session.execute(
-        update(Delivery)
-        # The conditions again: a row another task took meanwhile is not taken twice.
-        .where(
-            Delivery.id.in_(ids),
-            Delivery.status == DeliveryStatus.PENDING,
-            free,  # type: ignore[arg-type]
+    # rows than the limit on PostgreSQL, where the subquery can run again per row. On
+    # SQLite two tasks may choose the same rows; the one that finds them taken chooses again.
+    for _ in range(20):
+        ids = list(session.scalars(chosen))
+        if not ids:
+            break
+        taken = rowcount(
+            session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id.in_(ids),
+                    Delivery.status == DeliveryStatus.PENDING,
+                    free,  # type: ignore[arg-type]
+                )
+                .values(claim_token=token, claimed_at=current, updated_at=current)
+                .execution_options(synchronize_session=False)
+            )
         )
-        .values(claim_token=token, claimed_at=current, updated_at=current)
-        .execution_options(synchronize_session=False)
-    )
+        if taken:
+            break
+        session.commit()
     rows = session.execute(
         select(Delivery.subscriber_id, Subscriber.receiving(current))
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
