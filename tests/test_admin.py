@@ -265,3 +265,29 @@ def test_cli_digests_send_with_dry_run_and_progress(
     again = runner.invoke(main, args=["digests", "send", "--frequency", "monthly"])
     assert ", joined" in again.output and "3 sent" in again.output
     assert len(sink.store.all()) == 3
+
+
+def test_dashboard_says_when_the_relay_is_down_and_what_waits(
+    client: FlaskClient, session: Session
+) -> None:
+    from alerts.sending import ledger, relay
+    from alerts.sending.policy import RetryPolicy
+
+    readers = [factories.subscriber(session, ["wipo"]) for _ in range(3)]
+    article = factories.article(session, topics=["wipo"])
+    ledger.write_pending(session, article.id, [reader.id for reader in readers])
+    relay.trouble(session, "smtp.example.org:587", "ConnectionRefusedError: refused", RetryPolicy())
+    session.commit()
+    login(client)
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "The mail relay smtp.example.org:587 is down" in page
+    assert "ConnectionRefusedError: refused" in page
+    assert (
+        '<span class="number">3</span><span class="name">alerts waiting to be sent</span>' in page
+    )
+    assert (
+        '<span class="number">1</span><span class="name">articles awaiting fan-out</span>' in page
+    )
+    relay.recovered(session, "smtp.example.org:587")
+    session.commit()
+    assert "The mail relay is up." in client.get("/admin/").get_data(as_text=True)
