@@ -105,15 +105,18 @@ def queue_after_commit(
 ) -> None:
     """Queue the Celery `task` with `args` when this session's transaction commits.
 
-    A broker that cannot be reached is logged, never raised: the commit has happened and what
-    it recorded is owed, so the reconciler queues it when the broker is back. The request or
-    task that committed carries on as if the queueing had worked.
+    A broker that cannot be reached is logged, never raised: the commit has happened, and the
+    request or task that committed carries on. Fan-outs, alerts and digest runs are then
+    queued by the reconciler when the broker is back; a confirmation email or a feed poll
+    is not (the reader signs up again, beat polls the feed at its next turn).
     """
     session.info.setdefault(_AFTER_COMMIT, []).append((task, args, countdown))
 
 
 @event.listens_for(Session, "after_commit")
 def _queue_committed(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the outer transaction may still roll back
     for task, args, countdown in session.info.pop(_AFTER_COMMIT, []):
         try:
             task.apply_async(args, countdown=countdown)

@@ -281,7 +281,10 @@ def enqueue(session: Session, run: DigestRun, due_only: bool) -> int:
         insert_ignoring_duplicates(session, DigestRecipient.__table__).from_select(columns, readers)
     )
     session.flush()
-    return _recipient_count(session, run.id) - before
+    added = _recipient_count(session, run.id) - before
+    if added:
+        run.finished_at = None  # readers joined a finished run: the reconciler looks again
+    return added
 
 
 def _recipient_count(session: Session, run_id: int) -> int:

@@ -614,3 +614,14 @@ def test_a_digest_run_waits_out_a_relay_outage_without_charging_anyone(
     # Each article went once, in this run's ledger rows.
     statuses = set(session.scalars(select(Delivery.status).where(Delivery.digest_run_id == run_id)))
     assert statuses == {DeliveryStatus.SENT}
+
+
+def test_a_released_savepoint_queues_nothing_until_the_commit(session: Session) -> None:
+    task = RecordingTask()
+    session.execute(select(1))
+    db.queue_after_commit(session, task, 1)
+    with session.begin_nested():
+        session.execute(select(1))
+    assert task.calls == []
+    session.commit()
+    assert task.calls == [(1,)]

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -108,9 +109,6 @@ class AlertOutbox:
     def release(self, keys: Sequence[int], error: str) -> None:
         ledger.release(self.session, self.token, self.article.id, keys, error)
 
-    def renew(self, session: Session) -> None:
-        ledger.renew(session, self.token, self.article.id)
-
 
 def drain_alerts(
     session: Session,
@@ -129,21 +127,23 @@ def drain_alerts(
     sender = message.envelope_sender(settings.mail_from)
     relay_key = relay.key_of(settings.smtp)
     while True:
-        down = relay.down_until(session, relay_key)
+        down = relay.may_send(session, relay_key, policy)
         if down is not None:
             drain.outcome.relay_down_until = down
             break
         claim = ledger.claim_next(session, article_id, policy)
         if not claim.subscriber_ids:
             break
-        scope = scope or matching.scope(session, article)
-        outbox = AlertOutbox(session, settings, policy, article, scope, claim)
+        # The lease is renewed from the moment of the claim: preparing the batch is part of
+        # holding it.
         with Lease(
             session.get_bind(),  # type: ignore[arg-type]
-            outbox.renew,
+            partial(ledger.renew, token=claim.token, article_id=article_id),
             policy.renew_every,
             policy.stale_after.total_seconds(),
         ) as lease:
+            scope = scope or matching.scope(session, article)
+            outbox = AlertOutbox(session, settings, policy, article, scope, claim)
             outcome = loop.send(
                 session,
                 outbox,
@@ -260,9 +260,6 @@ class DigestOutbox:
     def release(self, keys: Sequence[int], error: str) -> None:
         digest_ledger.release(self.session, self.run_id, keys, self.claim.token, error)
 
-    def renew(self, session: Session) -> None:
-        digest_ledger.renew(session, self.run_id, self.claim.token)
-
 
 def drain_digests(
     session: Session,
@@ -284,20 +281,20 @@ def drain_digests(
     sender = message.envelope_sender(settings.mail_from)
     relay_key = relay.key_of(settings.smtp)
     while True:
-        down = relay.down_until(session, relay_key)
+        down = relay.may_send(session, relay_key, policy)
         if down is not None:
             drain.outcome.relay_down_until = down
             break
         claim = digest_ledger.claim_next(session, run_id, policy)
         if not claim.subscriber_ids:
             break
-        outbox = DigestOutbox(session, settings, policy, run, claim, render, tree)
         with Lease(
             session.get_bind(),  # type: ignore[arg-type]
-            outbox.renew,
+            partial(digest_ledger.renew, run_id=run_id, token=claim.token),
             policy.renew_every,
             policy.stale_after.total_seconds(),
         ) as lease:
+            outbox = DigestOutbox(session, settings, policy, run, claim, render, tree)
             outcome = loop.send(
                 session,
                 outbox,

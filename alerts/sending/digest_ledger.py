@@ -154,7 +154,7 @@ def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientC
         session.commit()
     rows = session.execute(
         select(DigestRecipient.subscriber_id, DigestRecipient.slot)
-        .where(DigestRecipient.run_id == run_id, DigestRecipient.claim_token == token)
+        .where(DigestRecipient.id.in_(ids), DigestRecipient.claim_token == token)
         .order_by(DigestRecipient.subscriber_id)
     ).all()
     session.commit()
@@ -309,7 +309,17 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
         .values(status=RecipientStatus.SKIPPED, claim_token=None, last_error="not active")
         .execution_options(synchronize_session=False)
     )
-    _release_articles(session, subscriber_id, token, "not active")
+    # Every article this run held for them, whoever held it: no longer owed to them.
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.digest_run_id == run_id,
+            Delivery.status == DeliveryStatus.PENDING,
+        )
+        .values(status=DeliveryStatus.SKIPPED, claim_token=None, last_error="not active")
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _release_articles(session: Session, subscriber_id: int, token: str, error: str) -> None:

@@ -108,7 +108,7 @@ def claim_next(session: Session, article_id: int, policy: RetryPolicy) -> Claim:
     rows = session.execute(
         select(Delivery.subscriber_id, Subscriber.receiving(current))
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.article_id == article_id, Delivery.claim_token == token)
+        .where(Delivery.id.in_(ids), Delivery.claim_token == token)
         .order_by(Delivery.subscriber_id)
     ).all()
     gone = [subscriber_id for subscriber_id, receiving in rows if not receiving]

@@ -91,8 +91,6 @@ def send(
         mailer: smtp.Mailer | None = None
         try:
             with connect(settings) as mailer:
-                relay.recovered(session, relay_key)
-                session.commit()
                 while remaining:
                     if lease is not None and lease.lost:
                         # Another worker may take these over any moment: send none of them.
@@ -109,6 +107,10 @@ def send(
                         if rejection is None:
                             outbox.sent(key)
                             outcome.sent += 1
+                            if not accepted:
+                                # Only a message accepted proves the relay is back: one
+                                # that answers connections and then refuses stays "down".
+                                relay.recovered(session, relay_key)
                             accepted += 1
                             failures = 0
                         else:

@@ -39,9 +39,10 @@ class Owed:
         return len(self.fanouts) + len(self.alerts) + len(self.digest_runs)
 
 
-def owed(session: Session, policy: RetryPolicy) -> Owed:
+def owed(session: Session, policy: RetryPolicy, relay_down: bool = False) -> Owed:
     """Find what must be queued again and mark it queued now; the caller commits, then
-    queues (after commit)."""
+    queues (after commit). While the relay is down, sending is left to the tasks already
+    waiting for its next probe: queueing more would only pile them up."""
     current = now()
     stale = current - policy.stale_after
     quiet = current - policy.requeue_after
@@ -71,6 +72,9 @@ def owed(session: Session, policy: RetryPolicy) -> Owed:
         .where(Delivery.status == DeliveryStatus.PENDING, Delivery.digest_run_id.is_(None))
         .distinct()
     )
+    if relay_down:
+        _mark_fanouts(session, found)
+        return found
     found.alerts = list(
         session.scalars(
             select(Article.id)
@@ -102,12 +106,16 @@ def owed(session: Session, policy: RetryPolicy) -> Owed:
             .limit(LIMIT)
         )
     )
-    articles = sorted(set(found.fanouts) | set(found.alerts))
-    if articles:
-        mark_articles_queued(session, articles)
+    _mark_fanouts(session, found)
     if found.digest_runs:
         mark_runs_queued(session, found.digest_runs)
     return found
+
+
+def _mark_fanouts(session: Session, found: Owed) -> None:
+    articles = sorted(set(found.fanouts) | set(found.alerts))
+    if articles:
+        mark_articles_queued(session, articles)
 
 
 def mark_articles_queued(session: Session, article_ids: list[int]) -> None:

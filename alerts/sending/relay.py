@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
-from alerts.db import insert_ignoring_duplicates
+from alerts.db import insert_ignoring_duplicates, rowcount
 from alerts.mail.smtp import SmtpSettings
 from alerts.models import RelayStatus
 from alerts.sending.policy import RetryPolicy
@@ -30,6 +30,34 @@ def down_until(session: Session, relay: str) -> datetime | None:
         select(RelayStatus.retry_at).where(RelayStatus.relay == relay)
     )
     return retry_at if retry_at is not None and retry_at > now() else None
+
+
+def may_send(session: Session, relay: str, policy: RetryPolicy) -> datetime | None:
+    """None when a batch may start; else when to look again. Once the breaker's wait is
+    over, one task only (the one whose update matches) probes the relay: the others wait
+    for its outcome instead of all connecting at once. Commits."""
+    down = down_until(session, relay)
+    if down is not None:
+        return down
+    current = now()
+    failures = session.scalar(select(RelayStatus.failures).where(RelayStatus.relay == relay))
+    if not failures:
+        return None
+    probe_until = current + timedelta(seconds=policy.relay_delay(int(failures)))
+    probing = rowcount(
+        session.execute(
+            update(RelayStatus)
+            .where(
+                RelayStatus.relay == relay,
+                RelayStatus.failures > 0,
+                or_(RelayStatus.retry_at.is_(None), RelayStatus.retry_at <= current),
+            )
+            .values(retry_at=probe_until, updated_at=current)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    session.commit()
+    return None if probing else down_until(session, relay) or probe_until
 
 
 def trouble(session: Session, relay: str, error: str, policy: RetryPolicy) -> datetime:
@@ -63,7 +91,7 @@ def trouble(session: Session, relay: str, error: str, policy: RetryPolicy) -> da
 
 
 def recovered(session: Session, relay: str) -> None:
-    """A connection worked: close the breaker (a no-op write when it was closed)."""
+    """The relay accepted a message: close the breaker (a no-op write when it was closed)."""
     current = now()
     session.execute(
         update(RelayStatus)

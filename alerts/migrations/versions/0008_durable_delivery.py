@@ -7,6 +7,8 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -27,8 +29,18 @@ def upgrade() -> None:
     )
     op.add_column("articles", sa.Column("fanout_token", sa.String(32), nullable=True))
     op.create_index("ix_articles_fanned_out_at", "articles", ["fanned_out_at"])
-    # Articles stored before this revision were fanned out (or meant to alert nobody).
+    # Articles stored before this revision were fanned out (or meant to alert nobody),
+    # except the last day's that some readers were being sent: their fan-out task of the
+    # old kind may still wait on the broker, and it would now find them done. Fanning
+    # those out again is safe: readers who already have a delivery row are left alone.
     op.execute("UPDATE articles SET fanned_out_at = created_at")
+    op.execute(
+        sa.text(
+            "UPDATE articles SET fanned_out_at = NULL WHERE created_at > :since"
+            " AND EXISTS (SELECT 1 FROM deliveries WHERE deliveries.article_id = articles.id"
+            " AND deliveries.digest_run_id IS NULL)"
+        ).bindparams(since=datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1))
+    )
 
     for table in ("deliveries", "digest_recipients"):
         op.add_column(table, sa.Column("next_attempt_at", UTCDateTime(), nullable=True))
