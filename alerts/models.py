@@ -318,6 +318,8 @@ class Delivery(Base):
         Index("ix_deliveries_article_status", "article_id", "status", "subscriber_id"),
         # The reconciler looks for pending rows nobody holds.
         Index("ix_deliveries_status_article", "status", "article_id"),
+        # A digest batch takes its readers' rows of the run (not every row of the run).
+        Index("ix_deliveries_digest_run_subscriber", "digest_run_id", "subscriber_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -341,7 +343,7 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None]
     # Set when the article went out in a digest (None: an alert).
     digest_run_id: Mapped[int | None] = mapped_column(
-        ForeignKey("digest_runs.id", ondelete="SET NULL"), index=True
+        ForeignKey("digest_runs.id", ondelete="SET NULL")
     )
 
 

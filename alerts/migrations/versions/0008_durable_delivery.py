@@ -54,6 +54,10 @@ def upgrade() -> None:
         "ix_deliveries_article_status", "deliveries", ["article_id", "status", "subscriber_id"]
     )
     op.create_index("ix_deliveries_status_article", "deliveries", ["status", "article_id"])
+    op.drop_index("ix_deliveries_digest_run_id", table_name="deliveries")
+    op.create_index(
+        "ix_deliveries_digest_run_subscriber", "deliveries", ["digest_run_id", "subscriber_id"]
+    )
 
     op.create_table(
         "relay_status",
@@ -70,6 +74,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("relay_status")
+    op.drop_index("ix_deliveries_digest_run_subscriber", table_name="deliveries")
+    op.create_index("ix_deliveries_digest_run_id", "deliveries", ["digest_run_id"])
     op.drop_index("ix_deliveries_status_article", table_name="deliveries")
     op.drop_index("ix_deliveries_article_status", table_name="deliveries")
     op.create_index("ix_deliveries_status_updated", "deliveries", ["status", "updated_at"])
