@@ -1,4 +1,4 @@
-"""The one place that talks SMTP: ALERTS_SMTP_URL, verified TLS, one reused connection per task."""
+"""The one place that talks SMTP: ALERTS_SMTP_URL, verified TLS, one reused connection per batch."""
 
 from __future__ import annotations
 

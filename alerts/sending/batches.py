@@ -192,7 +192,6 @@ class DigestOutbox:
             run.id,
             {reader_id: content.article_ids for reader_id, content in self.contents.items()},
             claim.token,
-            policy,
         )
 
     def _finish(self, key: int, status: RecipientStatus, **kwargs: object) -> None:

@@ -181,7 +181,6 @@ def claim_articles(
     run_id: int,
     wanted: dict[int, list[int]],
     token: str,
-    policy: RetryPolicy,
 ) -> dict[int, list[int]]:
     """Record each digest's articles in the send ledger (reader -> article ids); returns what
     each digest may carry: an alert or another digest may have taken an article meanwhile."""

@@ -158,7 +158,7 @@ def record_sent(session: Session, token: str, article_id: int, subscriber_id: in
     )
 
 
-def _held(session: Session, token: str, article_id: int, subscriber_id: int) -> tuple[Any, ...]:
+def _held(token: str, article_id: int, subscriber_id: int) -> tuple[Any, ...]:
     return (
         Delivery.article_id == article_id,
         Delivery.subscriber_id == subscriber_id,
@@ -174,7 +174,7 @@ def record_bounced(
     current = now()
     session.execute(
         update(Delivery)
-        .where(*_held(session, token, article_id, subscriber_id))
+        .where(*_held(token, article_id, subscriber_id))
         .values(
             status=DeliveryStatus.BOUNCED,
             attempts=Delivery.attempts + 1,
@@ -202,7 +202,7 @@ def record_temporary(
     current = now()
     row = session.execute(
         select(Delivery.attempts, Delivery.retry_until).where(
-            *_held(session, token, article_id, subscriber_id)
+            *_held(token, article_id, subscriber_id)
         )
     ).one_or_none()
     if row is None:
@@ -222,7 +222,7 @@ def record_temporary(
         values["retry_until"] = retry_until or current + policy.horizon
     session.execute(
         update(Delivery)
-        .where(*_held(session, token, article_id, subscriber_id))
+        .where(*_held(token, article_id, subscriber_id))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
