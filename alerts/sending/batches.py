@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -51,6 +52,60 @@ class Drain:
             if wait <= policy.requeue_after.total_seconds():
                 return wait
         return None
+
+
+def _drain(
+    session: Session,
+    settings: emails.MailSettings,
+    policy: RetryPolicy,
+    connect: loop.Connect,
+    *,
+    claim_next: Callable[[], Any],
+    renew: Callable[[str], Callable[[Session], None]],
+    outbox: Callable[[Any], loop.Outbox],
+    on_batch: Callable[[int], None] | None = None,
+) -> Drain:
+    """Claim a batch, send it, take the next, for alerts and digests alike: until nothing
+    may be sent now, the relay is down, the lease is lost, or the task's slice is up."""
+    drain = Drain()
+    started = time.monotonic()
+    sender = message.envelope_sender(settings.mail_from)
+    relay_key = relay.key_of(settings.smtp)
+    while True:
+        down = relay.may_send(session, relay_key, policy)
+        if down is not None:
+            drain.outcome.relay_down_until = down
+            break
+        claim = claim_next()
+        if not claim.subscriber_ids:
+            break
+        # The lease is renewed from the moment of the claim: preparing the batch is part of
+        # holding it.
+        with Lease(
+            session.get_bind(),  # type: ignore[arg-type]
+            renew(claim.token),
+            policy.renew_every,
+            policy.stale_after.total_seconds(),
+        ) as lease:
+            outcome = loop.send(
+                session,
+                outbox(claim),
+                claim.subscriber_ids,
+                settings.smtp,
+                sender,
+                policy,
+                lease,
+                connect,
+            )
+        drain.outcome.add(outcome)
+        if on_batch is not None:
+            on_batch(len(claim.subscriber_ids))
+        if outcome.relay_down_until is not None or outcome.lease_lost:
+            break
+        if time.monotonic() - started > policy.task_slice:
+            drain.more = True
+            break
+    return drain
 
 
 class AlertOutbox:
@@ -118,48 +173,20 @@ def drain_alerts(
     connect: loop.Connect = smtp.connect,
 ) -> Drain:
     """Send the article's pending alerts, batch after batch."""
-    drain = Drain()
     article = session.get(Article, article_id)
     if article is None:
-        return drain
-    started = time.monotonic()
-    scope: matching.Scope | None = None
-    sender = message.envelope_sender(settings.mail_from)
-    relay_key = relay.key_of(settings.smtp)
-    while True:
-        down = relay.may_send(session, relay_key, policy)
-        if down is not None:
-            drain.outcome.relay_down_until = down
-            break
-        claim = ledger.claim_next(session, article_id, policy)
-        if not claim.subscriber_ids:
-            break
-        # The lease is renewed from the moment of the claim: preparing the batch is part of
-        # holding it.
-        with Lease(
-            session.get_bind(),  # type: ignore[arg-type]
-            partial(ledger.renew, token=claim.token, article_id=article_id),
-            policy.renew_every,
-            policy.stale_after.total_seconds(),
-        ) as lease:
-            scope = scope or matching.scope(session, article)
-            outbox = AlertOutbox(session, settings, policy, article, scope, claim)
-            outcome = loop.send(
-                session,
-                outbox,
-                claim.subscriber_ids,
-                settings.smtp,
-                sender,
-                policy,
-                lease,
-                connect,
-            )
-        drain.outcome.add(outcome)
-        if outcome.relay_down_until is not None or outcome.lease_lost:
-            break
-        if time.monotonic() - started > policy.task_slice:
-            drain.more = True
-            break
+        return Drain()
+    # Worked out once per task, and only once there is a batch to send.
+    scope = lru_cache(maxsize=1)(lambda: matching.scope(session, article))
+    drain = _drain(
+        session,
+        settings,
+        policy,
+        connect,
+        claim_next=lambda: ledger.claim_next(session, article_id, policy),
+        renew=lambda token: partial(ledger.renew, token=token, article_id=article_id),
+        outbox=lambda claim: AlertOutbox(session, settings, policy, article, scope(), claim),
+    )
     drain.next_retry_at = ledger.next_retry_at(session, article_id)
     session.commit()
     return drain
@@ -270,48 +297,21 @@ def drain_digests(
     on_batch: Callable[[int], None] | None = None,
 ) -> Drain:
     """Send the run's queued digests, batch after batch; each reader at most once."""
-    drain = Drain()
     run = session.get(DigestRun, run_id)
     if run is None:
-        return drain
-    started = time.monotonic()
+        return Drain()
     render = render or emails.DigestRenderer(settings)
     tree = digests.TopicTree(session)
-    sender = message.envelope_sender(settings.mail_from)
-    relay_key = relay.key_of(settings.smtp)
-    while True:
-        down = relay.may_send(session, relay_key, policy)
-        if down is not None:
-            drain.outcome.relay_down_until = down
-            break
-        claim = digest_ledger.claim_next(session, run_id, policy)
-        if not claim.subscriber_ids:
-            break
-        with Lease(
-            session.get_bind(),  # type: ignore[arg-type]
-            partial(digest_ledger.renew, run_id=run_id, token=claim.token),
-            policy.renew_every,
-            policy.stale_after.total_seconds(),
-        ) as lease:
-            outbox = DigestOutbox(session, settings, policy, run, claim, render, tree)
-            outcome = loop.send(
-                session,
-                outbox,
-                claim.subscriber_ids,
-                settings.smtp,
-                sender,
-                policy,
-                lease,
-                connect,
-            )
-        drain.outcome.add(outcome)
-        if on_batch is not None:
-            on_batch(len(claim.subscriber_ids))
-        if outcome.relay_down_until is not None or outcome.lease_lost:
-            break
-        if time.monotonic() - started > policy.task_slice:
-            drain.more = True
-            break
+    drain = _drain(
+        session,
+        settings,
+        policy,
+        connect,
+        claim_next=lambda: digest_ledger.claim_next(session, run_id, policy),
+        renew=lambda token: partial(digest_ledger.renew, run_id=run_id, token=token),
+        outbox=lambda claim: DigestOutbox(session, settings, policy, run, claim, render, tree),
+        on_batch=on_batch,
+    )
     drain.next_retry_at = session.scalar(
         select(func.min(DigestRecipient.next_attempt_at)).where(
             DigestRecipient.run_id == run_id, DigestRecipient.status == RecipientStatus.QUEUED
