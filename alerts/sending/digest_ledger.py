@@ -22,6 +22,7 @@ from alerts.clock import now
 from alerts.db import insert_ignoring_duplicates, rowcount
 from alerts.digests import next_send_time
 from alerts.models import (
+    DELIVERY_PENDING,
     Delivery,
     DeliveryStatus,
     DigestRecipient,
@@ -211,7 +212,7 @@ def claim_articles(
         .where(
             Delivery.subscriber_id.in_(readers),
             Delivery.digest_run_id == run_id,
-            Delivery.status == DeliveryStatus.PENDING,
+            DELIVERY_PENDING,
         )
         .values(claim_token=token, claimed_at=current, updated_at=current)
         .execution_options(synchronize_session=False)
@@ -314,7 +315,7 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
         .where(
             Delivery.subscriber_id == subscriber_id,
             Delivery.digest_run_id == run_id,
-            Delivery.status == DeliveryStatus.PENDING,
+            DELIVERY_PENDING,
         )
         .values(status=DeliveryStatus.SKIPPED, claim_token=None, last_error="not active")
         .execution_options(synchronize_session=False)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from alerts.clock import now
 from alerts.db import insert_ignoring_duplicates, rowcount
-from alerts.models import Delivery, DeliveryStatus, Subscriber
+from alerts.models import DELIVERY_PENDING, Delivery, DeliveryStatus, Subscriber
 from alerts.sending import suppression
 from alerts.sending.policy import RetryPolicy
 
@@ -72,7 +72,7 @@ def claim_next(session: Session, article_id: int, policy: RetryPolicy) -> Claim:
         select(Delivery.id)
         .where(
             Delivery.article_id == article_id,
-            Delivery.status == DeliveryStatus.PENDING,
+            DELIVERY_PENDING,
             Delivery.digest_run_id.is_(None),  # a digest's rows are finished by its run
             free,  # type: ignore[arg-type]
             _due(current),  # type: ignore[arg-type]
@@ -95,7 +95,7 @@ def claim_next(session: Session, article_id: int, policy: RetryPolicy) -> Claim:
                 update(Delivery)
                 .where(
                     Delivery.id.in_(ids),
-                    Delivery.status == DeliveryStatus.PENDING,
+                    DELIVERY_PENDING,
                     free,  # type: ignore[arg-type]
                 )
                 .values(claim_token=token, claimed_at=current, updated_at=current)
@@ -255,7 +255,7 @@ def renew(session: Session, token: str, article_id: int) -> None:
         update(Delivery)
         .where(
             Delivery.article_id == article_id,
-            Delivery.status == DeliveryStatus.PENDING,
+            DELIVERY_PENDING,
             Delivery.claim_token == token,
         )
         .values(claimed_at=now())
@@ -268,7 +268,7 @@ def next_retry_at(session: Session, article_id: int) -> datetime | None:
     moment: datetime | None = session.scalar(
         select(func.min(Delivery.next_attempt_at)).where(
             Delivery.article_id == article_id,
-            Delivery.status == DeliveryStatus.PENDING,
+            DELIVERY_PENDING,
             Delivery.digest_run_id.is_(None),
         )
     )

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from alerts.clock import now
 from alerts.models import (
+    DELIVERY_PENDING,
     Article,
     Delivery,
-    DeliveryStatus,
     DigestRecipient,
     DigestRun,
     RecipientStatus,
@@ -62,14 +62,14 @@ def owed(session: Session, policy: RetryPolicy, relay_down: bool = False) -> Owe
     )
     waiting = exists().where(
         Delivery.article_id == Article.id,
-        Delivery.status == DeliveryStatus.PENDING,
+        DELIVERY_PENDING,
         Delivery.digest_run_id.is_(None),
         or_(Delivery.claim_token.is_(None), Delivery.claimed_at < stale),
         or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= current),
     )
     pending_articles = (
         select(Delivery.article_id)
-        .where(Delivery.status == DeliveryStatus.PENDING, Delivery.digest_run_id.is_(None))
+        .where(DELIVERY_PENDING, Delivery.digest_run_id.is_(None))
         .distinct()
     )
     if relay_down:
@@ -152,7 +152,7 @@ def waiting(session: Session) -> Waiting:
     def count(query: object) -> int:
         return int(session.scalar(query) or 0)  # type: ignore[call-overload]
 
-    pending = Delivery.status == DeliveryStatus.PENDING
+    pending = DELIVERY_PENDING
     return Waiting(
         alerts_pending=count(
             select(func.count())
