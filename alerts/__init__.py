@@ -1,48 +1,23 @@
-"""News alerts: a news site's free email alerts. create_app() builds the web app and its workers."""
+"""News alerts: a news site's free email alerts.
+
+The layers, outside in: `alerts.web` (pages, admin, API) and `alerts.cli`, then `worker`
+(Celery tasks), then the domain (`subscriptions`, `articles`, `feeds`, `matching`, `digests`,
+`sending`, `mail`, ...), then `models`. The domain takes a session and plain values and
+imports neither Flask nor Celery; `create_app` (in `alerts.app`) puts the layers together.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from alerts import config as settings
-
-TEMPLATES_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "templates"
-)
+if TYPE_CHECKING:
+    from alerts.app import create_app as create_app
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, template_folder=TEMPLATES_DIR)
-    app.config.from_mapping(settings.defaults())
-    if test_config is None:
-        app.config.from_prefixed_env("ALERTS")
-    else:
-        app.config.from_mapping(test_config)
-    settings.normalize(app.config)
-    settings.check_production(app.config)
-    settings.check_sending(app.config)
-    if app.config["ENV"] == "production":
-        app.config.update(SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True)
-    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
-        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    # Admin sessions end after a working day.
-    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=8)
+def __getattr__(name: str) -> Any:
+    # `from alerts import create_app` without importing Flask for every domain module.
+    if name == "create_app":
+        from alerts.app import create_app
 
-    from alerts import db
-
-    db.init_app(app)
-
-    from worker.celery_app import celery_init_app
-
-    celery_init_app(app)
-
-    from alerts.web import init_app as init_web
-
-    init_web(app)
-
-    return app
+        return create_app
+    raise AttributeError(f"module 'alerts' has no attribute {name!r}")

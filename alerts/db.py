@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, g
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,15 @@ def init_app(app: Flask) -> None:
     app.teardown_appcontext(_close_session)
 
 
+# The app's session and engine, for views, tasks and commands: Flask is imported when they
+# are called, never when a domain module imports this one (the domain takes a session).
+
+
 def session() -> Session:
     """The session of the current app context (request or task), opened on first use."""
-    if "db_session" not in g:
-        from flask import current_app
+    from flask import current_app, g
 
+    if "db_session" not in g:
         g.db_session = current_app.extensions["alerts.sessionmaker"]()
     db_session: Session = g.db_session
     return db_session
@@ -70,6 +76,8 @@ def engine() -> Engine:
 
 
 def _close_session(_exc: BaseException | None) -> None:
+    from flask import g
+
     db_session = g.pop("db_session", None)
     if db_session is not None:
         db_session.close()

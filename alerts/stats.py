@@ -20,6 +20,7 @@ from alerts.models import (
     SubscriberStatus,
     Subscription,
 )
+from alerts.topic_tree import TopicTree
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ def active_readers_by_frequency(session: Session) -> dict[str, int]:
 def active_readers_by_top_topic(session: Session) -> list[tuple[str, int]]:
     """Active readers following each top-level topic (itself or anything in its branch),
     counted in the database: the topic tree (a few dozen rows) becomes a CASE."""
-    tree = digests.TopicTree(session)
-    roots = sorted(tree.roots(), key=lambda topic: (topic.position, topic.id))
+    tree = TopicTree.load(session)
+    roots = tree.roots()
     if not tree.topics:
         return []
     root_of = case(
@@ -108,7 +109,7 @@ def recent_runs(session: Session, limit: int = 10) -> list[digests.RunProgress]:
 
 
 def topic_choices(session: Session) -> list[tuple[str, str]]:
-    tree = digests.TopicTree(session)
+    tree = TopicTree.load(session)
     ordered = sorted(
         tree.topics.values(),
         key=lambda t: (tree.root(t.id).position, t.parent_id is not None, t.position),

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.models import Language, Topic, TopicAlias, TopicKind
+from alerts.topic_tree import TopicTree
 
 
 @dataclass(frozen=True)
@@ -218,16 +219,13 @@ class TopicNode:
 
 def tree(session: Session) -> list[TopicNode]:
     """The whole topic tree, roots in site order, from one query."""
-    topics = session.scalars(select(Topic).order_by(Topic.position, Topic.id)).all()
-    by_parent: dict[int | None, list[Topic]] = {}
-    for topic in topics:
-        by_parent.setdefault(topic.parent_id, []).append(topic)
+    topics = TopicTree.load(session)
 
     def build(topic: Topic) -> TopicNode:
-        children = tuple(build(child) for child in by_parent.get(topic.id, []))
+        children = tuple(build(child) for child in topics.children(topic.id))
         return TopicNode(topic.slug, topic.name, topic.kind, children)
 
-    return [build(root) for root in by_parent.get(None, [])]
+    return [build(root) for root in topics.roots()]
 
 
 def groups(session: Session) -> list[tuple[str, list[TopicNode]]]:

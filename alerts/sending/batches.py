@@ -32,6 +32,7 @@ from alerts.models import (
 from alerts.sending import digest_ledger, ledger, loop, relay
 from alerts.sending.lease import Lease
 from alerts.sending.policy import RetryPolicy
+from alerts.topic_tree import TopicTree
 
 
 @dataclass
@@ -118,6 +119,7 @@ class AlertOutbox:
         policy: RetryPolicy,
         article: Article,
         scope: matching.Scope,
+        tree: TopicTree,
         claim: ledger.Claim,
     ) -> None:
         self.session = session
@@ -131,7 +133,9 @@ class AlertOutbox:
                 select(Subscriber).where(Subscriber.id.in_(claim.subscriber_ids))
             )
         }
-        self.why = matching.reasons(session, scope, claim.subscriber_ids)
+        self.why = matching.reasons(
+            session, scope, claim.subscriber_ids, matching.alert_frequencies(article), tree
+        )
 
     def compose(self, key: int) -> tuple[str, bytes] | None:
         reader = self.readers[key]
@@ -177,7 +181,8 @@ def drain_alerts(
     if article is None:
         return Drain()
     # Worked out once per task, and only once there is a batch to send.
-    scope = lru_cache(maxsize=1)(lambda: matching.scope(session, article))
+    tree = lru_cache(maxsize=1)(lambda: TopicTree.load(session))
+    scope = lru_cache(maxsize=1)(lambda: matching.scope(session, article, tree()))
     drain = _drain(
         session,
         settings,
@@ -185,7 +190,9 @@ def drain_alerts(
         connect,
         claim_next=lambda: ledger.claim_next(session, article_id, policy),
         renew=lambda token: partial(ledger.renew, token=token, article_id=article_id),
-        outbox=lambda claim: AlertOutbox(session, settings, policy, article, scope(), claim),
+        outbox=lambda claim: AlertOutbox(
+            session, settings, policy, article, scope(), tree(), claim
+        ),
     )
     drain.next_retry_at = ledger.next_retry_at(session, article_id)
     session.commit()
@@ -203,7 +210,7 @@ class DigestOutbox:
         run: DigestRun,
         claim: digest_ledger.RecipientClaim,
         render: emails.DigestRenderer,
-        tree: digests.TopicTree,
+        tree: TopicTree,
     ) -> None:
         self.session = session
         self.policy = policy
@@ -301,7 +308,7 @@ def drain_digests(
     if run is None:
         return Drain()
     render = render or emails.DigestRenderer(settings)
-    tree = digests.TopicTree(session)
+    tree = TopicTree.load(session)
     drain = _drain(
         session,
         settings,
@@ -317,6 +324,6 @@ def drain_digests(
             DigestRecipient.run_id == run_id, DigestRecipient.status == RecipientStatus.QUEUED
         )
     )
-    digests.progress(session, run)  # stamps finished_at when the last one is done
+    digests.finish_if_done(session, run)
     session.commit()
     return drain

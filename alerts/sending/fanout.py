@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 from alerts import matching
 from alerts.clock import now
 from alerts.db import rowcount
-from alerts.models import Article, Frequency
+from alerts.models import Article
 from alerts.sending import ledger
 from alerts.sending.policy import RetryPolicy
+from alerts.topic_tree import TopicTree
 
 
 @dataclass
@@ -65,10 +66,11 @@ def fan_out(
         return report
     session.refresh(article)
     report.held = True
-    frequencies = tuple(Frequency) if article.urgent else (Frequency.IMMEDIATE,)
-    scope = matching.scope(session, article)
+    frequencies = matching.alert_frequencies(article)
+    tree = TopicTree.load(session)
+    scope = matching.scope(session, article, tree)
     pages = matching.subscriber_pages_after(
-        session, scope, frequencies, policy.batch_size, start_after=article.fanout_after
+        session, scope, frequencies, policy.batch_size, article.fanout_after, tree
     )
     for page, last_seen in pages:
         ledger.write_pending(session, article_id, page)

@@ -1,0 +1,181 @@
+"""What goes in a reader's digest: every article the one matching rule gives them since
+their previous digest, not sent to them yet, grouped by top-level topic, newest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from alerts.clock import now
+from alerts.digests.runs import scope_topic_ids
+from alerts.matching import Reason, interests, match, scope_of
+from alerts.models import (
+    Article,
+    ArticleTopic,
+    Delivery,
+    DeliveryStatus,
+    DigestSchedule,
+    Frequency,
+    Subscriber,
+)
+from alerts.topic_tree import TopicTree
+
+MAX_ARTICLES = 50
+
+
+KEYWORDS_GROUP = "Your keywords"
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    article: Article
+    reason: Reason  # the followed topic or the keyword that matched: "why you got this"
+
+
+@dataclass
+class DigestContent:
+    subscriber: Subscriber
+    frequency: Frequency
+    # (group title: a top-level topic, or "Your keywords"; its items newest first)
+    groups: list[tuple[str, list[DigestItem]]] = field(default_factory=list)
+    # Every article of the digest, the ones past the shown limit too ("and N more").
+    article_ids: list[int] = field(default_factory=list)
+    # The end of the window this digest covers (articles arrived up to then).
+    until: datetime | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self.article_ids)
+
+    @property
+    def shown(self) -> int:
+        return sum(len(items) for _, items in self.groups)
+
+    @property
+    def more(self) -> int:
+        return self.total - self.shown
+
+    def keep_only(self, article_ids: Collection[int]) -> None:
+        """Drop articles another sender took between building and claiming."""
+        keep = set(article_ids)
+        self.article_ids = [article_id for article_id in self.article_ids if article_id in keep]
+        groups = []
+        for root, items in self.groups:
+            kept = [item for item in items if item.article.id in keep]
+            if kept:
+                groups.append((root, kept))
+        self.groups = groups
+
+
+def build_contents(
+    session: Session,
+    frequency: Frequency,
+    subscriber_ids: Collection[int],
+    scope: str = "",
+    tree: TopicTree | None = None,
+    limit: int = MAX_ARTICLES,
+) -> dict[int, DigestContent]:
+    """Each reader's digest now: every matching article not sent to them yet, published since
+    their previous digest (or since they confirmed), each once, grouped, newest first.
+
+    Raises:
+        UnknownTopic: `scope` names no topic.
+    """
+    tree = tree or TopicTree.load(session)
+    current = now()
+    wants = interests(session, subscriber_ids, (frequency,))
+    if not wants:
+        return {}
+    readers = {
+        reader.id: reader
+        for reader in session.scalars(select(Subscriber).where(Subscriber.id.in_(list(wants))))
+    }
+    last_sent = dict(
+        session.execute(
+            select(DigestSchedule.subscriber_id, DigestSchedule.last_sent_at).where(
+                DigestSchedule.subscriber_id.in_(list(readers)),
+                DigestSchedule.frequency == frequency,
+            )
+        ).all()
+    )
+    # Since the previous digest, or since they (re)confirmed: a returning reader does not
+    # get what was published while they were away.
+    since = {
+        reader.id: max(
+            moment
+            for moment in (last_sent.get(reader.id), reader.confirmed_at, reader.created_at)
+            if moment is not None
+        )
+        for reader in readers.values()
+    }
+
+    # The articles of the window, each scoped once (topics expanded to ancestors, words).
+    # The window is by arrival (created_at), not by the date an article carries: a feed entry
+    # read late, or an article published with a past date, still reaches the next digest;
+    # the ledger keeps anything already sent out.
+    articles = list(
+        session.scalars(
+            select(Article)
+            .where(Article.created_at >= min(since.values()), Article.created_at <= current)
+            .order_by(Article.published_at.desc(), Article.id.desc())
+        )
+    )
+    if not articles:
+        return {
+            reader_id: DigestContent(readers[reader_id], frequency, until=current)
+            for reader_id in readers
+        }
+    own_topics: dict[int, list[int]] = {article.id: [] for article in articles}
+    for article_id, topic_id in session.execute(
+        select(ArticleTopic.article_id, ArticleTopic.topic_id).where(
+            ArticleTopic.article_id.in_(list(own_topics))
+        )
+    ):
+        own_topics[article_id].append(topic_id)
+    scopes = {article.id: scope_of(article, own_topics[article.id], tree) for article in articles}
+    scoped = scope_topic_ids(session, scope, tree)
+    delivered = set(
+        session.execute(
+            select(Delivery.subscriber_id, Delivery.article_id).where(
+                Delivery.subscriber_id.in_(list(readers)),
+                Delivery.article_id.in_(list(own_topics)),
+                # A claim of this same digest, left by a run that died, is ours to finish.
+                or_(Delivery.status != DeliveryStatus.PENDING, Delivery.digest_run_id.is_(None)),
+            )
+        ).all()
+    )
+
+    order = {root.name: (root.position, root.id) for root in tree.roots()}
+    contents: dict[int, DigestContent] = {}
+    for reader_id, reader in readers.items():
+        content = DigestContent(reader, frequency, until=current)
+        grouped: dict[str, list[DigestItem]] = {}
+        for article in articles:
+            article_scope = scopes[article.id]
+            if (
+                article.created_at < since[reader_id]
+                or (reader_id, article.id) in delivered
+                or (scoped is not None and not scoped[0].intersection(article_scope.topic_ids))
+            ):
+                continue
+            reason = match(wants[reader_id], article_scope, tree)
+            if reason is None:
+                continue
+            group = (
+                tree.root(reason.topic_id).name if reason.topic_id is not None else KEYWORDS_GROUP
+            )
+            grouped.setdefault(group, []).append(DigestItem(article, reason))
+            content.article_ids.append(article.id)
+        # The newest `limit` articles are shown, under their groups in site order.
+        shown_ids = set(content.article_ids[:limit])
+        for group in sorted(grouped, key=lambda name: order.get(name, (10**6, 0))):
+            items = [item for item in grouped[group] if item.article.id in shown_ids]
+            if items:
+                content.groups.append((group, items))
+        contents[reader_id] = content
+    return contents
