@@ -127,8 +127,8 @@ def build_contents(
     )
     if not articles:
         return {
-            reader_id: DigestContent(readers[reader_id], frequency, until=current)
-            for reader_id in readers
+            subscriber_id: DigestContent(readers[subscriber_id], frequency, until=current)
+            for subscriber_id in readers
         }
     own_topics: dict[int, list[int]] = {article.id: [] for article in articles}
     for article_id, topic_id in session.execute(
@@ -152,18 +152,18 @@ def build_contents(
 
     order = {root.name: (root.position, root.id) for root in tree.roots()}
     contents: dict[int, DigestContent] = {}
-    for reader_id, reader in readers.items():
+    for subscriber_id, reader in readers.items():
         content = DigestContent(reader, frequency, until=current)
         grouped: dict[str, list[DigestItem]] = {}
         for article in articles:
             article_scope = scopes[article.id]
             if (
-                article.created_at < since[reader_id]
-                or (reader_id, article.id) in delivered
+                article.created_at < since[subscriber_id]
+                or (subscriber_id, article.id) in delivered
                 or (scoped is not None and not scoped[0].intersection(article_scope.topic_ids))
             ):
                 continue
-            reason = match(wants[reader_id], article_scope, tree)
+            reason = match(wants[subscriber_id], article_scope, tree)
             if reason is None:
                 continue
             group = (
@@ -177,5 +177,5 @@ def build_contents(
             items = [item for item in grouped[group] if item.article.id in shown_ids]
             if items:
                 content.groups.append((group, items))
-        contents[reader_id] = content
+        contents[subscriber_id] = content
     return contents

@@ -111,7 +111,7 @@ def subscriber_pages_after(
         page = page[:batch_size] or seen[:1]
         after = page[-1]
         why = reasons(session, article_scope, page, wanted, tree)
-        yield [reader_id for reader_id in page if reader_id in why], after
+        yield [subscriber_id for subscriber_id in page if subscriber_id in why], after
         if horizon is None and len(seen) <= len(page):
             return  # every source ran out within this page
 

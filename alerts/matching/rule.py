@@ -76,7 +76,7 @@ class Reason:
 class Interest:
     """What one receiving reader wants, as far as the question asked needs to know."""
 
-    reader_id: int
+    subscriber_id: int
     languages: frozenset[str]
     topics: frozenset[int]  # followed at the frequencies asked about
     any_topics: frozenset[int]  # followed at any frequency: "only within my topics"
@@ -87,7 +87,7 @@ class Interest:
 
 def interests(
     session: Session,
-    reader_ids: Collection[int],
+    subscriber_ids: Collection[int],
     frequencies: Collection[Frequency],
     article_scope: Scope | None = None,
 ) -> dict[int, Interest]:
@@ -96,7 +96,7 @@ def interests(
     With an article's scope, only the rows that can matter to it are read (its topics, the
     keywords starting with one of its words): a fan-out page costs what it matches.
     """
-    ids = list(reader_ids)
+    ids = list(subscriber_ids)
     if not ids:
         return {}
     wanted = set(frequencies)
@@ -117,8 +117,8 @@ def interests(
         language_query = language_query.where(
             SubscriberLanguage.language_code == article_scope.language_code
         )
-    for reader_id, code in session.execute(language_query):
-        languages.setdefault(reader_id, set()).add(code)
+    for subscriber_id, code in session.execute(language_query):
+        languages.setdefault(subscriber_id, set()).add(code)
     topics: dict[int, set[int]] = {}
     any_topics: dict[int, set[int]] = {}
     topic_query = select(
@@ -126,10 +126,10 @@ def interests(
     ).where(Subscription.subscriber_id.in_(ids))
     if article_scope is not None:
         topic_query = topic_query.where(Subscription.topic_id.in_(article_scope.topic_ids))
-    for reader_id, topic_id, frequency in session.execute(topic_query):
-        any_topics.setdefault(reader_id, set()).add(topic_id)
+    for subscriber_id, topic_id, frequency in session.execute(topic_query):
+        any_topics.setdefault(subscriber_id, set()).add(topic_id)
         if frequency in wanted:
-            topics.setdefault(reader_id, set()).add(topic_id)
+            topics.setdefault(subscriber_id, set()).add(topic_id)
     keywords: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
     has_keywords = set(
         session.scalars(
@@ -145,20 +145,20 @@ def interests(
         keyword_query = keyword_query.where(
             Keyword.first_word.in_(list(article_scope.words.positions))
         )
-    for reader_id, phrase, folded, frequency in session.execute(keyword_query):
+    for subscriber_id, phrase, folded, frequency in session.execute(keyword_query):
         if frequency in wanted:
-            keywords.setdefault(reader_id, []).append((phrase, tuple(folded.split())))
+            keywords.setdefault(subscriber_id, []).append((phrase, tuple(folded.split())))
     return {
-        reader_id: Interest(
-            reader_id=reader_id,
-            languages=frozenset(languages.get(reader_id, ())),
-            topics=frozenset(topics.get(reader_id, ())),
-            any_topics=frozenset(any_topics.get(reader_id, ())),
-            keywords=tuple(keywords.get(reader_id, ())),
-            has_keywords=reader_id in has_keywords,
+        subscriber_id: Interest(
+            subscriber_id=subscriber_id,
+            languages=frozenset(languages.get(subscriber_id, ())),
+            topics=frozenset(topics.get(subscriber_id, ())),
+            any_topics=frozenset(any_topics.get(subscriber_id, ())),
+            keywords=tuple(keywords.get(subscriber_id, ())),
+            has_keywords=subscriber_id in has_keywords,
             within_topics=bool(within),
         )
-        for reader_id, within in readers.items()
+        for subscriber_id, within in readers.items()
     }
 
 
@@ -188,15 +188,17 @@ def match(interest: Interest, article_scope: Scope, tree: TopicTree) -> Reason |
 def reasons(
     session: Session,
     article_scope: Scope,
-    reader_ids: Collection[int],
+    subscriber_ids: Collection[int],
     frequencies: Collection[Frequency],
     tree: TopicTree | None = None,
 ) -> dict[int, Reason]:
     """For each of these readers the article reaches, why."""
     tree = tree or TopicTree.load(session)
     found = {}
-    for reader_id, interest in interests(session, reader_ids, frequencies, article_scope).items():
+    for subscriber_id, interest in interests(
+        session, subscriber_ids, frequencies, article_scope
+    ).items():
         reason = match(interest, article_scope, tree)
         if reason is not None:
-            found[reader_id] = reason
+            found[subscriber_id] = reason
     return found

@@ -224,7 +224,10 @@ class DigestOutbox:
         self.held = digest_ledger.claim_articles(
             session,
             run.id,
-            {reader_id: content.article_ids for reader_id, content in self.contents.items()},
+            {
+                subscriber_id: content.article_ids
+                for subscriber_id, content in self.contents.items()
+            },
             claim.token,
         )
 

@@ -9,17 +9,16 @@ schedule on.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
-from alerts.db import insert_ignoring_duplicates, rowcount
+from alerts.db import insert_ignoring_duplicates
 from alerts.digests import next_send_time
 from alerts.models import (
     DELIVERY_PENDING,
@@ -31,7 +30,7 @@ from alerts.models import (
     RecipientStatus,
     Subscriber,
 )
-from alerts.sending import suppression
+from alerts.sending import claims, suppression
 from alerts.sending.policy import RetryPolicy
 
 # Statements built once: they run once or twice per digest sent, so they must cost little.
@@ -99,60 +98,15 @@ class RecipientClaim:
     slots: dict[int, datetime] = field(default_factory=dict)  # the due slot each one serves
 
 
-def _free(current: datetime, policy: RetryPolicy) -> object:
-    return or_(
-        DigestRecipient.claim_token.is_(None),
-        DigestRecipient.claimed_at < current - policy.stale_after,
-    )
-
-
-def _due(current: datetime) -> object:
-    return or_(
-        DigestRecipient.next_attempt_at.is_(None), DigestRecipient.next_attempt_at <= current
-    )
-
-
 def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientClaim:
     """Take the run's next queued readers (at most a batch) that nobody holds; commits."""
-    token = secrets.token_hex(8)
-    current = now()
-    free = _free(current, policy)
-    chosen = (
-        select(DigestRecipient.id)
-        .where(
-            DigestRecipient.run_id == run_id,
-            DigestRecipient.status == RecipientStatus.QUEUED,
-            free,  # type: ignore[arg-type]
-            _due(current),  # type: ignore[arg-type]
-        )
-        .order_by(DigestRecipient.subscriber_id)
-        .limit(policy.batch_size)
+    token, ids = claims.claim(
+        session,
+        DigestRecipient,
+        [DigestRecipient.run_id == run_id, DigestRecipient.status == RecipientStatus.QUEUED],
+        policy,
+        now(),
     )
-    if session.get_bind().dialect.name == "postgresql":
-        # Rows another task is claiming right now are passed over, not waited for.
-        chosen = chosen.with_for_update(skip_locked=True)
-    # Chosen first, then updated: a LIMIT inside UPDATE ... WHERE id IN (...) may take more
-    # rows than the limit on PostgreSQL, where the subquery can run again per row. On
-    # SQLite two tasks may choose the same rows; the one that finds them taken chooses again.
-    for _ in range(20):
-        ids = list(session.scalars(chosen))
-        if not ids:
-            break
-        taken = rowcount(
-            session.execute(
-                update(DigestRecipient)
-                .where(
-                    DigestRecipient.id.in_(ids),
-                    DigestRecipient.status == RecipientStatus.QUEUED,
-                    free,  # type: ignore[arg-type]
-                )
-                .values(claim_token=token, claimed_at=current, updated_at=current)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        if taken:
-            break
-        session.commit()
     rows = session.execute(
         select(DigestRecipient.subscriber_id, DigestRecipient.slot)
         .where(DigestRecipient.id.in_(ids), DigestRecipient.claim_token == token)

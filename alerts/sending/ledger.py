@@ -8,19 +8,18 @@ a pause stops the very next batch.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
-from alerts.db import insert_ignoring_duplicates, rowcount
+from alerts.db import insert_ignoring_duplicates
 from alerts.models import DELIVERY_PENDING, Delivery, DeliveryStatus, Subscriber
-from alerts.sending import suppression
+from alerts.sending import claims, suppression
 from alerts.sending.policy import RetryPolicy
 
 _deliveries = cast(Table, Delivery.__table__)
@@ -53,58 +52,21 @@ def write_pending(session: Session, article_id: int, subscriber_ids: Collection[
     )
 
 
-def _free(current: datetime, policy: RetryPolicy) -> object:
-    """Held by nobody, or by a task whose lease ran out."""
-    return or_(Delivery.claim_token.is_(None), Delivery.claimed_at < current - policy.stale_after)
-
-
-def _due(current: datetime) -> object:
-    return or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= current)
-
-
 def claim_next(session: Session, article_id: int, policy: RetryPolicy) -> Claim:
     """Take the article's next pending readers (at most a batch); commits. Rows of readers who
     are no longer receiving (unsubscribed, bounced, paused) are closed as skipped."""
-    token = secrets.token_hex(8)
     current = now()
-    free = _free(current, policy)
-    chosen = (
-        select(Delivery.id)
-        .where(
+    token, ids = claims.claim(
+        session,
+        Delivery,
+        [
             Delivery.article_id == article_id,
             DELIVERY_PENDING,
             Delivery.digest_run_id.is_(None),  # a digest's rows are finished by its run
-            free,  # type: ignore[arg-type]
-            _due(current),  # type: ignore[arg-type]
-        )
-        .order_by(Delivery.subscriber_id)
-        .limit(policy.batch_size)
+        ],
+        policy,
+        current,
     )
-    if session.get_bind().dialect.name == "postgresql":
-        # Rows another task is claiming right now are passed over, not waited for.
-        chosen = chosen.with_for_update(skip_locked=True)
-    # Chosen first, then updated: a LIMIT inside UPDATE ... WHERE id IN (...) may take more
-    # rows than the limit on PostgreSQL, where the subquery can run again per row. On
-    # SQLite two tasks may choose the same rows; the one that finds them taken chooses again.
-    for _ in range(20):
-        ids = list(session.scalars(chosen))
-        if not ids:
-            break
-        taken = rowcount(
-            session.execute(
-                update(Delivery)
-                .where(
-                    Delivery.id.in_(ids),
-                    DELIVERY_PENDING,
-                    free,  # type: ignore[arg-type]
-                )
-                .values(claim_token=token, claimed_at=current, updated_at=current)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        if taken:
-            break
-        session.commit()
     rows = session.execute(
         select(Delivery.subscriber_id, Subscriber.receiving(current))
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
