@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 _frozen: datetime | None = None
 
@@ -18,3 +20,17 @@ def freeze(at: datetime | None) -> None:
     if at is not None and at.tzinfo is None:
         raise ValueError("freeze() needs an aware datetime")
     _frozen = at.astimezone(UTC) if at is not None else None
+
+
+@lru_cache(maxsize=1)
+def timezones() -> frozenset[str]:
+    """Every IANA zone name this machine knows (read once)."""
+    return frozenset(available_timezones())
+
+
+def zone(name: str) -> ZoneInfo:
+    """A reader's zone; UTC for a name this machine does not know (a zone withdrawn since)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")

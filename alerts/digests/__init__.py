@@ -5,6 +5,7 @@ Times are UTC from clock.now(); each reader's digest is due at their own local h
 (daily), on their weekday (weekly), or on the 1st (monthly), in their IANA zone.
 """
 
+from alerts.clock import timezones, zone
 from alerts.digests.content import (
     KEYWORDS_GROUP,
     MAX_ARTICLES,
@@ -28,8 +29,6 @@ from alerts.digests.schedules import (
     next_send_time,
     period_of,
     sync_schedules,
-    timezones,
-    zone,
 )
 from alerts.digests.starting import DryRun, dry_run, preview, trigger
 

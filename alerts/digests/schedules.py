@@ -5,29 +5,15 @@ zone and hour (daily), weekday (weekly) or the 1st (monthly), kept as UTC times.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.orm import Session
 
-from alerts.clock import now
+from alerts.clock import now, zone
 from alerts.models import DigestSchedule, Frequency, Keyword, Subscriber, Subscription
 
 DIGEST_FREQUENCIES = (Frequency.DAILY, Frequency.WEEKLY, Frequency.MONTHLY)
-
-
-@lru_cache(maxsize=1)
-def timezones() -> frozenset[str]:
-    """Every IANA zone name this machine knows (read once)."""
-    return frozenset(available_timezones())
-
-
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def period_of(frequency: Frequency, at: datetime) -> str:

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 
 from alerts import tokens
+from alerts.clock import zone
 from alerts.mail import message, smtp
 from alerts.mail.render import RenderedEmail, renderer
 from alerts.models import Article, Frequency, Subscriber, SubscriberStatus
@@ -123,11 +123,7 @@ def list_headers(settings: MailSettings, unsubscribe_url: str) -> dict[str, str]
 
 def _local_time(subscriber: Subscriber, article: Article) -> str:
     try:
-        zone = ZoneInfo(subscriber.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    try:
-        local = article.published_at.astimezone(zone)
+        local = article.published_at.astimezone(zone(subscriber.timezone))
     except (OverflowError, ValueError):
         local = article.published_at
     return f"{local.day} {local:%B %Y, %H:%M} {local.tzname()}"
