@@ -41,6 +41,7 @@ def subscriber_pages_after(
     batch_size: int,
     start_after: int,
     tree: TopicTree | None = None,
+    first_page: int | None = None,
 ) -> Iterator[tuple[list[int], int]]:
     """(ids of the receiving readers the article reaches, the last reader id looked at) in
     keyset pages after `start_after`, each id once: a fan-out resumes from the last id.
@@ -49,18 +50,20 @@ def subscriber_pages_after(
     words) gives its next `batch_size` rows after the last id. A source that filled its
     limit may hold more past its last id, so the page stops at the smallest such horizon and
     at `batch_size` readers: every reader up to there is then known from every source.
+    `first_page` makes the first page smaller, so the first alerts go out sooner.
     """
     wanted = list(frequencies)
     tree = tree or TopicTree.load(session)
     first_words = sorted(article_scope.words.positions)
     after = start_after
+    size = first_page or batch_size
     while True:
         topic_hits: set[int] = set()
         horizon: int | None = None
 
-        def take(ids: list[int]) -> set[int]:
+        def take(ids: list[int], limit: int = size) -> set[int]:
             nonlocal horizon
-            if len(ids) >= batch_size:
+            if len(ids) >= limit:
                 horizon = ids[-1] if horizon is None else min(horizon, ids[-1])
             return set(ids)
 
@@ -75,14 +78,14 @@ def subscriber_pages_after(
                             Subscription.subscriber_id > after,
                         )
                         .order_by(Subscription.subscriber_id)
-                        .limit(batch_size)
+                        .limit(size)
                     )
                 )
             )
         # One row per (reader, keyword): when the rows are cut short, the page ends before
         # the last reader, whose other rows may lie past the cut. More rows than one reader
         # can have (MAX_KEYWORDS) keep the first reader whole, so a page always moves on.
-        keyword_limit = max(batch_size, MAX_KEYWORDS + 1)
+        keyword_limit = max(size, MAX_KEYWORDS + 1)
         keyword_rows = (
             session.execute(
                 select(Keyword.subscriber_id)
@@ -108,10 +111,11 @@ def subscriber_pages_after(
         ]
         # Never an empty page: a reader's rows never exceed MAX_KEYWORDS, so the first one
         # seen is complete even when the keyword rows were cut right after it.
-        page = page[:batch_size] or seen[:1]
+        page = page[:size] or seen[:1]
         after = page[-1]
         why = reasons(session, article_scope, page, wanted, tree)
         yield [subscriber_id for subscriber_id in page if subscriber_id in why], after
+        size = batch_size
         if horizon is None and len(seen) <= len(page):
             return  # every source ran out within this page
 

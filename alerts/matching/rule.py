@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
@@ -100,25 +100,32 @@ def interests(
     if not ids:
         return {}
     wanted = set(frequencies)
-    readers = dict(
-        session.execute(
-            select(Subscriber.id, Subscriber.keywords_within_topics).where(
-                Subscriber.id.in_(ids), Subscriber.receiving(now())
-            )
-        ).all()
+    has_keywords = exists().where(Keyword.subscriber_id == Subscriber.id)
+    readers_query = select(Subscriber.id, Subscriber.keywords_within_topics, has_keywords).where(
+        Subscriber.id.in_(ids), Subscriber.receiving(now())
     )
+    languages: dict[int, set[str]] = {}
+    if article_scope is not None:
+        # Only readers of the article's language can match: one query for the page.
+        readers_query = readers_query.join(
+            SubscriberLanguage, SubscriberLanguage.subscriber_id == Subscriber.id
+        ).where(SubscriberLanguage.language_code == article_scope.language_code)
+    readers = {
+        subscriber_id: (within, keyworded)
+        for subscriber_id, within, keyworded in session.execute(readers_query)
+    }
     if not readers:
         return {}
     ids = list(readers)
-    languages: dict[int, set[str]] = {}
-    language_query = select(SubscriberLanguage.subscriber_id, SubscriberLanguage.language_code)
-    language_query = language_query.where(SubscriberLanguage.subscriber_id.in_(ids))
     if article_scope is not None:
-        language_query = language_query.where(
-            SubscriberLanguage.language_code == article_scope.language_code
-        )
-    for subscriber_id, code in session.execute(language_query):
-        languages.setdefault(subscriber_id, set()).add(code)
+        languages = {subscriber_id: {article_scope.language_code} for subscriber_id in ids}
+    else:
+        for subscriber_id, code in session.execute(
+            select(SubscriberLanguage.subscriber_id, SubscriberLanguage.language_code).where(
+                SubscriberLanguage.subscriber_id.in_(ids)
+            )
+        ):
+            languages.setdefault(subscriber_id, set()).add(code)
     topics: dict[int, set[int]] = {}
     any_topics: dict[int, set[int]] = {}
     topic_query = select(
@@ -131,11 +138,6 @@ def interests(
         if frequency in wanted:
             topics.setdefault(subscriber_id, set()).add(topic_id)
     keywords: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
-    has_keywords = set(
-        session.scalars(
-            select(Keyword.subscriber_id).where(Keyword.subscriber_id.in_(ids)).distinct()
-        )
-    )
     keyword_query = (
         select(Keyword.subscriber_id, Keyword.phrase, Keyword.words, Keyword.frequency)
         .where(Keyword.subscriber_id.in_(ids))
@@ -155,10 +157,10 @@ def interests(
             topics=frozenset(topics.get(subscriber_id, ())),
             any_topics=frozenset(any_topics.get(subscriber_id, ())),
             keywords=tuple(keywords.get(subscriber_id, ())),
-            has_keywords=subscriber_id in has_keywords,
+            has_keywords=bool(keyworded),
             within_topics=bool(within),
         )
-        for subscriber_id, within in readers.items()
+        for subscriber_id, (within, keyworded) in readers.items()
     }
 
 

@@ -19,6 +19,8 @@ from alerts.sending import ledger
 from alerts.sending.policy import RetryPolicy
 from alerts.topic_tree import TopicTree
 
+FIRST_PAGE = 50
+
 
 @dataclass
 class FanoutReport:
@@ -70,7 +72,14 @@ def fan_out(
     tree = TopicTree.load(session)
     scope = matching.scope(session, article, tree)
     pages = matching.subscriber_pages_after(
-        session, scope, frequencies, policy.batch_size, article.fanout_after, tree
+        session,
+        scope,
+        frequencies,
+        policy.batch_size,
+        article.fanout_after,
+        tree,
+        # A small first page: the first alerts leave while the rest is written.
+        first_page=min(FIRST_PAGE, policy.batch_size),
     )
     for page, last_seen in pages:
         ledger.write_pending(session, article_id, page)
