@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
+from alerts.errors import InvalidInput
 from alerts.models import Article, Language, Topic, TopicAlias
 from alerts.taxonomy import alias_key
 
@@ -43,12 +44,8 @@ SUMMARY_ATTRIBUTES = {"a": {"href", "title"}}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-class InvalidArticle(ValueError):
+class InvalidArticle(InvalidInput):
     """The article cannot be taken; `errors` maps each bad field to what is wrong with it."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
-        self.errors = errors
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from alerts import create_app
+from alerts.errors import InvalidInput, UnknownTopic
+from worker.tasks import fanout_article
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, load_dotenv=False, set_debug_flag=False)
@@ -79,7 +81,6 @@ def articles_publish(source: typing.BinaryIO) -> None:
     import json
 
     from alerts import articles, db
-    from worker.tasks import fanout_article
 
     try:
         data = json.loads(source.read())
@@ -148,8 +149,8 @@ def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
                 click.echo(rendered.text)
             return
         run, created = digests.trigger(session, chosen, topic, "cli")
-    except ValueError as error:
-        raise click.ClickException(str(error)) from error
+    except UnknownTopic as error:
+        raise click.ClickException(error.message) from error
     session.commit()
     click.echo(f"run #{run.id} ({frequency} {run.period}){'' if created else ', joined'}")
     config = current_app.config
@@ -202,8 +203,8 @@ def feeds_add(url: str, language: str | None, interval: int) -> None:
     session = db.session()
     try:
         feed, created = feeds.add(session, url, language, interval)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from error
+    except InvalidInput as error:
+        raise click.ClickException(error.message) from error
     session.commit()
     click.echo(f"feed #{feed.id} {'added' if created else 'already there'}: {feed.url}")
 
@@ -236,7 +237,6 @@ def feeds_poll(feed_id: int | None) -> None:
 
     from alerts import db, feeds
     from alerts.models import Feed
-    from worker.tasks import fanout_article
 
     session = db.session()
     query = (

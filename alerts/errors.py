@@ -19,6 +19,11 @@ class InvalidInput(AlertsError):
         super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
         self.errors = errors
 
+    @property
+    def message(self) -> str:
+        """Every field's message, as one line for a flash or a terminal."""
+        return " ".join(self.errors.values())
+
 
 class UnknownTopic(InvalidInput):
     """A topic slug that names no topic."""

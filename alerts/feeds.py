@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from alerts import articles
 from alerts.clock import now
+from alerts.errors import AlertsError, InvalidInput
 from alerts.models import Feed, FeedCategory, Language, Topic
 from alerts.taxonomy import alias_key
 
@@ -39,7 +40,7 @@ CLOCK_GRACE = timedelta(hours=1)
 _GLOBAL_ID = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S")
 
 
-class FeedError(Exception):
+class FeedError(AlertsError):
     """The feed could not be read; the message says why, for the admin."""
 
 
@@ -96,26 +97,35 @@ def fetch(url: str, etag: str | None, last_modified: str | None, timeout: float)
 
 
 def check_url(url: str) -> str:
+    """The address, trimmed.
+
+    Raises:
+        InvalidInput: not an http(s) URL, or an impossible port.
+    """
     url = url.strip()
     parts = urlsplit(url)
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number in range
     except ValueError:
-        raise ValueError("That address has an impossible port.") from None
+        raise InvalidInput({"url": "That address has an impossible port."}) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
-        raise ValueError("A feed address must be an http:// or https:// URL.")
+        raise InvalidInput({"url": "A feed address must be an http:// or https:// URL."})
     return url
 
 
 def add(
     session: Session, url: str, language: str | None = None, interval_minutes: int = 15
 ) -> tuple[Feed, bool]:
-    """Add a feed (or return the one with this address); it is polled at once."""
+    """Add a feed (or return the one with this address); it is polled at once.
+
+    Raises:
+        InvalidInput: a bad address, an unknown language or an interval out of range.
+    """
     url = check_url(url)
     if language and session.get(Language, language) is None:
-        raise ValueError(f"Unknown language {language!r}.")
+        raise InvalidInput({"language": f"Unknown language {language!r}."})
     if not 1 <= interval_minutes <= 1440:
-        raise ValueError("Poll every 1 to 1440 minutes.")
+        raise InvalidInput({"interval": "Poll every 1 to 1440 minutes."})
     existing = session.scalar(select(Feed).where(Feed.url == url))
     if existing is not None:
         return existing, False

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from alerts import digests
 from alerts.clock import now
+from alerts.errors import AlertsError, InvalidInput
 from alerts.models import (
     ConsentRecord,
     Frequency,
@@ -29,7 +30,7 @@ from alerts.models import (
     Subscription,
     Topic,
 )
-from alerts.subscriptions import InvalidSignup, find_by_email, form_int, normalize_email
+from alerts.subscriptions import find_by_email, form_int, normalize_email
 
 COLUMNS = [
     "email",
@@ -42,6 +43,10 @@ COLUMNS = [
     "confirmed_at",
 ]
 PAGE = 1000
+
+
+class RowError(AlertsError):
+    """One row of an import that cannot be taken; the message says why, for its line."""
 
 
 def export_rows(session: Session) -> Iterator[str]:
@@ -147,7 +152,7 @@ def import_rows(
             next(ticks, None)
         try:
             values = _parse_row(row, topics, languages)
-        except ValueError as error:
+        except RowError as error:
             report.invalid.append((line, str(error)))
             continue
         email, wanted, codes, timezone, send_hour = values
@@ -169,37 +174,37 @@ def _parse_row(
     row: dict[str, str | None], topics: dict[str, int], languages: set[str]
 ) -> tuple[str, dict[str, Frequency], list[str], str, int]:
     if None in row:
-        raise ValueError("more cells than columns")
+        raise RowError("more cells than columns")
     raw_email = (row.get("email") or "").strip()
     if raw_email[:1] == "'" and raw_email[1:2] in ("=", "+", "-", "@"):
         raw_email = raw_email[1:]  # the export's guard against spreadsheet formulas
     try:
         email = normalize_email(raw_email)
-    except InvalidSignup as invalid:
-        raise ValueError(invalid.errors["email"]) from invalid
+    except InvalidInput as invalid:
+        raise RowError(invalid.errors["email"]) from invalid
     wanted: dict[str, Frequency] = {}
     for pair in filter(None, (part.strip() for part in (row.get("topics") or "").split(";"))):
         slug, _, frequency = pair.partition(":")
         if slug not in topics:
-            raise ValueError(f"unknown topic {slug!r}")
+            raise RowError(f"unknown topic {slug!r}")
         try:
             wanted[slug] = Frequency(frequency or "immediate")
-        except ValueError:
-            raise ValueError(f"unknown frequency {frequency!r} for {slug}") from None
+        except ValueError:  # not a Frequency
+            raise RowError(f"unknown frequency {frequency!r} for {slug}") from None
     if not wanted:
-        raise ValueError("no topic")
+        raise RowError("no topic")
     codes = [code.strip() for code in (row.get("languages") or "").split(";") if code.strip()]
     if not codes:
-        raise ValueError("no language")
+        raise RowError("no language")
     unknown = [code for code in codes if code not in languages]
     if unknown:
-        raise ValueError(f"unknown language {unknown[0]!r}")
+        raise RowError(f"unknown language {unknown[0]!r}")
     timezone = (row.get("timezone") or "UTC").strip()
     if timezone not in digests.timezones():
-        raise ValueError(f"unknown time zone {timezone!r}")
+        raise RowError(f"unknown time zone {timezone!r}")
     hour_text = (row.get("send_hour") or "8").strip()
     if not 0 <= form_int(hour_text) <= 23:
-        raise ValueError(f"send_hour must be 0 to 23, not {hour_text!r}")
+        raise RowError(f"send_hour must be 0 to 23, not {hour_text!r}")
     return email, wanted, list(dict.fromkeys(codes)), timezone, form_int(hour_text)
 
 

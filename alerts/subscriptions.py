@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from alerts import digests
 from alerts.clock import now
+from alerts.errors import InvalidInput, LinkNotValid
 from alerts.matching import MAX_KEYWORDS, words
 from alerts.models import (
     Article,
@@ -40,18 +41,6 @@ def form_int(text: str, default: int = -1) -> int:
     str.isdigit() but not numbers we take)."""
     text = text.strip()
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else default
-
-
-class InvalidSignup(ValueError):
-    """The signup cannot be taken; `errors` maps each bad field to a message for the reader."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
-        self.errors = errors
-
-
-class LinkNotValid(Exception):
-    """A confirmation link that points at nobody (erased, or never issued)."""
 
 
 @dataclass(frozen=True)
@@ -96,15 +85,15 @@ def parse_keywords(text: str) -> tuple[str, ...]:
         if not phrase:
             continue
         if len(phrase) > MAX_KEYWORD_LENGTH:
-            raise InvalidSignup(
+            raise InvalidInput(
                 {"keywords": f"Keep each keyword under {MAX_KEYWORD_LENGTH} characters."}
             )
         folded = " ".join(words(phrase))
         if not folded:
-            raise InvalidSignup({"keywords": f"{phrase[:30]!r} has no word in it."})
+            raise InvalidInput({"keywords": f"{phrase[:30]!r} has no word in it."})
         phrases.setdefault(folded, phrase)
     if len(phrases) > MAX_KEYWORDS:
-        raise InvalidSignup({"keywords": f"Choose at most {MAX_KEYWORDS} keywords."})
+        raise InvalidInput({"keywords": f"Choose at most {MAX_KEYWORDS} keywords."})
     return tuple(phrases.values())
 
 
@@ -135,17 +124,17 @@ class ConfirmResult(enum.StrEnum):
 
 
 def normalize_email(raw: str) -> str:
-    """The address as email-validator normalizes it; raises InvalidSignup on a bad one."""
+    """The address as email-validator normalizes it; raises InvalidInput on a bad one."""
     candidate = raw.strip()
     if not candidate:
-        raise InvalidSignup({"email": "Enter your email address."})
+        raise InvalidInput({"email": "Enter your email address."})
     if len(candidate) > MAX_EMAIL_LENGTH or any(ch in candidate for ch in "\r\n\0"):
-        raise InvalidSignup({"email": "Enter a valid email address, like name@example.org."})
+        raise InvalidInput({"email": "Enter a valid email address, like name@example.org."})
     try:
         # No SMTPUTF8 local parts: not every server on the way can deliver them.
         result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
-        raise InvalidSignup({"email": f"Enter a valid email address: {error}"}) from error
+        raise InvalidInput({"email": f"Enter a valid email address: {error}"}) from error
     normalized: str = result.normalized
     return normalized
 
@@ -164,12 +153,12 @@ def validate(
     normalized = ""
     try:
         normalized = normalize_email(email)
-    except InvalidSignup as error:
+    except InvalidInput as error:
         errors.update(error.errors)
     wanted_keywords: tuple[str, ...] = ()
     try:
         wanted_keywords = parse_keywords(keywords)
-    except InvalidSignup as error:
+    except InvalidInput as error:
         errors.update(error.errors)
 
     wanted_topics = tuple(dict.fromkeys(slug.strip() for slug in topics if slug.strip()))
@@ -201,7 +190,7 @@ def validate(
         chosen_frequency = Frequency.IMMEDIATE
 
     if errors:
-        raise InvalidSignup(errors)
+        raise InvalidInput(errors)
     return normalized, Choices(
         wanted_topics, wanted_languages, chosen_frequency, wanted_keywords, within_topics
     )
@@ -481,12 +470,12 @@ def validate_preferences(
     keyword_frequency: str = "immediate",
     within_topics: bool = False,
 ) -> Preferences:
-    """Check the preference form; every bad field is reported at once (InvalidSignup)."""
+    """Check the preference form; every bad field is reported at once (InvalidInput)."""
     errors: dict[str, str] = {}
     phrases: tuple[str, ...] = ()
     try:
         phrases = parse_keywords(keywords)
-    except InvalidSignup as error:
+    except InvalidInput as error:
         errors.update(error.errors)
     try:
         chosen_keyword_frequency = Frequency(keyword_frequency)
@@ -521,7 +510,7 @@ def validate_preferences(
     if not 0 <= weekday <= 6:
         errors["send_weekday"] = "Choose a day from the list."
     if errors:
-        raise InvalidSignup(errors)
+        raise InvalidInput(errors)
     return Preferences(
         topics,
         codes,
@@ -570,7 +559,7 @@ def update_preferences(
 def pause(session: Session, subscriber: Subscriber, weeks: int, consent: Consent) -> None:
     """No email at all for `weeks` weeks (0 resumes now)."""
     if weeks and weeks not in PAUSE_WEEKS:
-        raise InvalidSignup({"pause": "Choose 1, 2 or 4 weeks."})
+        raise InvalidInput({"pause": "Choose 1, 2 or 4 weeks."})
     subscriber.paused_until = now() + timedelta(weeks=weeks) if weeks else None
     session.flush()
     digests.sync_schedules(session, subscriber)  # the next digest comes after the pause

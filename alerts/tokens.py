@@ -9,6 +9,7 @@ from typing import Any
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from alerts.clock import now
+from alerts.errors import AlertsError
 
 
 class Purpose(enum.StrEnum):
@@ -18,7 +19,7 @@ class Purpose(enum.StrEnum):
     DIGEST = "digest"
 
 
-class TokenError(Exception):
+class TokenError(AlertsError):
     """A link that cannot be honoured; `reason` says why in the reader's words."""
 
     def __init__(self, reason: str) -> None:

@@ -28,7 +28,7 @@ ADMIN_PAGES = ["/admin/", "/admin/digests", "/admin/digests/1", "/admin/preview"
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(admin.time, "sleep", slept.append)
+    monkeypatch.setattr(admin.login.time, "sleep", slept.append)
     admin.throttle.memory.clear()
     return slept
 

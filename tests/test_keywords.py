@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from alerts import clock, matching, subscriptions
+from alerts.errors import InvalidInput
 from alerts.mail.sink import MailSink
 from alerts.models import Frequency, Keyword, Subscriber
-from alerts.subscriptions import InvalidSignup
 
 import factories
 from support import confirm_link_in, csrf_from
@@ -63,11 +63,11 @@ def test_parse_keywords() -> None:
         "TRIPS waiver",
         "spaced out",
     )
-    with pytest.raises(InvalidSignup, match="at most 20"):
+    with pytest.raises(InvalidInput, match="at most 20"):
         subscriptions.parse_keywords("\n".join(f"word{n}" for n in range(21)))
-    with pytest.raises(InvalidSignup, match="no word"):
+    with pytest.raises(InvalidInput, match="no word"):
         subscriptions.parse_keywords("!!!")
-    with pytest.raises(InvalidSignup, match="under 100"):
+    with pytest.raises(InvalidInput, match="under 100"):
         subscriptions.parse_keywords("x" * 101)
 
 

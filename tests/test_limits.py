@@ -63,7 +63,7 @@ def test_the_api_is_limited_with_json(app: Flask, client: FlaskClient) -> None:
 def test_admin_login_is_limited(app: Flask, client: FlaskClient, monkeypatch: Any) -> None:
     from alerts.web import admin
 
-    monkeypatch.setattr(admin.time, "sleep", lambda _seconds: None)
+    monkeypatch.setattr(admin.login.time, "sleep", lambda _seconds: None)
     app.config["RATELIMIT_LOGIN"] = "2 per minute"
     page = client.get("/admin/login").get_data(as_text=True)
     for _ in range(2):

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from alerts import subscriptions
 from alerts.clock import now
+from alerts.errors import InvalidInput
 from alerts.models import Frequency, Subscriber, SubscriberStatus
-from alerts.subscriptions import Choices, ConfirmResult, Consent, InvalidSignup
+from alerts.subscriptions import Choices, ConfirmResult, Consent
 
 HOUR = timedelta(hours=1)
 CONSENT = Consent(form_version="test-form", ip_address="192.0.2.1", user_agent="pytest")
@@ -50,13 +51,13 @@ def test_normalize_email_lowercases_the_domain_only() -> None:
     ],
 )
 def test_bad_addresses_are_refused(address: str) -> None:
-    with pytest.raises(InvalidSignup) as raised:
+    with pytest.raises(InvalidInput) as raised:
         subscriptions.normalize_email(address)
     assert "email" in raised.value.errors
 
 
 def test_validate_reports_every_bad_field_at_once(session: Session) -> None:
-    with pytest.raises(InvalidSignup) as raised:
+    with pytest.raises(InvalidInput) as raised:
         subscriptions.validate(session, "bad", ["nope"], ["xx"], "hourly")
     assert set(raised.value.errors) == {"email", "topics", "languages", "frequency"}
 

@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, jsonify, request, session
 from flask.typing import ResponseReturnValue
 
 from alerts import articles, db, digests, taxonomy
+from alerts.errors import UnknownTopic
 from alerts.models import DigestRun, Frequency
 from worker.tasks import fanout_article, queue_digest_run
 
@@ -127,7 +128,7 @@ def start_digest() -> ResponseReturnValue:
                 sample_subscriber=result.sample.subscriber.email if result.sample else None,
             )
         run, created = digests.trigger(db_session, Frequency(frequency), scope, "api")
-    except ValueError:
+    except UnknownTopic:
         db_session.rollback()
         return error(
             422, "invalid_request", "No digest was started.", fields={"topic": "unknown topic"}
@@ -135,7 +136,6 @@ def start_digest() -> ResponseReturnValue:
     queue_digest_run(db_session, run.id)
     db_session.commit()
     body = digests.progress(db_session, run).as_dict()
-    db_session.commit()
     return jsonify(existing=not created, **body), 202
 
 
@@ -147,5 +147,4 @@ def digest_status(run_id: int) -> ResponseReturnValue:
     if run is None:
         return error(404, "not_found", "No digest run has that id.")
     body = digests.progress(db_session, run).as_dict()
-    db_session.commit()
     return jsonify(body)

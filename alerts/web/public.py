@@ -8,17 +8,9 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from flask.typing import ResponseReturnValue
 
 from alerts import db, taxonomy, tokens
+from alerts.errors import InvalidInput, LinkNotValid
 from alerts.models import Frequency
-from alerts.subscriptions import (
-    Choices,
-    ConfirmResult,
-    Consent,
-    InvalidSignup,
-    LinkNotValid,
-    confirm,
-    subscribe,
-    validate,
-)
+from alerts.subscriptions import Choices, ConfirmResult, Consent, confirm, subscribe, validate
 from alerts.web import limiter
 from worker.tasks import send_confirmation
 
@@ -93,7 +85,7 @@ def signup() -> ResponseReturnValue:
             keywords=form.get("keywords", "")[:5000],
             within_topics=form.get("within_topics") == "yes",
         )
-    except InvalidSignup as error:
+    except InvalidInput as error:
         return _signup_page(values, error.errors), 400
 
     interval = timedelta(seconds=int(current_app.config["CONFIRM_RESEND_INTERVAL"]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request
@@ -12,8 +14,9 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from alerts import db, digests, subscriptions, taxonomy, tokens
+from alerts.errors import InvalidInput
 from alerts.models import Article, Delivery, DigestRun, Subscriber, SubscriberStatus
-from alerts.subscriptions import Consent, InvalidSignup, unsubscribe
+from alerts.subscriptions import Consent, unsubscribe
 from alerts.web import csrf
 from alerts.web.public import FREQUENCY_LABELS
 
@@ -48,6 +51,28 @@ def _subscriber(token: str, purpose: tokens.Purpose) -> Subscriber | ResponseRet
             404,
         )
     return subscriber
+
+
+ReaderView = Callable[[Subscriber, str], ResponseReturnValue]
+
+
+def reader_link(
+    purpose: tokens.Purpose,
+) -> Callable[[ReaderView], Callable[[str], ResponseReturnValue]]:
+    """For a view reached by a reader's `purpose` link: the view gets the reader and the
+    token, or the reader gets the link's error page (expired, not valid, nobody for it)."""
+
+    def decorate(view: ReaderView) -> Callable[[str], ResponseReturnValue]:
+        @wraps(view)
+        def wrapper(token: str) -> ResponseReturnValue:
+            subscriber = _subscriber(token, purpose)
+            if not isinstance(subscriber, Subscriber):
+                return subscriber
+            return view(subscriber, token)
+
+        return wrapper
+
+    return decorate
 
 
 def _same_key(subscriber: Subscriber, link_key: str) -> bool:
@@ -101,10 +126,8 @@ def _links(subscriber: Subscriber) -> dict[str, str]:
 
 
 @bp.get("/unsubscribe/<token>")
-def unsubscribe_page(token: str) -> ResponseReturnValue:
-    subscriber = _subscriber(token, tokens.Purpose.UNSUBSCRIBE)
-    if not isinstance(subscriber, Subscriber):
-        return subscriber
+@reader_link(tokens.Purpose.UNSUBSCRIBE)
+def unsubscribe_page(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     return _unsubscribe_page(subscriber, token)
 
 
@@ -121,11 +144,9 @@ def _unsubscribe_page(subscriber: Subscriber, token: str, done: str = "") -> str
 
 @bp.post("/unsubscribe/<token>")
 @csrf.exempt
-def unsubscribe_now(token: str) -> ResponseReturnValue:
+@reader_link(tokens.Purpose.UNSUBSCRIBE)
+def unsubscribe_now(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     """RFC 8058 one-click (and the page's own button): no CSRF token, no login, no redirect."""
-    subscriber = _subscriber(token, tokens.Purpose.UNSUBSCRIBE)
-    if not isinstance(subscriber, Subscriber):
-        return subscriber
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     how = "one-click (mail client)" if one_click else "unsubscribe page"
     session = db.session()
@@ -135,10 +156,8 @@ def unsubscribe_now(token: str) -> ResponseReturnValue:
 
 
 @bp.post("/unsubscribe/<token>/topic")
-def unsubscribe_one_topic(token: str) -> ResponseReturnValue:
-    subscriber = _subscriber(token, tokens.Purpose.UNSUBSCRIBE)
-    if not isinstance(subscriber, Subscriber):
-        return subscriber
+@reader_link(tokens.Purpose.UNSUBSCRIBE)
+def unsubscribe_one_topic(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     session = db.session()
     slug = request.form.get("topic", "")
     if not subscriptions.unsubscribe_topic(session, subscriber, slug, _consent("unsubscribe page")):
@@ -149,10 +168,8 @@ def unsubscribe_one_topic(token: str) -> ResponseReturnValue:
 
 
 @bp.post("/unsubscribe/<token>/weekly")
-def switch_to_weekly(token: str) -> ResponseReturnValue:
-    subscriber = _subscriber(token, tokens.Purpose.UNSUBSCRIBE)
-    if not isinstance(subscriber, Subscriber):
-        return subscriber
+@reader_link(tokens.Purpose.UNSUBSCRIBE)
+def switch_to_weekly(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     session = db.session()
     subscriptions.switch_to_weekly(session, subscriber, _consent("unsubscribe page"))
     session.commit()
@@ -164,10 +181,8 @@ def switch_to_weekly(token: str) -> ResponseReturnValue:
 
 
 @bp.route("/manage/<token>", methods=["GET", "POST"])
-def manage(token: str) -> ResponseReturnValue:
-    subscriber = _subscriber(token, tokens.Purpose.MANAGE)
-    if not isinstance(subscriber, Subscriber):
-        return subscriber
+@reader_link(tokens.Purpose.MANAGE)
+def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     session = db.session()
     errors: dict[str, str] = {}
     saved = ""
@@ -202,7 +217,7 @@ def manage(token: str) -> ResponseReturnValue:
                 saved = "saved"
             session.commit()
             session.refresh(subscriber)
-        except InvalidSignup as invalid:
+        except InvalidInput as invalid:
             session.rollback()
             errors = invalid.errors
     following = {s.topic.slug: s.frequency.value for s in subscriber.subscriptions}
@@ -242,10 +257,8 @@ def manage(token: str) -> ResponseReturnValue:
 
 
 @bp.get("/manage/<token>/data.json")
-def download_data(token: str) -> ResponseReturnValue:
-    subscriber = _subscriber(token, tokens.Purpose.MANAGE)
-    if not isinstance(subscriber, Subscriber):
-        return subscriber
+@reader_link(tokens.Purpose.MANAGE)
+def download_data(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     data = subscriptions.export_data(db.session(), subscriber)
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
@@ -255,10 +268,8 @@ def download_data(token: str) -> ResponseReturnValue:
 
 
 @bp.post("/manage/<token>/erase")
-def erase(token: str) -> ResponseReturnValue:
-    subscriber = _subscriber(token, tokens.Purpose.MANAGE)
-    if not isinstance(subscriber, Subscriber):
-        return subscriber
+@reader_link(tokens.Purpose.MANAGE)
+def erase(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     if request.form.get("confirm") != "yes":
         return _link_error(
             "Nothing was erased",
