@@ -21,7 +21,6 @@ from alerts import digests
 from alerts.clock import now
 from alerts.errors import AlertsError, InvalidInput
 from alerts.models import (
-    ConsentRecord,
     Frequency,
     Language,
     Subscriber,
@@ -30,7 +29,7 @@ from alerts.models import (
     Subscription,
     Topic,
 )
-from alerts.subscriptions import find_by_email, form_int, normalize_email
+from alerts.subscriptions import Consent, find_by_email, form_int, normalize_email, record
 
 COLUMNS = [
     "email",
@@ -43,6 +42,9 @@ COLUMNS = [
     "confirmed_at",
 ]
 PAGE = 1000
+
+
+IMPORTED = Consent(form_version="import", source="import")
 
 
 class RowError(AlertsError):
@@ -234,14 +236,5 @@ def _add(
         )
     for code in codes:
         session.add(SubscriberLanguage(subscriber_id=reader.id, language_code=code))
-    session.add(
-        ConsentRecord(
-            subscriber_id=reader.id,
-            action="import",
-            source="import",
-            form_version="import",
-            recorded_by=imported_by[:200],
-        )
-    )
-    session.flush()
+    record(session, reader, "import", IMPORTED, recorded_by=imported_by)
     digests.sync_schedules(session, reader)

@@ -1,0 +1,41 @@
+"""Consent records: what a reader agreed to or changed, when and from where (GDPR art. 7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from alerts.models import ConsentRecord, Subscriber
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Where a consent came from, kept as proof."""
+
+    form_version: str
+    source: str = "signup form"
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+
+def record(
+    session: Session,
+    subscriber: Subscriber,
+    action: str,
+    consent: Consent,
+    recorded_by: str | None = None,
+) -> None:
+    """Keep what the reader did, with where it came from (and who recorded it for them)."""
+    session.add(
+        ConsentRecord(
+            subscriber_id=subscriber.id,
+            action=action[:32],
+            source=consent.source,
+            ip_address=consent.ip_address,
+            user_agent=consent.user_agent,
+            form_version=consent.form_version,
+            recorded_by=recorded_by[:200] if recorded_by else None,
+        )
+    )
+    session.flush()

@@ -1,0 +1,231 @@
+"""The reader's forms: signup and preference centre checked field by field, so every bad
+field gets its own message at once (raised as InvalidInput)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts.clock import timezones
+from alerts.errors import InvalidInput
+from alerts.matching import MAX_KEYWORDS, words
+from alerts.models import Frequency, Language, Topic
+
+MAX_EMAIL_LENGTH = 254
+
+
+def form_int(text: str, default: int = -1) -> int:
+    """A small whole number typed in a form, or `default` ("²" or "٣" are digits to
+    str.isdigit() but not numbers we take)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else default
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a reader asked for: topic slugs, language codes, one frequency for those topics."""
+
+    topics: tuple[str, ...]
+    languages: tuple[str, ...]
+    frequency: Frequency
+    keywords: tuple[str, ...] = ()  # words or phrases, as the reader typed them
+    within_topics: bool = False  # keywords count only in articles of their topics
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "topics": list(self.topics),
+            "languages": list(self.languages),
+            "frequency": self.frequency.value,
+            "keywords": list(self.keywords),
+            "within_topics": self.within_topics,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Choices:
+        return cls(
+            topics=tuple(payload["topics"]),
+            languages=tuple(payload["languages"]),
+            frequency=Frequency(payload["frequency"]),
+            keywords=tuple(payload.get("keywords", ())),
+            within_topics=bool(payload.get("within_topics", False)),
+        )
+
+
+MAX_KEYWORD_LENGTH = 100
+
+
+def parse_keywords(text: str) -> tuple[str, ...]:
+    """One keyword or phrase per line ("ICANN", "TRIPS waiver", quotes allowed); at most 20,
+    each with at least one word; duplicates (once folded) dropped."""
+    phrases: dict[str, str] = {}
+    for line in text.replace("\r", "\n").split("\n"):
+        phrase = " ".join(line.strip().strip("\"\u201c\u201d'").split())
+        if not phrase:
+            continue
+        if len(phrase) > MAX_KEYWORD_LENGTH:
+            raise InvalidInput(
+                {"keywords": f"Keep each keyword under {MAX_KEYWORD_LENGTH} characters."}
+            )
+        folded = " ".join(words(phrase))
+        if not folded:
+            raise InvalidInput({"keywords": f"{phrase[:30]!r} has no word in it."})
+        phrases.setdefault(folded, phrase)
+    if len(phrases) > MAX_KEYWORDS:
+        raise InvalidInput({"keywords": f"Choose at most {MAX_KEYWORDS} keywords."})
+    return tuple(phrases.values())
+
+
+def normalize_email(raw: str) -> str:
+    """The address as email-validator normalizes it; raises InvalidInput on a bad one."""
+    candidate = raw.strip()
+    if not candidate:
+        raise InvalidInput({"email": "Enter your email address."})
+    if len(candidate) > MAX_EMAIL_LENGTH or any(ch in candidate for ch in "\r\n\0"):
+        raise InvalidInput({"email": "Enter a valid email address, like name@example.org."})
+    try:
+        # No SMTPUTF8 local parts: not every server on the way can deliver them.
+        result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as error:
+        raise InvalidInput({"email": f"Enter a valid email address: {error}"}) from error
+    normalized: str = result.normalized
+    return normalized
+
+
+def _check_topics(session: Session, slugs: Collection[str]) -> str | None:
+    """The message for topics that do not exist, or None."""
+    known = set(session.scalars(select(Topic.slug).where(Topic.slug.in_(list(slugs)))))
+    unknown = sorted(set(slugs) - known)
+    return "Unknown topic: " + ", ".join(unknown[:5]) + "." if unknown else None
+
+
+def _check_languages(session: Session, codes: Collection[str]) -> str | None:
+    """The message for no language or one that is not offered, or None."""
+    if not codes:
+        return "Choose at least one language."
+    known = set(session.scalars(select(Language.code).where(Language.code.in_(list(codes)))))
+    return "Choose languages from the list." if set(codes) - known else None
+
+
+def validate(
+    session: Session,
+    email: str,
+    topics: Sequence[str],
+    languages: Sequence[str],
+    frequency: str,
+    keywords: str = "",
+    within_topics: bool = False,
+) -> tuple[str, Choices]:
+    """Check every field at once, so the form can show each message next to its field."""
+    errors: dict[str, str] = {}
+    normalized = ""
+    try:
+        normalized = normalize_email(email)
+    except InvalidInput as error:
+        errors.update(error.errors)
+    wanted_keywords: tuple[str, ...] = ()
+    try:
+        wanted_keywords = parse_keywords(keywords)
+    except InvalidInput as error:
+        errors.update(error.errors)
+
+    wanted_topics = tuple(dict.fromkeys(slug.strip() for slug in topics if slug.strip()))
+    if not wanted_topics:
+        if not wanted_keywords and "keywords" not in errors:
+            errors["topics"] = "Choose at least one topic, or type a keyword."
+        elif within_topics:
+            errors["topics"] = "Choose topics for your keywords to stay within."
+    elif problem := _check_topics(session, wanted_topics):
+        errors["topics"] = problem
+
+    wanted_languages = tuple(dict.fromkeys(code.strip() for code in languages if code.strip()))
+    if problem := _check_languages(session, wanted_languages):
+        errors["languages"] = problem
+
+    try:
+        chosen_frequency = Frequency(frequency)
+    except ValueError:
+        errors["frequency"] = "Choose how often you want emails."
+        chosen_frequency = Frequency.IMMEDIATE
+
+    if errors:
+        raise InvalidInput(errors)
+    return normalized, Choices(
+        wanted_topics, wanted_languages, chosen_frequency, wanted_keywords, within_topics
+    )
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """Everything a reader sets in the preference centre."""
+
+    topics: dict[str, Frequency]  # slug -> its frequency
+    languages: tuple[str, ...]
+    timezone: str
+    send_hour: int
+    send_weekday: int
+    keywords: tuple[str, ...] = ()
+    keyword_frequency: Frequency = Frequency.IMMEDIATE
+    within_topics: bool = False
+
+
+def validate_preferences(
+    session: Session,
+    topic_frequencies: dict[str, str],
+    languages: Sequence[str],
+    timezone: str,
+    send_hour: str,
+    send_weekday: str,
+    keywords: str = "",
+    keyword_frequency: str = "immediate",
+    within_topics: bool = False,
+) -> Preferences:
+    """Check the preference form; every bad field is reported at once (InvalidInput)."""
+    errors: dict[str, str] = {}
+    phrases: tuple[str, ...] = ()
+    try:
+        phrases = parse_keywords(keywords)
+    except InvalidInput as error:
+        errors.update(error.errors)
+    try:
+        chosen_keyword_frequency = Frequency(keyword_frequency)
+    except ValueError:
+        errors["keywords"] = "Choose how often for your keywords."
+        chosen_keyword_frequency = Frequency.IMMEDIATE
+    topics: dict[str, Frequency] = {}
+    for slug, value in topic_frequencies.items():
+        try:
+            topics[slug] = Frequency(value)
+        except ValueError:
+            errors["topics"] = "Choose how often for each topic."
+    if not topics and not phrases and "topics" not in errors and "keywords" not in errors:
+        errors["topics"] = "Keep at least one topic or keyword, or unsubscribe instead."
+    elif topics and (problem := _check_topics(session, topics)):
+        errors["topics"] = problem
+    codes = tuple(dict.fromkeys(code for code in languages if code))
+    if problem := _check_languages(session, codes):
+        errors["languages"] = problem
+    if timezone not in timezones():
+        errors["timezone"] = "Choose a time zone from the list."
+    hour = form_int(send_hour)
+    if not 0 <= hour <= 23:
+        errors["send_hour"] = "Choose an hour from the list."
+    weekday = form_int(send_weekday)
+    if not 0 <= weekday <= 6:
+        errors["send_weekday"] = "Choose a day from the list."
+    if errors:
+        raise InvalidInput(errors)
+    return Preferences(
+        topics,
+        codes,
+        timezone,
+        hour,
+        weekday,
+        phrases,
+        chosen_keyword_frequency,
+        within_topics,
+    )

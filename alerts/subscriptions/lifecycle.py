@@ -1,0 +1,289 @@
+"""A reader's life: signing up, confirming (or confirming a change), unsubscribing, an
+admin lifting a suppression, and the purge of sign-ups never confirmed."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from alerts import digests
+from alerts.clock import now
+from alerts.errors import LinkNotValid
+from alerts.matching import MAX_KEYWORDS, words
+from alerts.models import (
+    Frequency,
+    Keyword,
+    Language,
+    Subscriber,
+    SubscriberLanguage,
+    SubscriberStatus,
+    Subscription,
+    Topic,
+)
+from alerts.subscriptions.consent import Consent, record
+from alerts.subscriptions.forms import Choices
+
+
+@dataclass(frozen=True)
+class ConfirmationRequest:
+    """A confirmation email to send: queued after commit, sent by a task."""
+
+    subscriber_id: int
+    nonce: str
+    changes: Choices | None = None
+
+
+class ConfirmResult(enum.StrEnum):
+    CONFIRMED = "confirmed"
+    CHANGED = "changed"
+    ALREADY_CONFIRMED = "already confirmed"
+    SPENT = "spent"
+
+
+def find_by_email(session: Session, email: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(func.lower(Subscriber.email) == email.lower()))
+
+
+def subscribe(
+    session: Session,
+    email: str,
+    choices: Choices,
+    consent: Consent,
+    *,
+    resend_interval: timedelta,
+) -> ConfirmationRequest | None:
+    """Record a signup; returns the confirmation email to send, or None when one went recently.
+
+    The caller commits and then queues the email. What the reader sees must not depend on
+    the result: it never tells whether the address was known.
+    """
+    subscriber = find_by_email(session, email)
+    if subscriber is None:
+        subscriber = _create_pending(session, email)
+
+    if subscriber.status is SubscriberStatus.ACTIVE:
+        # An active reader's choices change only through the emailed link, never the form.
+        nonce = secrets.token_hex(8)
+        if not _claim_confirmation(session, subscriber, resend_interval, nonce):
+            return None
+        return ConfirmationRequest(subscriber.id, nonce, changes=choices)
+
+    if subscriber.status is SubscriberStatus.BOUNCED:
+        # A suppressed address comes back only through an admin (mail to it bounced): the
+        # form answers as always and sends nothing.
+        return None
+    if subscriber.status is not SubscriberStatus.PENDING:
+        # A reader coming back confirms again (still at most one email an hour).
+        subscriber.status = SubscriberStatus.PENDING
+        subscriber.confirm_nonce = None
+        subscriber.confirmed_at = None
+    _replace_choices(session, subscriber, choices)
+    record(session, subscriber, "signup", consent)
+    # A pending reader keeps one link: signing up again updates what it confirms.
+    nonce = subscriber.confirm_nonce or secrets.token_hex(8)
+    if not _claim_confirmation(session, subscriber, resend_interval, nonce):
+        return None
+    return ConfirmationRequest(subscriber.id, nonce)
+
+
+def _create_pending(session: Session, email: str) -> Subscriber:
+    subscriber = Subscriber(email=email, status=SubscriberStatus.PENDING)
+    try:
+        with session.begin_nested():
+            session.add(subscriber)
+    except IntegrityError:
+        # Another request created the same address a moment ago: use that one.
+        existing = find_by_email(session, email)
+        if existing is None:
+            raise
+        return existing
+    return subscriber
+
+
+def _claim_confirmation(
+    session: Session, subscriber: Subscriber, interval: timedelta, nonce: str
+) -> bool:
+    """Atomically take the right to send a confirmation email: at most one per interval."""
+    current = now()
+    claimed = session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber.id,
+            or_(
+                Subscriber.confirmation_sent_at.is_(None),
+                Subscriber.confirmation_sent_at <= current - interval,
+            ),
+        )
+        .values(confirmation_sent_at=current, confirm_nonce=nonce, updated_at=current)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(subscriber)
+    return bool(getattr(claimed, "rowcount", 0) == 1)
+
+
+def _replace_choices(session: Session, subscriber: Subscriber, choices: Choices) -> None:
+    session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
+    session.execute(
+        delete(SubscriberLanguage).where(SubscriberLanguage.subscriber_id == subscriber.id)
+    )
+    session.execute(delete(Keyword).where(Keyword.subscriber_id == subscriber.id))
+    session.expire(subscriber, ["subscriptions", "languages", "keywords"])
+    _add_choices(session, subscriber, choices)
+
+
+def _add_choices(session: Session, subscriber: Subscriber, choices: Choices) -> None:
+    """Follow the chosen topics at the chosen frequency, keeping every other subscription."""
+    topic_ids = dict(
+        session.execute(select(Topic.slug, Topic.id).where(Topic.slug.in_(choices.topics))).all()
+    )
+    current = {s.topic_id: s for s in subscriber.subscriptions}
+    for slug in choices.topics:
+        topic_id = topic_ids[slug]
+        if topic_id in current:
+            current[topic_id].frequency = choices.frequency
+        else:
+            session.add(
+                Subscription(
+                    subscriber_id=subscriber.id, topic_id=topic_id, frequency=choices.frequency
+                )
+            )
+    have = set(subscriber.language_codes)
+    for code in choices.languages:
+        if code not in have:
+            session.add(SubscriberLanguage(subscriber_id=subscriber.id, language_code=code))
+    add_keywords(session, subscriber, choices.keywords, choices.frequency)
+    if choices.keywords:
+        subscriber.keywords_within_topics = choices.within_topics
+    session.flush()
+    session.expire(subscriber, ["subscriptions", "languages", "keywords"])
+
+
+def add_keywords(
+    session: Session, subscriber: Subscriber, phrases: Sequence[str], frequency: Frequency
+) -> None:
+    """Follow these keywords (up to 20 in all), keeping the ones already followed."""
+    existing = {keyword.words: keyword for keyword in subscriber.keywords}
+    for phrase in phrases:
+        folded = " ".join(words(phrase))
+        if folded in existing:
+            existing[folded].frequency = frequency
+        elif len(existing) < MAX_KEYWORDS:
+            keyword = Keyword(
+                subscriber_id=subscriber.id,
+                phrase=phrase,
+                words=folded[:200],
+                first_word=folded.split()[0][:100],
+                frequency=frequency,
+            )
+            session.add(keyword)
+            existing[folded] = keyword
+
+
+def confirm(
+    session: Session,
+    subscriber_id: int,
+    nonce: str,
+    changes: Choices | None,
+    consent: Consent,
+) -> tuple[ConfirmResult, Subscriber]:
+    """Follow a confirmation link: activate a pending reader, or apply an active one's changes."""
+    subscriber = session.scalar(
+        select(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.topic))
+        .with_for_update()
+    )
+    if subscriber is None:
+        raise LinkNotValid(subscriber_id)
+    current_link = subscriber.confirm_nonce is not None and secrets.compare_digest(
+        subscriber.confirm_nonce, nonce
+    )
+    if not current_link:
+        if changes is None and subscriber.status is SubscriberStatus.ACTIVE:
+            return ConfirmResult.ALREADY_CONFIRMED, subscriber
+        return ConfirmResult.SPENT, subscriber
+
+    if changes is None and subscriber.status is SubscriberStatus.PENDING:
+        result = ConfirmResult.CONFIRMED
+        subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.confirmed_at = now()
+        subscriber.unsubscribed_at = None
+    elif changes is not None and subscriber.status is SubscriberStatus.ACTIVE:
+        result = ConfirmResult.CHANGED
+        _add_choices(session, subscriber, _still_known(session, changes))
+    else:
+        return ConfirmResult.SPENT, subscriber
+
+    subscriber.confirm_nonce = None
+    session.flush()
+    digests.sync_schedules(session, subscriber)
+    record(session, subscriber, "confirm" if changes is None else "confirm change", consent)
+    session.refresh(subscriber)
+    return result, subscriber
+
+
+def _still_known(session: Session, choices: Choices) -> Choices:
+    """Drop topics or languages removed from the taxonomy since the link was sent."""
+    topics = set(session.scalars(select(Topic.slug).where(Topic.slug.in_(choices.topics))))
+    codes = set(session.scalars(select(Language.code).where(Language.code.in_(choices.languages))))
+    return Choices(
+        tuple(slug for slug in choices.topics if slug in topics),
+        tuple(code for code in choices.languages if code in codes),
+        choices.frequency,
+        choices.keywords,
+        choices.within_topics,
+    )
+
+
+def unsubscribe(session: Session, subscriber_id: int, how: str) -> Subscriber | None:
+    """Stop every email to this reader at once; records when and how. Safe to repeat."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return None
+    if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+        subscriber.unsubscribed_at = now()
+        subscriber.unsubscribe_reason = how[:500]
+        subscriber.confirm_nonce = None
+        digests.drop_schedules(session, subscriber.id)
+        session.flush()
+    return subscriber
+
+
+def purge_unconfirmed(session: Session, older_than: timedelta) -> int:
+    """Delete sign-ups never confirmed: an unconfirmed address is not ours to keep."""
+    cutoff = now() - older_than
+    result = session.execute(
+        delete(Subscriber)
+        .where(
+            Subscriber.status == SubscriberStatus.PENDING,
+            Subscriber.confirmed_at.is_(None),
+            Subscriber.created_at < cutoff,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
+def reactivate(
+    session: Session, subscriber_id: int, resend_interval: timedelta
+) -> ConfirmationRequest | None:
+    """An admin lifts a suppression: the reader is pending again and must confirm again."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status is not SubscriberStatus.BOUNCED:
+        return None
+    subscriber.status = SubscriberStatus.PENDING
+    subscriber.suppressed_at = None
+    subscriber.confirmed_at = None
+    nonce = subscriber.confirm_nonce or secrets.token_hex(8)
+    session.flush()
+    if not _claim_confirmation(session, subscriber, resend_interval, nonce):
+        return None  # pending again; a confirmation went less than an hour ago
+    return ConfirmationRequest(subscriber.id, nonce)

@@ -1,0 +1,95 @@
+"""The preference centre: what a reader changes through their manage link (topics and
+their frequencies, languages, keywords, zone and hour, a pause), and the unsubscribe page's
+gentler choices (one topic only, a weekly digest instead)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from alerts import digests
+from alerts.clock import now
+from alerts.errors import InvalidInput
+from alerts.models import Frequency, Keyword, Subscriber, SubscriberLanguage, Subscription, Topic
+from alerts.subscriptions.consent import Consent, record
+from alerts.subscriptions.forms import Preferences
+from alerts.subscriptions.lifecycle import add_keywords, unsubscribe
+
+PAUSE_WEEKS = (1, 2, 4)
+
+
+def update_preferences(
+    session: Session, subscriber: Subscriber, preferences: Preferences, consent: Consent
+) -> None:
+    """Apply the preference centre; takes effect from the next send."""
+    ids = dict(
+        session.execute(
+            select(Topic.slug, Topic.id).where(Topic.slug.in_(list(preferences.topics)))
+        ).all()
+    )
+    session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
+    session.execute(
+        delete(SubscriberLanguage).where(SubscriberLanguage.subscriber_id == subscriber.id)
+    )
+    for slug, frequency in preferences.topics.items():
+        session.add(
+            Subscription(subscriber_id=subscriber.id, topic_id=ids[slug], frequency=frequency)
+        )
+    for code in preferences.languages:
+        session.add(SubscriberLanguage(subscriber_id=subscriber.id, language_code=code))
+    session.execute(delete(Keyword).where(Keyword.subscriber_id == subscriber.id))
+    session.flush()
+    session.expire(subscriber, ["keywords"])
+    add_keywords(session, subscriber, preferences.keywords, preferences.keyword_frequency)
+    subscriber.keywords_within_topics = preferences.within_topics
+    subscriber.timezone = preferences.timezone
+    subscriber.send_hour = preferences.send_hour
+    subscriber.send_weekday = preferences.send_weekday
+    session.flush()
+    session.expire(subscriber, ["subscriptions", "languages", "keywords"])
+    digests.sync_schedules(session, subscriber)
+    record(session, subscriber, "change preferences", consent)
+
+
+def pause(session: Session, subscriber: Subscriber, weeks: int, consent: Consent) -> None:
+    """No email at all for `weeks` weeks (0 resumes now)."""
+    if weeks and weeks not in PAUSE_WEEKS:
+        raise InvalidInput({"pause": "Choose 1, 2 or 4 weeks."})
+    subscriber.paused_until = now() + timedelta(weeks=weeks) if weeks else None
+    session.flush()
+    digests.sync_schedules(session, subscriber)  # the next digest comes after the pause
+    record(session, subscriber, f"pause {weeks} weeks" if weeks else "resume", consent)
+
+
+def unsubscribe_topic(
+    session: Session, subscriber: Subscriber, slug: str, consent: Consent
+) -> bool:
+    """Stop one topic only; the last topic stops everything. Returns False for an unknown one."""
+    subscription = next((s for s in subscriber.subscriptions if s.topic.slug == slug), None)
+    if subscription is None:
+        return False
+    if len(subscriber.subscriptions) == 1 and not subscriber.keywords:
+        unsubscribe(session, subscriber.id, how=f"unsubscribe page: last topic {slug}")
+    else:
+        session.delete(subscription)
+        session.flush()
+        session.expire(subscriber, ["subscriptions"])
+        digests.sync_schedules(session, subscriber)
+    record(session, subscriber, f"unsubscribe topic {slug}", consent)
+    return True
+
+
+def switch_to_weekly(session: Session, subscriber: Subscriber, consent: Consent) -> None:
+    """Every topic at once becomes part of one weekly digest."""
+    session.execute(
+        update(Subscription)
+        .where(Subscription.subscriber_id == subscriber.id)
+        .values(frequency=Frequency.WEEKLY)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    session.expire(subscriber, ["subscriptions"])
+    digests.sync_schedules(session, subscriber)
+    record(session, subscriber, "switch to weekly digest", consent)
