@@ -101,6 +101,28 @@ def defaults() -> dict[str, Any]:
         "RATELIMIT_LOGIN": "10 per minute",
         "DEV_MAIL_DIR": os.path.join(var, "mail"),
         "CELERY_ALWAYS_EAGER": False,
+        # Celery's own settings (lower-case names, as Celery spells them); any of them can be
+        # set or overridden with ALERTS_CELERY__<NAME>=<JSON value>, for example
+        # ALERTS_CELERY__WORKER_PREFETCH_MULTIPLIER=4. The broker, its visibility timeout,
+        # eager mode and the beat schedule come from the settings above.
+        "CELERY": {
+            "broker_connection_retry_on_startup": True,
+            # A worker waits out a broker restart however long it takes, and finishes the
+            # tasks it is running meanwhile: their outcomes are in the database, not the broker.
+            "broker_connection_max_retries": None,
+            "worker_cancel_long_running_tasks_on_connection_loss": False,
+            "task_ignore_result": True,
+            # Sending is at-least-once from the broker's view; the tasks make it exactly-once.
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "task_serializer": "json",
+            "accept_content": ["json"],
+            "timezone": "UTC",
+            "enable_utc": True,
+            "task_eager_propagates": True,
+            "worker_hijack_root_logger": False,
+        },
     }
 
 
@@ -110,6 +132,34 @@ def normalize(config: dict[str, Any]) -> None:
         if config.get(key) is not None:
             config[key] = str(config[key])
     config["BASE_URL"] = config["BASE_URL"].rstrip("/")
+    config["CELERY"] = celery_settings(config.get("CELERY") or {})
+
+
+def celery_settings(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Celery's settings with lower-case names (the environment gives them upper-case), each
+    of the type of its default.
+
+    Raises:
+        ConfigError: a value of the wrong type for a setting the service sets itself.
+    """
+    types = {name: type(value) for name, value in defaults()["CELERY"].items()}
+    settings = {}
+    for name, value in given.items():
+        key = name.lower()
+        expected = types.get(key)
+        wrong = (
+            expected is not None
+            and expected is not type(None)
+            and not isinstance(value, expected)
+            and not (expected is float and isinstance(value, int))
+        ) or (expected is int and isinstance(value, bool))
+        if wrong:
+            raise ConfigError(
+                f"ALERTS_CELERY__{key.upper()} must be a JSON {expected.__name__}, "  # type: ignore[union-attr]
+                f"not {value!r}."
+            )
+        settings[key] = value
+    return settings
 
 
 def check_sending(config: Mapping[str, Any]) -> None:

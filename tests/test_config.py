@@ -65,3 +65,35 @@ def test_production_start_up_stops_with_a_clear_message(monkeypatch: pytest.Monk
 def test_production_needs_an_https_base_url() -> None:
     with pytest.raises(ConfigError, match="https"):
         config.check_production(production(BASE_URL="http://alerts.example.org"))
+
+
+def test_celery_settings_come_from_the_environment_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.setenv("ALERTS_DATABASE_URL", f"sqlite:///{tmp_path}/env.db")
+    monkeypatch.setenv("ALERTS_CELERY__WORKER_PREFETCH_MULTIPLIER", "4")
+    monkeypatch.setenv("ALERTS_CELERY__BROKER_POOL_LIMIT", "3")
+    app = create_app()
+    conf = app.extensions["celery"].conf
+    assert conf.worker_prefetch_multiplier == 4  # overridden
+    assert conf.broker_pool_limit == 3  # a setting the service does not set itself
+    assert conf.task_acks_late is True  # the defaults stay
+    assert conf.broker_transport_options["visibility_timeout"] == 3600  # derived
+    app.extensions["alerts.engine"].dispose()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ALERTS_CELERY__WORKER_PREFETCH_MULTIPLIER", "four", "must be a JSON int"),
+        ("ALERTS_CELERY__TASK_ACKS_LATE", "1", "must be a JSON bool"),
+        ("ALERTS_CELERY__WORKER_PREFETCH_MULTIPLYER", "4", "Celery has no setting"),
+    ],
+)
+def test_a_bad_celery_setting_stops_start_up_clearly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv("ALERTS_DATABASE_URL", f"sqlite:///{tmp_path}/env.db")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        create_app()

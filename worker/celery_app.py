@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, Task
+from celery.app.defaults import NAMESPACES, flatten
 from flask import Flask
 
+from alerts.config import ConfigError
 from worker.beat import schedule
+
+KNOWN_SETTINGS = frozenset(name for name, _ in flatten(NAMESPACES))
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -17,35 +21,37 @@ def celery_init_app(app: Flask) -> Celery:
                 return self.run(*args, **kwargs)
 
     celery_app = Celery(app.name, task_cls=FlaskTask)
-    celery_app.conf.update(
-        broker_url=app.config["REDIS_URL"],
-        broker_connection_retry_on_startup=True,
-        # A worker waits out a broker restart however long it takes, and finishes the tasks it
-        # is running meanwhile: their outcomes are in the database, not the broker.
-        broker_connection_max_retries=None,
-        worker_cancel_long_running_tasks_on_connection_loss=False,
-        task_ignore_result=True,
-        # Sending is at-least-once from the broker's view; the tasks make it exactly-once.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_serializer="json",
-        accept_content=["json"],
-        timezone="UTC",
-        enable_utc=True,
-        beat_schedule=schedule(app.config),
-        task_always_eager=bool(app.config["CELERY_ALWAYS_EAGER"]),
-        task_eager_propagates=True,
-        worker_hijack_root_logger=False,
-        include=["worker.tasks"],
-        # Longer than every countdown and task run time (alerts.config.check_sending): a task
-        # waiting or running is never handed to a second worker. A web request fails fast
-        # when the broker is down; the reconciler queues what it could not.
-        broker_transport_options={
-            "visibility_timeout": float(app.config["BROKER_VISIBILITY_TIMEOUT"]),
-            "socket_connect_timeout": 3,
-        },
-    )
+    celery_app.conf.update(celery_config(app.config))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app
+
+
+def celery_config(config: Any) -> dict[str, Any]:
+    """What the service derives from its own settings, then the CELERY mapping (defaults in
+    alerts.config, each overridable by ALERTS_CELERY__<NAME>), which wins.
+
+    Raises:
+        ConfigError: a name Celery does not know (a typo would otherwise be ignored).
+    """
+    unknown = sorted(set(config["CELERY"]) - KNOWN_SETTINGS)
+    if unknown:
+        raise ConfigError(
+            "Celery has no setting "
+            + ", ".join(f"{name!r} (ALERTS_CELERY__{name.upper()})" for name in unknown)
+            + "."
+        )
+    derived = {
+        "broker_url": config["REDIS_URL"],
+        "beat_schedule": schedule(config),
+        "task_always_eager": bool(config["CELERY_ALWAYS_EAGER"]),
+        "include": ["worker.tasks"],
+        # Longer than every countdown and task run time (alerts.config.check_sending): a task
+        # waiting or running is never handed to a second worker. A web request fails fast
+        # when the broker is down; the reconciler queues what it could not.
+        "broker_transport_options": {
+            "visibility_timeout": float(config["BROKER_VISIBILITY_TIMEOUT"]),
+            "socket_connect_timeout": 3,
+        },
+    }
+    return {**derived, **config["CELERY"]}
