@@ -22,6 +22,8 @@ from alerts.devstack import free_port
 from alerts.mail.sink import MailSink
 from alerts.models import Base
 
+from support import CLOCK, ServiceClock
+
 POSTGRES_URL = os.environ.get("ALERTS_TEST_DATABASE_URL")
 
 
@@ -123,10 +125,16 @@ def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
 
 
-@pytest.fixture
-def frozen_clock() -> Iterator[Any]:
-    """Freeze now() at a fixed instant; the test moves it with frozen_clock(datetime)."""
-    start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-    clock.freeze(start)
-    yield clock.freeze
+@pytest.fixture(autouse=True)
+def service_clock() -> Iterator[ServiceClock]:
+    """Every test: the real, running clock until the test freezes it; let run again after."""
     clock.freeze(None)
+    yield CLOCK
+    clock.freeze(None)
+
+
+@pytest.fixture
+def frozen_clock(service_clock: ServiceClock) -> ServiceClock:
+    """The clock frozen at a fixed Monday morning; the test moves it with freeze or advance."""
+    service_clock.freeze(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
+    return service_clock

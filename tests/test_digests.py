@@ -23,6 +23,7 @@ from alerts.models import (
 from worker import tasks
 
 import factories
+from support import CLOCK
 
 DAILY, WEEKLY, MONTHLY = Frequency.DAILY, Frequency.WEEKLY, Frequency.MONTHLY
 # A Monday, 00:00 UTC: 09:00 on Monday in Tokyo, 19:00 on Sunday in New York.
@@ -70,7 +71,7 @@ def monday(frozen_clock: Any) -> Any:
 
 def tick(app: Flask, at: datetime) -> None:
     """Move the clock and run what beat runs every few minutes."""
-    clock.freeze(at)
+    CLOCK.freeze(at)
     with app.app_context():
         tasks.run_due_digests()
 
@@ -111,7 +112,7 @@ def test_weekly_once_a_week_and_monthly_once_a_month(
     start = MONDAY
     for day in range(0, 62):
         at = start + timedelta(days=day, hours=8)
-        clock.freeze(at - timedelta(hours=1))
+        CLOCK.freeze(at - timedelta(hours=1))
         factories.article(
             session, published_at=at - timedelta(hours=1), topics=["wipo"], title=f"Day {day}"
         )
@@ -146,7 +147,7 @@ def test_two_triggers_of_one_period_make_one_run(
     factories.article(session, published_at=MONDAY + timedelta(hours=1), topics=["wipo"])
     tick(app, utc(2026, 11, 2, 8, 0))
     tick(app, utc(2026, 11, 2, 8, 5))
-    clock.freeze(utc(2026, 11, 2, 9, 0))
+    CLOCK.freeze(utc(2026, 11, 2, 9, 0))
     first, created = digests.start_run(session, DAILY, "", "admin")
     assert not created
     session.commit()
@@ -214,7 +215,7 @@ def test_articles_already_sent_as_alerts_are_left_out(
 ) -> None:
     reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
     auth = {"Authorization": "Bearer dev-api-token"}
-    clock.freeze(MONDAY + timedelta(hours=1))
+    CLOCK.freeze(MONDAY + timedelta(hours=1))
     client.post(
         "/api/v1/articles",
         json=factories.article_payload(
@@ -254,7 +255,7 @@ def test_a_rerun_after_an_interruption_sends_only_what_is_missing(
 ) -> None:
     readers = [factories.subscriber(session, ["wipo"], frequency=DAILY) for _ in range(4)]
     factories.article(session, published_at=MONDAY + timedelta(hours=1), topics=["wipo"])
-    clock.freeze(utc(2026, 11, 2, 8, 0))
+    CLOCK.freeze(utc(2026, 11, 2, 8, 0))
     run, _ = digests.start_run(session, DAILY, "", "admin")
     digests.enqueue(session, run, due_only=False)
     session.commit()
@@ -294,7 +295,7 @@ def test_an_article_that_arrives_late_still_reaches_the_next_digest(
 ) -> None:
     reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
     tick(app, utc(2026, 11, 2, 8, 0))  # nothing yet
-    clock.freeze(utc(2026, 11, 2, 20, 0))
+    CLOCK.freeze(utc(2026, 11, 2, 20, 0))
     # Read from a feed in the evening, dated in the morning, before the last digest.
     factories.article(session, published_at=utc(2026, 11, 2, 6, 0), topics=["wipo"], title="Late")
     tick(app, utc(2026, 11, 3, 8, 0))
@@ -307,9 +308,9 @@ def test_a_new_digest_frequency_starts_with_what_is_new(
 ) -> None:
     from alerts import digests
 
-    clock.freeze(MONDAY - timedelta(days=30))  # published, and read, a month ago
+    CLOCK.freeze(MONDAY - timedelta(days=30))  # published, and read, a month ago
     factories.article(session, published_at=clock.now(), topics=["wipo"], title="Archive")
-    clock.freeze(MONDAY)
+    CLOCK.freeze(MONDAY)
     reader = factories.subscriber(
         session,
         ["patents"],
@@ -339,7 +340,7 @@ def test_an_early_admin_send_does_not_stick_the_reader_to_that_hour(
     for day in range(4):
         base = MONDAY + timedelta(days=day)
         for hour in range(24):
-            clock.freeze(base + timedelta(hours=hour))
+            CLOCK.freeze(base + timedelta(hours=hour))
             if hour == 1:
                 factories.article(
                     session, published_at=clock.now(), topics=["wipo"], title=f"Day {day}"
@@ -373,7 +374,7 @@ def test_daylight_saving_does_not_stick_a_reader_either(
     local_hours = []
     for hour in range(1, 24 * 7):
         at = start + timedelta(hours=hour)
-        clock.freeze(at - timedelta(minutes=30))
+        CLOCK.freeze(at - timedelta(minutes=30))
         factories.article(session, published_at=clock.now(), topics=["wipo"], title=f"Hour {hour}")
         before = len(sink.store.to(la.email))
         tick(app, at)

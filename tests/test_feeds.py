@@ -135,7 +135,7 @@ def test_an_item_dated_before_the_first_poll_does_not_alert(
     server.routes["/feed/"] = Route(wordpress_rss())
     feed = add_feed(session, server)
     poll(app, feed.id)
-    frozen_clock(clock.now() + timedelta(hours=1))
+    frozen_clock.advance(timedelta(hours=1))
     backdated = wordpress_item(
         7, "Old news, found late", ["WIPO"], published=rfc822(clock.now() - timedelta(days=3))
     )

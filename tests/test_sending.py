@@ -156,7 +156,7 @@ def test_a_fan_out_that_died_resumes_after_its_last_page(
     ledger.write_pending(session, article.id, [readers[0].id, readers[1].id])
     session.commit()
     assert not fanout.fan_out(session, article.id, POLICY, lambda: None).held  # still leased
-    frozen_clock(now() + POLICY.stale_after + timedelta(seconds=1))
+    frozen_clock.advance(POLICY.stale_after + timedelta(seconds=1))
     report = fanout.fan_out(session, article.id, POLICY, lambda: None)
     assert report.finished and report.readers == 3  # only the pages after the cursor
     assert sorted(rows(session, article.id)) == [reader.id for reader in readers]
@@ -184,7 +184,7 @@ def test_a_dead_tasks_claim_is_taken_over_once_stale(session: Session, frozen_cl
     article = published(session)
     assert ledger.claim_next(session, article.id, POLICY).subscriber_ids == [reader.id]
     assert ledger.claim_next(session, article.id, POLICY).subscriber_ids == []
-    frozen_clock(now() + POLICY.stale_after + timedelta(seconds=1))
+    frozen_clock.advance(POLICY.stale_after + timedelta(seconds=1))
     assert ledger.claim_next(session, article.id, POLICY).subscriber_ids == [reader.id]
 
 
@@ -257,7 +257,7 @@ def test_a_refusal_of_the_message_not_the_address_is_no_soft_bounce(
 
     for _ in range(20):
         drain(session, article, RefusesPolicy())
-        frozen_clock(now() + timedelta(minutes=10))
+        frozen_clock.advance(timedelta(minutes=10))
     assert rows(session, article.id)[reader.id].status is DeliveryStatus.FAILED
     assert session.scalar(select(func.count()).select_from(SoftBounce)) == 0
 
@@ -315,11 +315,11 @@ def test_an_unreachable_relay_opens_the_breaker_and_charges_nobody(
     mailer = FakeMailer()
     assert drain(session, article, mailer).outcome.sent == 0 and mailer.sent == []
     # A failed probe doubles the wait.
-    frozen_clock(now() + timedelta(seconds=5))
+    frozen_clock.advance(timedelta(seconds=5))
     again = batches.drain_alerts(session, SETTINGS, POLICY, article.id, unreachable)
     assert again.outcome.relay_down_until == now() + timedelta(seconds=10)
     # Back: the probe sends everything and closes the breaker.
-    frozen_clock(now() + timedelta(seconds=10))
+    frozen_clock.advance(timedelta(seconds=10))
     assert drain(session, article, mailer).outcome.sent == 3
     assert sorted(mailer.sent) == sorted(reader.email for reader in readers)
     session.expire_all()
@@ -419,7 +419,7 @@ def test_a_slow_relay_never_lets_a_second_task_take_over(
 def test_three_soft_bounces_in_14_days_suppress(session: Session, frozen_clock: Any) -> None:
     reader = factories.subscriber(session)
     assert not suppression.soft_bounce(session, reader.id, "452 mailbox full")
-    frozen_clock(now() + timedelta(days=10))
+    frozen_clock.advance(timedelta(days=10))
     assert not suppression.soft_bounce(session, reader.id, "452 mailbox full")
     frozen_clock(now() + timedelta(days=5))  # the first is now 15 days old
     assert not suppression.soft_bounce(session, reader.id, "452 mailbox full")
@@ -446,7 +446,7 @@ def test_the_reconciler_finds_what_is_owed_and_nobody_holds(
     ledger.claim_next(session, half_sent.id, POLICY)  # a task took it and died
     # Freshly queued work is left to its task.
     assert reconcile.owed(session, POLICY).total == 0
-    frozen_clock(now() + POLICY.stale_after + timedelta(seconds=1))
+    frozen_clock.advance(POLICY.stale_after + timedelta(seconds=1))
     found = reconcile.owed(session, POLICY)
     assert found.fanouts == [never_fanned_out.id] and found.alerts == [half_sent.id]
     session.commit()
@@ -455,7 +455,7 @@ def test_the_reconciler_finds_what_is_owed_and_nobody_holds(
     mailer = FakeMailer()
     drain(session, half_sent, mailer)
     assert mailer.sent == [reader.email]
-    frozen_clock(now() + POLICY.stale_after + timedelta(seconds=1))
+    frozen_clock.advance(POLICY.stale_after + timedelta(seconds=1))
     assert reconcile.owed(session, POLICY).alerts == []
 
 
@@ -463,9 +463,9 @@ def test_the_reconciler_waits_for_a_retry_to_fall_due(session: Session, frozen_c
     reader = factories.subscriber(session)
     article = published(session)
     drain(session, article, FakeMailer({reader.email: 451}))
-    frozen_clock(now() + timedelta(seconds=5))
+    frozen_clock.advance(timedelta(seconds=5))
     assert reconcile.owed(session, POLICY).alerts == []
-    frozen_clock(now() + POLICY.requeue_after)
+    frozen_clock.advance(POLICY.requeue_after)
     assert reconcile.owed(session, POLICY).alerts == [article.id]
 
 
@@ -476,7 +476,7 @@ def test_articles_a_feed_held_before_its_first_poll_are_owed_to_nobody(
     article = factories.article(session, topics=["wipo"])
     articles.alert_nobody(session, article.id)
     session.commit()
-    frozen_clock(now() + timedelta(hours=1))
+    frozen_clock.advance(timedelta(hours=1))
     assert reconcile.owed(session, POLICY).total == 0
 
 
@@ -586,7 +586,7 @@ def test_a_digest_refused_for_now_is_retried_alone_and_sent_once(
     # Its articles wait for it: no other digest or alert takes them meanwhile.
     assert drain_run(session, run_id, connect_to(mailer)).outcome.sent == 0
     mailer.answers.pop("full@example.org")
-    frozen_clock(now() + timedelta(seconds=10))
+    frozen_clock.advance(timedelta(seconds=10))
     again = drain_run(session, run_id, connect_to(mailer))
     assert again.outcome.sent == 1
     assert sorted(mailer.sent) == ["full@example.org", "steady@example.org"]
