@@ -12,6 +12,7 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from alerts import create_app
+from alerts.digests import DIGEST_FREQUENCIES
 from alerts.errors import InvalidInput, UnknownTopic
 from worker.tasks import fanout_article
 
@@ -119,7 +120,9 @@ def digests_group() -> None:
 
 
 @digests_group.command("send")
-@click.option("--frequency", required=True, type=click.Choice(["daily", "weekly", "monthly"]))
+@click.option(
+    "--frequency", required=True, type=click.Choice([f.value for f in DIGEST_FREQUENCIES])
+)
 @click.option("--topic", default="", help="Only this topic (a slug) and its branch.")
 @click.option("--dry-run", is_flag=True, help="Count the readers and show a sample; send nothing.")
 @with_appcontext

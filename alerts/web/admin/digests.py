@@ -21,6 +21,11 @@ from worker.tasks import queue_digest_run
 DIGEST_FREQUENCIES = [f.value for f in digests.DIGEST_FREQUENCIES]
 
 
+@bp.context_processor
+def _digest_frequencies() -> dict[str, list[str]]:
+    return {"digest_frequencies": DIGEST_FREQUENCIES}
+
+
 def _frequency(value: str | None) -> Frequency | None:
     return Frequency(value) if value in DIGEST_FREQUENCIES else None
 
