@@ -243,12 +243,27 @@ def parse(session: Session, payload: Any) -> ArticleInput:
     )
 
 
-def publish(session: Session, article: ArticleInput) -> PublishResult:
-    """Store a new article, or update the one with the same guid (which alerts nobody again)."""
+API_SOURCE = "api"
+
+
+def feed_source(feed_id: int) -> str:
+    return f"feed:{feed_id}"
+
+
+def publish(session: Session, article: ArticleInput, source: str = API_SOURCE) -> PublishResult:
+    """Store a new article, or update the one with the same guid (which alerts nobody again).
+
+    An article belongs to its source (`API_SOURCE`, or `feed_source(id)`): another source
+    sending the same guid changes nothing.
+
+    Raises:
+        InvalidArticle: the guid belongs to an article of another source.
+    """
     existing = session.scalar(select(Article).where(Article.guid == article.guid))
     if existing is None:
         created = Article(
             guid=article.guid,
+            source=source,
             url=article.url,
             title=article.title,
             summary_html=article.summary_html,
@@ -273,6 +288,12 @@ def publish(session: Session, article: ArticleInput) -> PublishResult:
         else:
             return PublishResult(created.id, created=True)
 
+    if existing.source is None:
+        existing.source = source  # stored before sources were recorded: the first one claims it
+    elif existing.source != source:
+        raise InvalidArticle(
+            {"guid": "already used by an article from another source; it was not changed"}
+        )
     changed = []
     for name in ("url", "title", "summary_html", "summary_text", "author", "language_code"):
         if getattr(existing, name) != getattr(article, name):

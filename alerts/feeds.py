@@ -272,7 +272,9 @@ def _ingest(session: Session, feed: Feed, entry: Any, first_poll: bool, report: 
         payload["published_at"] = published.isoformat()
     try:
         with session.begin_nested():
-            result = articles.publish(session, articles.parse(session, payload))
+            result = articles.publish(
+                session, articles.parse(session, payload), articles.feed_source(feed.id)
+            )
     except articles.InvalidArticle as invalid:
         report.rejected.append(f"{guid[:80]}: {invalid}")
         return

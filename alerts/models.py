@@ -271,6 +271,10 @@ class Article(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     guid: Mapped[str] = mapped_column(String(1000), unique=True)
+    # Who published it: "api" (the API and the CLI) or "feed:<id>". Only its source may
+    # update it. NULL: stored before sources were recorded; the next source to send it
+    # again becomes its owner.
+    source: Mapped[str | None] = mapped_column(String(40))
     url: Mapped[str] = mapped_column(String(2000))
     title: Mapped[str] = mapped_column(String(500))
     summary_html: Mapped[str] = mapped_column(Text, default="")
