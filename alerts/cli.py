@@ -205,7 +205,9 @@ def feeds_add(url: str, language: str | None, interval: int) -> None:
 
     session = db.session()
     try:
-        feed, created = feeds.add(session, url, language, interval)
+        feed, created = feeds.add(
+            session, url, language, interval, current_app.config["FEED_ALLOW"]
+        )
     except InvalidInput as error:
         raise click.ClickException(error.message) from error
     session.commit()
@@ -253,7 +255,12 @@ def feeds_poll(feed_id: int | None) -> None:
     reports = []
     with click.progressbar(chosen, label="Polling", show_pos=True) as bar:
         for feed in bar:
-            report = feeds.poll(session, feed, timeout=float(current_app.config["FEED_TIMEOUT"]))
+            report = feeds.poll(
+                session,
+                feed,
+                timeout=float(current_app.config["FEED_TIMEOUT"]),
+                allow=current_app.config["FEED_ALLOW"],
+            )
             for article_id in report.to_alert:
                 db.queue_after_commit(session, fanout_article, article_id)
             session.commit()

@@ -93,6 +93,9 @@ def defaults() -> dict[str, Any]:
         "DIGEST_CHECK_INTERVAL": 300,
         "FEED_CHECK_INTERVAL": 60,
         "FEED_TIMEOUT": 20,
+        # Internal hosts feeds may come from ("host" or "host:port", comma-separated): every
+        # other loopback, private or link-local address is refused.
+        "FEED_ALLOW": "",
         # Abuse limits (limits notation). Storage: RATELIMIT_STORAGE_URI, default the broker.
         "RATELIMIT_STORAGE_URI": None,
         "RATELIMIT_SUBSCRIBE_IP": "10 per minute; 100 per hour",
@@ -133,6 +136,10 @@ def normalize(config: dict[str, Any]) -> None:
             config[key] = str(config[key])
     config["BASE_URL"] = config["BASE_URL"].rstrip("/")
     config["CELERY"] = celery_settings(config.get("CELERY") or {})
+    allow = config.get("FEED_ALLOW") or ()
+    if not isinstance(allow, list | tuple):
+        allow = str(allow).split(",")
+    config["FEED_ALLOW"] = tuple(entry.strip().lower() for entry in allow if entry.strip())
 
 
 def celery_settings(given: Mapping[str, Any]) -> dict[str, Any]:

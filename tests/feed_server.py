@@ -17,6 +17,8 @@ class Route:
     status: int = 200
     content_type: str = "application/rss+xml; charset=UTF-8"
     delay: float = 0.0
+    location: str | None = None  # a redirect (status 302) to this address
+    drip: float = 0.0  # send the body a byte at a time, this many seconds apart
 
 
 @dataclass
@@ -27,6 +29,11 @@ class FeedServer:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def allow(self) -> str:
+        """The ALERTS_FEED_ALLOW entry for this server (only its port on the loopback)."""
+        return f"127.0.0.1:{self.port}"
 
 
 @contextmanager
@@ -43,6 +50,12 @@ def serving() -> Iterator[FeedServer]:
                 return
             if route.delay:
                 time.sleep(route.delay)
+            if route.location is not None:
+                self.send_response(302)
+                self.send_header("Location", route.location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if route.status != 200:
                 self.send_error(route.status)
                 return
@@ -55,7 +68,16 @@ def serving() -> Iterator[FeedServer]:
             self.send_header("ETag", route.etag)
             self.send_header("Content-Length", str(len(route.body)))
             self.end_headers()
-            self.wfile.write(route.body)
+            if not route.drip:
+                self.wfile.write(route.body)
+                return
+            for byte in route.body:
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:
+                    return  # the reader gave up
+                time.sleep(route.drip)
 
         def log_message(self, format: str, *args: object) -> None:
             pass

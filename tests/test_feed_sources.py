@@ -23,13 +23,14 @@ GUID = "https://news.example.org/?p=7"
 
 
 @pytest.fixture
-def server() -> Iterator[FeedServer]:
+def server(app: Flask) -> Iterator[FeedServer]:
     with serving() as running:
+        app.config["FEED_ALLOW"] = (running.allow,)
         yield running
 
 
 def add_and_poll(app: Flask, session: Session, server: FeedServer, path: str) -> Feed:
-    feed, _ = feeds.add(session, server.url(path))
+    feed, _ = feeds.add(session, server.url(path), allow=(server.allow,))
     session.commit()
     with app.app_context():
         tasks.poll_feed(feed.id)

@@ -38,8 +38,9 @@ REFERENCE_CATEGORIES = [
 
 
 @pytest.fixture
-def server() -> Iterator[FeedServer]:
+def server(app: Flask) -> Iterator[FeedServer]:
     with serving() as running:
+        app.config["FEED_ALLOW"] = (running.allow,)
         yield running
 
 
@@ -48,7 +49,7 @@ def rfc822(at: datetime) -> str:
 
 
 def add_feed(session: Session, server: FeedServer, path: str = "/feed/") -> Feed:
-    feed, _ = feeds.add(session, server.url(path))
+    feed, _ = feeds.add(session, server.url(path), allow=(server.allow,))
     session.commit()
     return feed
 
@@ -356,7 +357,9 @@ def test_a_garbled_server_and_a_placeholder_date_are_handled(
         connection.close()
 
     threading.Thread(target=garble, daemon=True).start()
-    broken, _ = feeds.add(session, f"http://127.0.0.1:{listener.getsockname()[1]}/feed")
+    garbler = f"127.0.0.1:{listener.getsockname()[1]}"
+    app.config["FEED_ALLOW"] = (server.allow, garbler)
+    broken, _ = feeds.add(session, f"http://{garbler}/feed", allow=(garbler,))
     server.routes["/feed/"] = Route(
         wordpress_rss(
             wordpress_item(1, "Dated 9999", ["WIPO"], published="Fri, 31 Dec 9999 23:59:59 GMT")

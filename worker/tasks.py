@@ -241,7 +241,12 @@ def poll_feed(feed_id: int) -> str:
     feed = session.get(Feed, feed_id)
     if feed is None:
         return "gone"
-    report = feeds.poll(session, feed, timeout=float(current_app.config["FEED_TIMEOUT"]))
+    report = feeds.poll(
+        session,
+        feed,
+        timeout=float(current_app.config["FEED_TIMEOUT"]),
+        allow=current_app.config["FEED_ALLOW"],
+    )
     for article_id in report.to_alert:
         queue_after_commit(session, fanout_article, article_id)
     session.commit()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
@@ -27,6 +27,7 @@ def feeds_page() -> ResponseReturnValue:
                 request.form.get("url", ""),
                 request.form.get("language") or None,
                 subscriptions.form_int(interval, 0),
+                current_app.config["FEED_ALLOW"],
             )
         except InvalidInput as invalid:
             error = " ".join(invalid.errors.values())

@@ -1,4 +1,5 @@
-"""RSS and Atom feeds: fetch with conditional GET, turn new entries into articles.
+"""RSS and Atom feeds: add them, poll them (conditional GET through `fetch`), turn new
+entries into articles.
 
 Entries go through the same publishing path as the API (articles.parse, articles.publish).
 An entry seen again updates its article and alerts nobody; entries a feed already held
@@ -9,11 +10,8 @@ from __future__ import annotations
 
 import calendar
 import html
-import http.client
 import re
-import time
-import urllib.error
-import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,11 +24,11 @@ from sqlalchemy.orm import Session
 
 from alerts import articles
 from alerts.clock import now
-from alerts.errors import AlertsError, InvalidInput
+from alerts.errors import InvalidInput
+from alerts.feeds.fetch import FeedError, allowed, fetch, public_addresses
 from alerts.models import Feed, FeedCategory, Language, Topic
 from alerts.taxonomy import alias_key
 
-MAX_FEED_BYTES = 10 * 1024 * 1024
 MAX_BACKOFF = timedelta(hours=24)
 # Feed dates have second precision and publishers' clocks drift: an entry counts as older
 # than the first poll only when it is older by more than this.
@@ -40,88 +38,47 @@ CLOCK_GRACE = timedelta(hours=1)
 _GLOBAL_ID = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S")
 
 
-class FeedError(AlertsError):
-    """The feed could not be read; the message says why, for the admin."""
-
-
-@dataclass(frozen=True)
-class Fetched:
-    status: int  # 200, or 304 when nothing changed
-    body: bytes = b""
-    etag: str | None = None
-    last_modified: str | None = None
-
-
-def fetch(url: str, etag: str | None, last_modified: str | None, timeout: float) -> Fetched:
-    """GET the feed, conditionally; errors (timeout, 4xx/5xx, refused) raise FeedError."""
-    headers = {
-        "User-Agent": "news-alerts feed reader",
-        "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
-    }
-    if etag:
-        headers["If-None-Match"] = etag
-    if last_modified:
-        headers["If-Modified-Since"] = last_modified
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) checked on add
-    deadline = time.monotonic() + timeout
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            # The timeout bounds the whole read, not each chunk: a server dripping bytes
-            # cannot hold a worker for long.
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := response.read(64 * 1024):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_FEED_BYTES:
-                    raise FeedError(f"the feed is larger than {MAX_FEED_BYTES // 2**20} MB")
-                if time.monotonic() > deadline:
-                    raise FeedError(f"no answer within {timeout:.0f} s")
-            return Fetched(
-                response.status,
-                b"".join(chunks),
-                response.headers.get("ETag"),
-                response.headers.get("Last-Modified"),
-            )
-    except urllib.error.HTTPError as error:
-        error.close()  # it holds the connection open
-        if error.code == 304:
-            return Fetched(304, etag=etag, last_modified=last_modified)
-        raise FeedError(f"HTTP {error.code} {error.reason}") from error
-    except TimeoutError as error:
-        raise FeedError(f"no answer within {timeout:.0f} s") from error
-    except urllib.error.URLError as error:
-        raise FeedError(f"cannot reach the feed: {error.reason}") from error
-    except (OSError, http.client.HTTPException, ValueError) as error:
-        raise FeedError(f"cannot read the feed: {type(error).__name__}: {error}") from error
-
-
-def check_url(url: str) -> str:
+def check_url(url: str, allow: Collection[str] = ()) -> str:
     """The address, trimmed.
 
     Raises:
-        InvalidInput: not an http(s) URL, or an impossible port.
+        InvalidInput: not an http(s) URL, an impossible port, or a host on an internal
+            network (unless `allow`, ALERTS_FEED_ALLOW, names it).
     """
     url = url.strip()
     parts = urlsplit(url)
     try:
-        parts.port  # noqa: B018 - raises on a port that is not a number in range
+        port = parts.port
     except ValueError:
         raise InvalidInput({"url": "That address has an impossible port."}) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
         raise InvalidInput({"url": "A feed address must be an http:// or https:// URL."})
+    port = port or (443 if parts.scheme == "https" else 80)
+    if not allowed(parts.hostname, port, allow):
+        try:
+            public_addresses(parts.hostname, port, allow)
+        except FeedError as error:
+            if str(error).startswith("refused"):
+                raise InvalidInput(
+                    {"url": "That address is on an internal network: feeds must be public."}
+                ) from None
+            # Not resolvable now: every poll checks again, and records why it failed.
     return url
 
 
 def add(
-    session: Session, url: str, language: str | None = None, interval_minutes: int = 15
+    session: Session,
+    url: str,
+    language: str | None = None,
+    interval_minutes: int = 15,
+    allow: Collection[str] = (),
 ) -> tuple[Feed, bool]:
     """Add a feed (or return the one with this address); it is polled at once.
 
     Raises:
         InvalidInput: a bad address, an unknown language or an interval out of range.
     """
-    url = check_url(url)
+    url = check_url(url, allow)
     if language and session.get(Language, language) is None:
         raise InvalidInput({"language": f"Unknown language {language!r}."})
     if not 1 <= interval_minutes <= 1440:
@@ -163,21 +120,29 @@ def lease(session: Session, feed: Feed) -> None:
     feed.next_poll_at = now() + timedelta(minutes=feed.interval_minutes)
 
 
-def poll(session: Session, feed: Feed, timeout: float = 20.0, fetcher: Any = fetch) -> PollReport:
+def poll(
+    session: Session,
+    feed: Feed,
+    timeout: float = 20.0,
+    fetcher: Any = fetch,
+    allow: Collection[str] = (),
+) -> PollReport:
     """Fetch and ingest one feed; records success or the error on the feed. The caller
     commits, then queues fanout_article for report.to_alert."""
     report = PollReport(feed.id)
     started = now()
     feed.last_polled_at = started
     try:
-        fetched = fetcher(feed.url, feed.etag, feed.last_modified, timeout)
+        fetched = fetcher(feed.url, feed.etag, feed.last_modified, timeout, allow)
         if fetched.status == 304:
             report.status = "not modified"
         else:
             try:
-                # The feed's address resolves relative links ("/2026/11/story/").
+                # The server's headers tell feedparser the charset and the content type;
+                # the feed's address resolves relative links ("/2026/11/story/").
                 parsed = feedparser.parse(
-                    fetched.body, response_headers={"content-location": feed.url}
+                    fetched.body,
+                    response_headers={**fetched.headers, "content-location": feed.url},
                 )
             except Exception as error:  # feedparser can choke on odd character references
                 raise FeedError(f"unreadable feed: {type(error).__name__}: {error}") from error
