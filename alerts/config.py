@@ -37,6 +37,10 @@ STRING_SETTINGS = (
 )
 
 
+# The Celery queue of feed polls; every other task goes to Celery's default queue.
+FEEDS_QUEUE = "feeds"
+DEFAULT_QUEUE = "celery"
+
 # The longest countdown of a confirmation email's retries (worker/tasks.py).
 CONFIRMATION_RETRY_MAX = 600
 
@@ -125,6 +129,12 @@ def defaults() -> dict[str, Any]:
             "enable_utc": True,
             "task_eager_propagates": True,
             "worker_hijack_root_logger": False,
+            # Feeds are polled by their own worker pool (`-Q feeds`): a slow feed server can
+            # hold a feed worker up to FEED_TIMEOUT, never a sending one.
+            "task_routes": {
+                "alerts.poll_feed": {"queue": FEEDS_QUEUE},
+                "alerts.poll_due_feeds": {"queue": FEEDS_QUEUE},
+            },
         },
     }
 

@@ -18,6 +18,8 @@ from typing import IO
 
 import redis
 
+from alerts import config
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -157,11 +159,17 @@ class EmbeddedRedis(ChildProcess):
         return self
 
 
-def celery_worker_argv(concurrency: int = 2, loglevel: str = "INFO") -> list[str]:
+def celery_worker_argv(
+    concurrency: int = 2,
+    loglevel: str = "INFO",
+    queues: str = config.DEFAULT_QUEUE,
+    name: str = "celery@%h",
+) -> list[str]:
+    """A Celery worker for these queues: sending (the default queue) or feed polls."""
     return [
         sys.executable, "-m", "celery", "-A", "worker", "worker",
         "--loglevel", loglevel, "--concurrency", str(concurrency), "--without-gossip",
-        "--without-mingle",
+        "--without-mingle", "--queues", queues, "--hostname", name,
     ]  # fmt: skip
 
 
@@ -238,6 +246,9 @@ def run(host: str, port: int, smtp_port: int) -> None:
             children.append(sink)
             wait_for(lambda: port_open("127.0.0.1", smtp_port), 15, "mail sink")
         children.append(ChildProcess("worker", celery_worker_argv()).start())
+        # Feed polls in their own pool: a slow feed server never holds up sending.
+        feeds_argv = celery_worker_argv(1, queues=config.FEEDS_QUEUE, name="feeds@%h")
+        children.append(ChildProcess("feeds-worker", feeds_argv).start())
         beat_argv = celery_beat_argv(os.path.join(var, "celerybeat-schedule"))
         children.append(ChildProcess("beat", beat_argv).start())
 

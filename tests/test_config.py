@@ -97,3 +97,19 @@ def test_a_bad_celery_setting_stops_start_up_clearly(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         create_app()
+
+
+def test_feed_polls_have_their_own_queue(app: object) -> None:
+    from celery import Celery
+
+    from alerts import devstack
+
+    celery_app: Celery = app.extensions["celery"]  # type: ignore[attr-defined]
+    router = celery_app.amqp.router
+    assert router.route({}, "alerts.poll_feed")["queue"].name == "feeds"
+    assert router.route({}, "alerts.poll_due_feeds")["queue"].name == "feeds"
+    assert router.route({}, "alerts.send_alerts")["queue"].name == "celery"
+    # `alerts dev` starts a worker for each: sending never waits behind a slow feed.
+    argv = devstack.celery_worker_argv(1, queues="feeds", name="feeds@%h")
+    assert argv[argv.index("--queues") + 1] == "feeds"
+    assert devstack.celery_worker_argv()[argv.index("--queues") + 1] == "celery"
