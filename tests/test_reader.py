@@ -309,3 +309,33 @@ def test_links_made_before_links_had_keys_still_unsubscribe_their_reader(
     assert client.post(f"/unsubscribe/{old_style}").status_code == 200
     session.refresh(reader)
     assert reader.status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_an_old_emails_one_click_does_not_end_a_subscription_started_again(
+    client: FlaskClient, session: Session, frozen_clock: Any
+) -> None:
+    reader = factories.subscriber(session)
+    old_link = token(tokens.Purpose.UNSUBSCRIBE, reader)  # in an email of the first subscription
+    frozen_clock.advance(timedelta(days=3))
+    one_click = {"data": "List-Unsubscribe=One-Click",
+                 "content_type": "application/x-www-form-urlencoded"}  # fmt: skip
+    assert client.post(f"/unsubscribe/{old_link}", **one_click).status_code == 200
+    session.refresh(reader)
+    assert reader.status is SubscriberStatus.UNSUBSCRIBED
+    # They sign up again and confirm, days later; the old email's mail client POSTs again.
+    frozen_clock.advance(timedelta(days=2))
+    reader.status = SubscriberStatus.ACTIVE
+    reader.confirmed_at = frozen_clock.now()
+    session.commit()
+    frozen_clock.advance(timedelta(hours=1))
+    late = client.post(f"/unsubscribe/{old_link}", **one_click)
+    assert late.status_code == 200
+    assert "changed nothing" in late.get_data(as_text=True)
+    session.refresh(reader)
+    assert reader.status is SubscriberStatus.ACTIVE
+    # A link of the new subscription works as ever.
+    assert (
+        client.post(f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader)}").status_code == 200
+    )
+    session.refresh(reader)
+    assert reader.status is SubscriberStatus.UNSUBSCRIBED

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
@@ -35,7 +36,13 @@ def _read(token: str, purpose: tokens.Purpose) -> dict[str, Any] | ResponseRetur
         return _invalid()
 
 
-def _subscriber(token: str, purpose: tokens.Purpose) -> Subscriber | ResponseReturnValue:
+@dataclass(frozen=True)
+class _Link:
+    subscriber: Subscriber
+    payload: dict[str, Any]
+
+
+def _subscriber(token: str, purpose: tokens.Purpose) -> _Link | ResponseReturnValue:
     payload = _read(token, purpose)
     if not isinstance(payload, dict):
         return payload
@@ -50,29 +57,45 @@ def _subscriber(token: str, purpose: tokens.Purpose) -> Subscriber | ResponseRet
             "It may have been erased. You can sign up again at any time.",
             404,
         )
-    return subscriber
+    return _Link(subscriber, payload)
 
 
 ReaderView = Callable[[Subscriber, str], ResponseReturnValue]
 
 
 def reader_link(
-    purpose: tokens.Purpose,
+    purpose: tokens.Purpose, acts: bool = False
 ) -> Callable[[ReaderView], Callable[[str], ResponseReturnValue]]:
     """For a view reached by a reader's `purpose` link: the view gets the reader and the
-    token, or the reader gets the link's error page (expired, not valid, nobody for it)."""
+    token, or the reader gets the link's error page (expired, not valid, nobody for it).
+
+    A view that `acts` (unsubscribes, changes) does nothing for a link made before the
+    reader last confirmed: an old email's one-click must not end the subscription they
+    started again since.
+    """
 
     def decorate(view: ReaderView) -> Callable[[str], ResponseReturnValue]:
         @wraps(view)
         def wrapper(token: str) -> ResponseReturnValue:
-            subscriber = _subscriber(token, purpose)
-            if not isinstance(subscriber, Subscriber):
-                return subscriber
-            return view(subscriber, token)
+            found = _subscriber(token, purpose)
+            if not isinstance(found, _Link):
+                return found
+            if acts and _older_than_subscription(found.subscriber, found.payload):
+                return _unsubscribe_page(found.subscriber, token, done="stale")
+            return view(found.subscriber, token)
 
         return wrapper
 
     return decorate
+
+
+def _older_than_subscription(subscriber: Subscriber, payload: dict[str, Any]) -> bool:
+    issued = payload.get("_issued_at")
+    confirmed = subscriber.confirmed_at
+    # Link times have whole seconds: a link made in the second of confirming still acts.
+    if issued is None or confirmed is None:
+        return False
+    return bool(issued < confirmed.replace(microsecond=0))
 
 
 def _same_key(subscriber: Subscriber, link_key: str) -> bool:
@@ -132,19 +155,21 @@ def unsubscribe_page(subscriber: Subscriber, token: str) -> ResponseReturnValue:
 
 
 def _unsubscribe_page(subscriber: Subscriber, token: str, done: str = "") -> str:
+    links = _links(subscriber)
     return render_template(
         "web/unsubscribe.html",
         subscriber=subscriber,
-        token=token,
+        # The page's buttons act on the subscription shown, even when reached by an old link.
+        token=links.pop("unsubscribe_token"),
         done=done,
         subscriptions=sorted(subscriber.subscriptions, key=lambda s: s.topic.name),
-        **_links(subscriber),
+        **links,
     )
 
 
 @bp.post("/unsubscribe/<token>")
 @csrf.exempt
-@reader_link(tokens.Purpose.UNSUBSCRIBE)
+@reader_link(tokens.Purpose.UNSUBSCRIBE, acts=True)
 def unsubscribe_now(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     """RFC 8058 one-click (and the page's own button): no CSRF token, no login, no redirect."""
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
@@ -156,7 +181,7 @@ def unsubscribe_now(subscriber: Subscriber, token: str) -> ResponseReturnValue:
 
 
 @bp.post("/unsubscribe/<token>/topic")
-@reader_link(tokens.Purpose.UNSUBSCRIBE)
+@reader_link(tokens.Purpose.UNSUBSCRIBE, acts=True)
 def unsubscribe_one_topic(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     session = db.session()
     slug = request.form.get("topic", "")
@@ -168,7 +193,7 @@ def unsubscribe_one_topic(subscriber: Subscriber, token: str) -> ResponseReturnV
 
 
 @bp.post("/unsubscribe/<token>/weekly")
-@reader_link(tokens.Purpose.UNSUBSCRIBE)
+@reader_link(tokens.Purpose.UNSUBSCRIBE, acts=True)
 def switch_to_weekly(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     session = db.session()
     subscriptions.switch_to_weekly(session, subscriber, _consent("unsubscribe page"))
