@@ -172,7 +172,11 @@ def resolve_topics(
 
 
 def parse(session: Session, payload: Any) -> ArticleInput:
-    """Validate one article as the API or a file gives it; every problem is reported at once."""
+    """Validate one article as the API or a file gives it; every problem is reported at once.
+
+    Raises:
+        InvalidArticle: every bad field with what is wrong with it.
+    """
     if not isinstance(payload, Mapping):
         raise InvalidArticle({"article": "must be a JSON object"})
     errors: dict[str, str] = {}

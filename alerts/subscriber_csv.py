@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from alerts import digests
-from alerts.clock import now
+from alerts.clock import now, timezones
 from alerts.errors import AlertsError, InvalidInput
 from alerts.models import (
     Frequency,
@@ -202,7 +202,7 @@ def _parse_row(
     if unknown:
         raise RowError(f"unknown language {unknown[0]!r}")
     timezone = (row.get("timezone") or "UTC").strip()
-    if timezone not in digests.timezones():
+    if timezone not in timezones():
         raise RowError(f"unknown time zone {timezone!r}")
     hour_text = (row.get("send_hour") or "8").strip()
     if not 0 <= form_int(hour_text) <= 23:

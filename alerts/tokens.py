@@ -54,7 +54,12 @@ def make(secret_key: str, purpose: Purpose, payload: dict[str, Any]) -> str:
 
 
 def read(secret_key: str, purpose: Purpose, token: str, max_age: int) -> dict[str, Any]:
-    """The payload, with "_issued_at" (aware UTC) added: when the link was made."""
+    """The payload, with "_issued_at" (aware UTC) added: when the link was made.
+
+    Raises:
+        TokenExpired: older than `max_age` seconds.
+        TokenInvalid: not signed by us for this purpose, or not a payload we made.
+    """
     try:
         payload, issued = _serializer(secret_key, purpose).loads(
             token, max_age=max_age, return_timestamp=True

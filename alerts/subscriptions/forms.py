@@ -61,7 +61,11 @@ MAX_KEYWORD_LENGTH = 100
 
 def parse_keywords(text: str) -> tuple[str, ...]:
     """One keyword or phrase per line ("ICANN", "TRIPS waiver", quotes allowed); at most 20,
-    each with at least one word; duplicates (once folded) dropped."""
+    each with at least one word; duplicates (once folded) dropped.
+
+    Raises:
+        InvalidInput: on "keywords": a keyword too long, one with no word, or too many.
+    """
     phrases: dict[str, str] = {}
     for line in text.replace("\r", "\n").split("\n"):
         phrase = " ".join(line.strip().strip("\"\u201c\u201d'").split())
@@ -81,7 +85,11 @@ def parse_keywords(text: str) -> tuple[str, ...]:
 
 
 def normalize_email(raw: str) -> str:
-    """The address as email-validator normalizes it; raises InvalidInput on a bad one."""
+    """The address as email-validator normalizes it.
+
+    Raises:
+        InvalidInput: on "email": empty, too long, or not a valid address.
+    """
     candidate = raw.strip()
     if not candidate:
         raise InvalidInput({"email": "Enter your email address."})
@@ -120,7 +128,12 @@ def validate(
     keywords: str = "",
     within_topics: bool = False,
 ) -> tuple[str, Choices]:
-    """Check every field at once, so the form can show each message next to its field."""
+    """Check every field at once, so the form can show each message next to its field.
+
+    Raises:
+        InvalidInput: every bad field ("email", "keywords", "topics", "languages",
+            "frequency") with its message.
+    """
     errors: dict[str, str] = {}
     normalized = ""
     try:
@@ -184,7 +197,12 @@ def validate_preferences(
     keyword_frequency: str = "immediate",
     within_topics: bool = False,
 ) -> Preferences:
-    """Check the preference form; every bad field is reported at once (InvalidInput)."""
+    """Check the preference form; every bad field is reported at once.
+
+    Raises:
+        InvalidInput: every bad field ("keywords", "topics", "languages", "timezone",
+            "send_hour", "send_weekday") with its message.
+    """
     errors: dict[str, str] = {}
     phrases: tuple[str, ...] = ()
     try:

@@ -84,7 +84,8 @@ def subscribe(
         subscriber.status = SubscriberStatus.PENDING
         subscriber.confirm_nonce = None
         subscriber.confirmed_at = None
-    _replace_choices(session, subscriber, choices)
+    clear_choices(session, subscriber)
+    _add_choices(session, subscriber, choices)
     record(session, subscriber, "signup", consent)
     # A pending reader keeps one link: signing up again updates what it confirms.
     nonce = subscriber.confirm_nonce or secrets.token_hex(8)
@@ -128,14 +129,14 @@ def _claim_confirmation(
     return bool(getattr(claimed, "rowcount", 0) == 1)
 
 
-def _replace_choices(session: Session, subscriber: Subscriber, choices: Choices) -> None:
+def clear_choices(session: Session, subscriber: Subscriber) -> None:
+    """Drop every topic, language and keyword the reader follows, before new ones are set."""
     session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
     session.execute(
         delete(SubscriberLanguage).where(SubscriberLanguage.subscriber_id == subscriber.id)
     )
     session.execute(delete(Keyword).where(Keyword.subscriber_id == subscriber.id))
     session.expire(subscriber, ["subscriptions", "languages", "keywords"])
-    _add_choices(session, subscriber, choices)
 
 
 def _add_choices(session: Session, subscriber: Subscriber, choices: Choices) -> None:
@@ -193,7 +194,11 @@ def confirm(
     changes: Choices | None,
     consent: Consent,
 ) -> tuple[ConfirmResult, Subscriber]:
-    """Follow a confirmation link: activate a pending reader, or apply an active one's changes."""
+    """Follow a confirmation link: activate a pending reader, or apply an active one's changes.
+
+    Raises:
+        LinkNotValid: no reader has this id (erased since the link was sent).
+    """
     subscriber = session.scalar(
         select(Subscriber)
         .where(Subscriber.id == subscriber_id)

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from alerts import digests
 from alerts.clock import now
 from alerts.errors import InvalidInput
-from alerts.models import Frequency, Keyword, Subscriber, SubscriberLanguage, Subscription, Topic
+from alerts.models import Frequency, Subscriber, SubscriberLanguage, Subscription, Topic
 from alerts.subscriptions.consent import Consent, record
 from alerts.subscriptions.forms import Preferences
-from alerts.subscriptions.lifecycle import add_keywords, unsubscribe
+from alerts.subscriptions.lifecycle import add_keywords, clear_choices, unsubscribe
 
 PAUSE_WEEKS = (1, 2, 4)
 
@@ -29,19 +29,14 @@ def update_preferences(
             select(Topic.slug, Topic.id).where(Topic.slug.in_(list(preferences.topics)))
         ).all()
     )
-    session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
-    session.execute(
-        delete(SubscriberLanguage).where(SubscriberLanguage.subscriber_id == subscriber.id)
-    )
+    clear_choices(session, subscriber)
     for slug, frequency in preferences.topics.items():
         session.add(
             Subscription(subscriber_id=subscriber.id, topic_id=ids[slug], frequency=frequency)
         )
     for code in preferences.languages:
         session.add(SubscriberLanguage(subscriber_id=subscriber.id, language_code=code))
-    session.execute(delete(Keyword).where(Keyword.subscriber_id == subscriber.id))
     session.flush()
-    session.expire(subscriber, ["keywords"])
     add_keywords(session, subscriber, preferences.keywords, preferences.keyword_frequency)
     subscriber.keywords_within_topics = preferences.within_topics
     subscriber.timezone = preferences.timezone
@@ -54,7 +49,11 @@ def update_preferences(
 
 
 def pause(session: Session, subscriber: Subscriber, weeks: int, consent: Consent) -> None:
-    """No email at all for `weeks` weeks (0 resumes now)."""
+    """No email at all for `weeks` weeks (0 resumes now).
+
+    Raises:
+        InvalidInput: on "pause": a length not in PAUSE_WEEKS.
+    """
     if weeks and weeks not in PAUSE_WEEKS:
         raise InvalidInput({"pause": "Choose 1, 2 or 4 weeks."})
     subscriber.paused_until = now() + timedelta(weeks=weeks) if weeks else None
