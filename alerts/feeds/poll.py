@@ -188,7 +188,9 @@ def poll(
 
 def _entry_time(entry: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed"):
-        value = entry.get(key)
+        # Read as a plain dict: feedparser's own get() maps a missing "published" to
+        # "updated" with a deprecation warning.
+        value = dict.get(entry, key)
         if value:
             try:
                 moment = datetime.fromtimestamp(calendar.timegm(value), UTC)
