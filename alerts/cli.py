@@ -211,7 +211,7 @@ def feeds_add(url: str, language: str | None, interval: int) -> None:
     except InvalidInput as error:
         raise click.ClickException(error.message) from error
     session.commit()
-    click.echo(f"feed #{feed.id} {'added' if created else 'already there'}: {feed.url}")
+    click.echo(f"feed #{feed.id} {'added' if created else 'already there'}: {feed.shown_url}")
 
 
 @feeds_group.command("list")
@@ -228,7 +228,7 @@ def feeds_list() -> None:
         polled = feed.last_polled_at.strftime("%Y-%m-%d %H:%M") if feed.last_polled_at else "never"
         error = f"  last error: {feed.last_error}" if feed.last_error else ""
         click.echo(
-            f"#{feed.id} [{state}] {feed.url}  every {feed.interval_minutes} min, "
+            f"#{feed.id} [{state}] {feed.shown_url}  every {feed.interval_minutes} min, "
             f"polled {polled}, {feed.articles_created} articles{error}"
         )
 
@@ -267,7 +267,7 @@ def feeds_poll(feed_id: int | None) -> None:
             reports.append((feed, report))
     for feed, report in reports:
         click.echo(
-            f"#{feed.id} {feed.url}: {report.status}; {report.created} new "
+            f"#{feed.id} {feed.shown_url}: {report.status}; {report.created} new "
             f"({len(report.to_alert)} alerting), {report.updated} updated"
             + (
                 f", unmapped categories: {', '.join(sorted(set(report.unmapped)))}"

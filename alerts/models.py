@@ -6,6 +6,7 @@ import enum
 import secrets
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import (
     Boolean,
@@ -512,6 +513,14 @@ class Feed(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     articles_created: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=now)
+
+    @property
+    def shown_url(self) -> str:
+        """The address without any user name or password in it, for pages and the CLI."""
+        parts = urlsplit(self.url)
+        if "@" not in parts.netloc:
+            return self.url
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 class FeedCategory(Base):

@@ -204,3 +204,17 @@ def _now_rfc822() -> str:
     from alerts.clock import now
 
     return format_datetime(now(), usegmt=True)
+
+
+def test_credentials_in_a_feed_address_are_never_shown(
+    client: FlaskClient, session: Session, server: FeedServer
+) -> None:
+    address = f"http://newsroom:s3cret-pass@{server.allow}/private/feed/"
+    feed, _ = feeds.add(session, address, allow=(server.allow,))
+    session.commit()
+    client.post("/admin/login", data={"password": "admin", "csrf_token": csrf_from(
+        client.get("/admin/login").get_data(as_text=True))})  # fmt: skip
+    for page in ("/admin/feeds", f"/admin/feeds/{feed.id}"):
+        html = client.get(page).get_data(as_text=True)
+        assert f"{server.allow}/private/feed/" in html
+        assert "s3cret-pass" not in html and "newsroom:" not in html
