@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from email.utils import parseaddr
 from typing import Any
 
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105 - refused in production
@@ -204,6 +205,12 @@ def check_production(config: Mapping[str, Any]) -> None:
         for key, dev_value in PRODUCTION_SECRETS.items()
         if not config.get(key) or config[key] == dev_value
     ]
+    sender_domain = parseaddr(str(config.get("MAIL_FROM", "")))[1].rpartition("@")[2].lower()
+    if "." not in sender_domain or sender_domain.endswith((".localhost", ".local")):
+        problems.append(
+            "ALERTS_MAIL_FROM must be an address on the site's own domain, not "
+            f"{sender_domain or 'an empty one'!r} (receivers refuse it, Message-IDs use it)"
+        )
     if not str(config.get("BASE_URL", "")).startswith("https://"):
         problems.append("ALERTS_BASE_URL must be an https:// address (unsubscribe links need it)")
     if problems:

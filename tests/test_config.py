@@ -30,6 +30,7 @@ def production(**overrides: str) -> dict[str, str]:
         API_TOKEN="a-long-random-token",
         ADMIN_PASSWORD="a-long-random-password",
         BASE_URL="https://alerts.example.org",
+        MAIL_FROM="IP Policy Watch <alerts@news.example.org>",
     )
     settings.update(overrides)
     return settings
@@ -113,3 +114,11 @@ def test_feed_polls_have_their_own_queue(app: object) -> None:
     argv = devstack.celery_worker_argv(1, queues="feeds", name="feeds@%h")
     assert argv[argv.index("--queues") + 1] == "feeds"
     assert devstack.celery_worker_argv()[argv.index("--queues") + 1] == "celery"
+
+
+@pytest.mark.parametrize(
+    "sender", ["News alerts <alerts@localhost>", "alerts@mailhost", "x@news.localhost", ""]
+)
+def test_production_refuses_a_sender_on_localhost_or_an_unqualified_domain(sender: str) -> None:
+    with pytest.raises(ConfigError, match="ALERTS_MAIL_FROM"):
+        config.check_production(production(MAIL_FROM=sender))

@@ -103,3 +103,27 @@ def test_starttls_verifies_certificates(sink: MailSink) -> None:
     settings = smtp.SmtpSettings("127.0.0.1", sink.controller.port, "starttls")
     with pytest.raises(smtplib.SMTPNotSupportedError), smtp.connect(settings):
         pass
+
+
+def test_list_id_encodes_only_its_phrase_with_a_real_site_name() -> None:
+    import email
+    import email.policy
+
+    from alerts.mail import message
+    from alerts.mail.render import RenderedEmail
+
+    raw = message.build(
+        RenderedEmail("Subject", "text", "<p>html</p>"),
+        sender="Veille PI <alertes@veille.example.org>",
+        recipient="lea@example.org",
+        headers={"List-Id": "Veille PI — Genève news alerts <news-alerts.veille.example.org>"},
+    )
+    header_line = next(
+        line for line in raw.decode("ascii").split("\r\n") if line.startswith("List-Id:")
+    )
+    assert header_line.endswith(" <news-alerts.veille.example.org>")
+    assert "=?utf-8?" in header_line  # the phrase, and only it, is encoded
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(parsed["List-Id"]) == (
+        "Veille PI — Genève news alerts <news-alerts.veille.example.org>"
+    )

@@ -34,6 +34,15 @@ def _encoded(value: str) -> str:
     return Header(value, "utf-8").encode(linesep="\r\n")
 
 
+def _list_id(value: str) -> str:
+    """RFC 2919: only the phrase may be encoded; the list id in angle brackets stays as it is,
+    so filters can match it ("Veille PI — Genève news alerts <news-alerts.example.org>")."""
+    phrase, bracket, list_id = value.rpartition(" <")
+    if not bracket or not list_id.endswith(">") or not list_id.isascii():
+        return _encoded(value)
+    return f"{_encoded(phrase)} <{list_id}"
+
+
 def ascii_address(address: str) -> str:
     """An address with an internationalized domain written in IDNA, for headers and RCPT."""
     if address.isascii():
@@ -76,7 +85,8 @@ def build(
     for name, value in (headers or {}).items():
         if not name.isascii() or not name.replace("-", "").isalnum():
             raise HeaderInjection(f"bad header name {name!r}")
-        lines.append(f"{name}: {_encoded(_clean(name, value))}")
+        value = _clean(name, value)
+        lines.append(f"{name}: {_list_id(value) if name == 'List-Id' else _encoded(value)}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
     part_head = (
         f'--{boundary}\r\nContent-Type: text/%s; charset="utf-8"\r\n'
