@@ -106,6 +106,7 @@ def test_production_session_cookie_is_secure(database_url: str) -> None:
             "API_TOKEN": "t" * 32,
             "ADMIN_PASSWORD": "correct horse battery staple",
             "BASE_URL": "https://alerts.example.org",
+            "MAIL_FROM": "IP Policy Watch <alerts@alerts.example.org>",
         }
     )
     client = app.test_client()

@@ -125,3 +125,16 @@ def test_fanout_pages_through_readers_in_batches(
     people = [factories.subscriber(session, ["wipo"]) for _ in range(5)]
     publish(client, factories.article_payload(topics=["wipo"], title="Paged"))
     assert sorted(m.recipients[0] for m in sink.store.all()) == sorted(p.email for p in people)
+
+
+def test_a_key_given_twice_is_refused_and_nothing_is_stored(
+    client: FlaskClient, session: Session
+) -> None:
+    body = b'{"guid": "a", "title": "One", "title": "Two", "url": "https://news.example.org/x"}'
+    answer = client.post(
+        "/api/v1/articles", data=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == "duplicate_key"
+    assert "'title'" in answer.get_json()["message"]
+    assert session.scalar(select(func.count()).select_from(Article)) == 0

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, session
+from flask import Blueprint, abort, current_app, jsonify, make_response, request, session
 from flask.typing import ResponseReturnValue
 
 from alerts import articles, db, digests, taxonomy
@@ -45,11 +46,30 @@ def token_required(
     return wrapper
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
+
+
 def _json_body() -> Any:
-    """The request's JSON, or None when it is not JSON (or nested too deep to parse)."""
+    """The request's JSON, or None when it is not JSON (or nested too deep to parse). A key
+    given twice is refused with 400: which of the two was meant cannot be known."""
+    if not request.is_json:
+        return None
     try:
-        return request.get_json(silent=True)
-    except RecursionError:
+        return json.loads(request.get_data(), object_pairs_hook=_object)
+    except _DuplicateKey as duplicate:
+        message = f"The key {str(duplicate)[:100]!r} is given twice."
+        abort(make_response(error(400, "duplicate_key", message)))
+    except (ValueError, RecursionError):
         return None
 
 
