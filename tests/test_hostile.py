@@ -267,3 +267,23 @@ def test_bad_bearer_tokens_are_401(client: FlaskClient, session: Session, header
         return  # the HTTP layer itself refuses a header with a line break
     assert response.status_code == 401
     assert snapshot(session) == (0, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/digests/99999999999999999999",
+        "/admin/feeds/99999999999999999999",
+        "/admin/digests/99999999999999999999",
+    ],
+)
+def test_ids_past_any_column_are_no_page_not_a_500(client: FlaskClient, path: str) -> None:
+    client.post("/admin/login", data={"password": "admin", "csrf_token": csrf_from(
+        client.get("/admin/login").get_data(as_text=True))})  # fmt: skip
+    headers = {"Authorization": "Bearer dev-api-token"}
+    assert client.get(path, headers=headers).status_code == 404
+    reactivate = client.post(
+        "/admin/subscribers/99999999999999999999/reactivate",
+        data={"csrf_token": csrf_from(client.get("/admin/subscribers").get_data(as_text=True))},
+    )
+    assert reactivate.status_code == 404

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, jsonify, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
@@ -9,6 +11,7 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, Map
 
 csrf = CSRFProtect()
 # Counters live in Redis (RATELIMIT_STORAGE_URI, by default the broker), shared by every web
@@ -16,7 +19,17 @@ csrf = CSRFProtect()
 limiter = Limiter(get_remote_address, strategy="fixed-window")
 
 
+class RowId(IntegerConverter):
+    """`<int:...>` in every route: a row id, so a number past what a database column holds
+    (99999999999999999999) is simply no page (404), never a driver's OverflowError."""
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def init_app(app: Flask) -> None:
+    app.url_map.converters["int"] = RowId
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     csrf.init_app(app)
     if not app.config.get("RATELIMIT_STORAGE_URI"):
