@@ -287,3 +287,18 @@ def test_ids_past_any_column_are_no_page_not_a_500(client: FlaskClient, path: st
         data={"csrf_token": csrf_from(client.get("/admin/subscribers").get_data(as_text=True))},
     )
     assert reactivate.status_code == 404
+
+
+@pytest.mark.parametrize("target", ["/admin/feeds\r\nSet-Cookie: x=1", "/admin/\n", "/admin/\x00"])
+def test_a_next_with_control_characters_opens_the_dashboard(
+    client: FlaskClient, target: str
+) -> None:
+    form = client.get("/admin/login").get_data(as_text=True)
+    answer = client.post(
+        "/admin/login",
+        query_string={"next": target},
+        data={"password": "admin", "csrf_token": csrf_from(form)},
+    )
+    assert answer.status_code == 302
+    assert answer.headers["Location"].endswith("/admin/")
+    assert "Set-Cookie: x" not in str(answer.headers)

@@ -71,8 +71,15 @@ def login() -> ResponseReturnValue:
             session["admin"] = True
             session.permanent = True
             target = request.args.get("next", "")
-            # Only our own admin pages: never an open redirect.
-            if not target.startswith("/admin") or "//" in target or "\\" in target:
+            # Only our own admin pages: never an open redirect, never a control character
+            # (a CR/LF in Location would break the response).
+            if (
+                not target.startswith("/admin")
+                or "//" in target
+                or "\\" in target
+                or not target.isprintable()
+                or not target.isascii()
+            ):
                 target = url_for("admin.dashboard")
             return redirect(target)
         time.sleep(throttle.delay(throttle.failed(who)))
