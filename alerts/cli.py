@@ -297,14 +297,19 @@ def subscribers_export(target: typing.TextIO) -> None:
 
 
 @subscribers_group.command("import")
-@click.argument("source", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("source", type=click.File("rb"))
 @click.option("--by", "imported_by", default="cli", show_default=True, help="Who imports.")
 @with_appcontext
-def subscribers_import(source: typing.TextIO, imported_by: str) -> None:
+def subscribers_import(source: typing.BinaryIO, imported_by: str) -> None:
     """Import subscribers from CSV as already consented; invalid rows are reported by line."""
     from alerts import db, subscriber_csv
 
-    text = source.read()
+    try:
+        text = source.read().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise click.ClickException(
+            f"{source.name} is not UTF-8 text: save it as CSV (UTF-8) and try again."
+        ) from error
     total = subscriber_csv.count_rows(text)
     with click.progressbar(length=total, label="Importing", show_pos=True) as bar:
 

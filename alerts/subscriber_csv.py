@@ -133,7 +133,12 @@ def import_rows(
     report = ImportReport()
     # newline="": the csv module then reads CR-only (old Mac) line endings too.
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = {"email", "topics", "languages"} - set(reader.fieldnames or [])
+    try:
+        columns = set(reader.fieldnames or [])
+    except csv.Error as error:  # a header cell past csv's field size limit, say
+        report.invalid.append((1, f"unreadable CSV header: {error}"))
+        return report
+    missing = {"email", "topics", "languages"} - columns
     if missing:
         report.invalid.append((1, "missing column(s): " + ", ".join(sorted(missing))))
         return report

@@ -179,3 +179,27 @@ def test_odd_csv_files_are_reported_not_crashed_on(session: Session) -> None:
     report = subscriber_csv.import_rows(session, huge, "x")
     assert report.imported == 1
     assert report.invalid and "unreadable CSV" in report.invalid[0][1]
+
+
+def test_a_header_cell_past_the_field_limit_is_reported_not_a_crash(
+    app: Flask, session: Session, tmp_path: Path
+) -> None:
+
+    text = "email," + "x" * 140_000 + ",topics,languages\r\na@example.org,,wipo,en\r\n"
+    report = subscriber_csv.import_rows(session, text, "test")
+    assert report.imported == 0 and report.invalid[0][0] == 1
+    assert "unreadable CSV header" in report.invalid[0][1]
+    path = tmp_path / "wide.csv"
+    path.write_text(text)
+    result = app.test_cli_runner().invoke(main, args=["subscribers", "import", str(path)])
+    assert result.exit_code == 1 and "unreadable CSV header" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_utf16_file_is_refused_clearly_by_the_cli(app: Flask, tmp_path: Path) -> None:
+    path = tmp_path / "utf16.csv"
+    path.write_bytes("email,topics,languages\r\na@example.org,wipo,en\r\n".encode("utf-16"))
+    result = app.test_cli_runner().invoke(main, args=["subscribers", "import", str(path)])
+    assert result.exit_code == 1
+    assert "not UTF-8 text" in result.output
+    assert isinstance(result.exception, SystemExit)
