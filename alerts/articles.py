@@ -120,8 +120,12 @@ def _check_url(url: str) -> str | None:
         return "is required"
     if any(ch.isspace() for ch in url) or _CONTROL.search(url):
         return "must not contain spaces or control characters"
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port  # both raise on a malformed address
+    except ValueError:
+        return "is not a valid address (its host or port cannot be read)"
+    if parts.scheme not in ("http", "https") or not host:
         return "must be an http:// or https:// address"
     return None
 

@@ -138,3 +138,15 @@ def test_a_key_given_twice_is_refused_and_nothing_is_stored(
     assert answer.get_json()["error"] == "duplicate_key"
     assert "'title'" in answer.get_json()["message"]
     assert session.scalar(select(func.count()).select_from(Article)) == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "https://[evil]/", "https://news.example.org:99999/", "http://x:y/"]
+)
+def test_an_address_that_cannot_be_read_is_a_422_not_a_500(
+    client: FlaskClient, session: Session, url: str
+) -> None:
+    answer = publish(client, factories.article_payload(url=url))
+    assert answer.status_code == 422
+    assert "url" in answer.get_json()["fields"]
+    assert session.scalar(select(func.count()).select_from(Article)) == 0
