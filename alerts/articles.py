@@ -85,8 +85,22 @@ def sanitize_summary(raw_html: str) -> str:
     return cleaned.strip()
 
 
-def summary_as_text(clean_html: str) -> str:
-    """A plain-text version of a sanitized summary: paragraphs kept, tags and entities gone."""
+_LINK = re.compile(r'(?is)<a\s[^>]*?href="([^"]*)"[^>]*>(.*?)</a>')
+
+
+def _link_as_text(match: re.Match[str]) -> str:
+    href, label = match.group(1), match.group(2)
+    if html.unescape(re.sub(r"<[^>]+>", "", label)).strip() == html.unescape(href):
+        return label
+    return f"{label} ({href})"
+
+
+def summary_as_text(clean_html: str, links: bool = False) -> str:
+    """A plain-text version of a sanitized summary: paragraphs kept, tags and entities gone;
+    with `links`, each link's address follows its text ("the treaty (https://…)"), for the
+    plain-text part of an email. (Matching reads it without: addresses are not words.)"""
+    if links:
+        clean_html = _LINK.sub(_link_as_text, clean_html)
     with_breaks = re.sub(r"(?i)<br\s*/?>|</(p|li|blockquote)>", "\n", clean_html)
     with_breaks = re.sub(r"(?i)<li[^>]*>", "- ", with_breaks)
     text = html.unescape(re.sub(r"<[^>]+>", "", with_breaks))

@@ -150,3 +150,21 @@ def test_an_address_that_cannot_be_read_is_a_422_not_a_500(
     assert answer.status_code == 422
     assert "url" in answer.get_json()["fields"]
     assert session.scalar(select(func.count()).select_from(Article)) == 0
+
+
+def test_links_inside_a_summary_survive_in_the_plain_text_part(
+    client: FlaskClient, session: Session, sink: MailSink
+) -> None:
+    reader = factories.subscriber(session, ["itu-icann"])
+    summary = (
+        '<p>Read <a href="https://www.itu.int/pp14/?lang=en&amp;s=1">the final acts</a> '
+        'and <a href="https://news.example.org/">https://news.example.org/</a>.</p>'
+    )
+    assert publish(client, factories.article_payload(summary=summary)).status_code == 201
+    [message] = sink.store.to(reader.email)
+    text = message.parsed().get_body(preferencelist=("plain",)).get_content()
+    assert "Read the final acts (https://www.itu.int/pp14/?lang=en&s=1) and" in text
+    assert "https://news.example.org/ (https://news.example.org/)" not in text
+    # Matching and the stored text are unchanged: addresses are not words of the article.
+    article = session.scalars(select(Article)).one()
+    assert "itu.int" not in article.summary_text

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import css_inline
 import jinja2
+
+from alerts.articles import summary_as_text
 
 TEMPLATES_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "templates"
@@ -58,6 +61,8 @@ class EmailRenderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
+        # A summary's links survive in the plain-text part: "text (address)".
+        self.env.filters["text_with_links"] = partial(summary_as_text, links=True)
 
     def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
         folder = f"email/{name}"
