@@ -60,6 +60,9 @@ def test_every_feed_of_the_corpus(app: Flask, session: Session, server: FeedServ
             titles = [article.title for article in stored]
             problems.append(f"{case.name}: {report.status}, titles {titles}")
             continue
+        if "-atom10-" in case.name and stored[0].language_code != "fr":
+            # Its category "Français" files it as French, whatever the encoding was.
+            problems.append(f"{case.name}: language {stored[0].language_code}")
         if case.link is not None and stored[0].url != case.link.format(base=server.url("")):
             problems.append(f"{case.name}: link {stored[0].url}")
     assert problems == []
