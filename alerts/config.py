@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from email.utils import parseaddr
 from typing import Any
 
-from celery.app.defaults import NAMESPACES, flatten
-
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105 - refused in production
 DEV_API_TOKEN = "dev-api-token"  # noqa: S105 - refused in production
 DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - refused in production
@@ -46,33 +44,6 @@ DEFAULT_QUEUE = "celery"
 
 # The longest countdown of a confirmation email's retries (worker/tasks.py).
 CONFIRMATION_RETRY_MAX = 600
-
-# Celery's own description of its settings: every name it knows, with the type of each.
-CELERY_OPTIONS = dict(flatten(NAMESPACES))
-
-# Celery settings that come from another setting or from the code, not from CELERY: where to
-# set each instead (one value, one place: the rate limits and the health check use the broker
-# too, and the tasks read CELERY_ALWAYS_EAGER).
-CELERY_SET_ELSEWHERE = {
-    "broker_url": "ALERTS_REDIS_URL",
-    "task_always_eager": "ALERTS_CELERY_ALWAYS_EAGER",
-    "beat_schedule": "worker/beat.py and the ALERTS_*_INTERVAL settings",
-    "include": "worker/celery_app.py",
-}
-
-# What an ALERTS_CELERY__<NAME> value must be, by Celery's type of the setting: the JSON
-# types accepted, what they are converted to, and how to say it. Other types take any value.
-CELERY_TYPES: dict[Any, tuple[tuple[type, ...], Any, str]] = {
-    "string": ((str, int), str, "a string"),
-    "str": ((str, int), str, "a string"),
-    "int": ((int,), int, "a whole number"),
-    int: ((int,), int, "a whole number"),
-    "float": ((int, float), float, "a number"),
-    "bool": ((bool,), bool, "true or false"),
-    "dict": ((dict,), dict, "a JSON object"),
-    "list": ((list,), list, "a JSON array"),
-    "tuple": ((list,), tuple, "a JSON array"),
-}
 
 
 class ConfigError(RuntimeError):
@@ -140,8 +111,8 @@ def defaults() -> dict[str, Any]:
         "CELERY_ALWAYS_EAGER": False,
         # Celery's own settings (lower-case names, as Celery spells them); any of them can be
         # set or overridden with ALERTS_CELERY__<NAME>=<JSON value>, for example
-        # ALERTS_CELERY__WORKER_PREFETCH_MULTIPLIER=4 (see celery_settings). The broker, its
-        # visibility timeout and eager mode are added from the settings above.
+        # ALERTS_CELERY__WORKER_PREFETCH_MULTIPLIER=4. The broker, its visibility timeout,
+        # eager mode and the beat schedule come from the settings above.
         "CELERY": {
             "broker_connection_retry_on_startup": True,
             # A worker waits out a broker restart however long it takes, and finishes the
@@ -159,9 +130,6 @@ def defaults() -> dict[str, Any]:
             "enable_utc": True,
             "task_eager_propagates": True,
             "worker_hijack_root_logger": False,
-            # A web request fails fast when the broker is down; the reconciler queues what it
-            # could not.
-            "broker_transport_options": {"socket_connect_timeout": 3},
             # Feeds are polled by their own worker pool (`-Q feeds`): a slow feed server can
             # hold a feed worker up to FEED_TIMEOUT, never a sending one.
             "task_routes": {
@@ -178,72 +146,38 @@ def normalize(config: dict[str, Any]) -> None:
         if config.get(key) is not None:
             config[key] = str(config[key])
     config["BASE_URL"] = config["BASE_URL"].rstrip("/")
-    config["CELERY"] = celery_settings(config)
+    config["CELERY"] = celery_settings(config.get("CELERY") or {})
     allow = config.get("FEED_ALLOW") or ()
     if not isinstance(allow, list | tuple):
         allow = str(allow).split(",")
     config["FEED_ALLOW"] = tuple(entry.strip().lower() for entry in allow if entry.strip())
 
 
-def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Celery's settings: the CELERY defaults, the broker, its visibility timeout and eager mode
-    from the service's settings, then each setting given in CELERY (ALERTS_CELERY__<NAME>, in
-    any case) converted to the type Celery gives it. A mapping setting of the service's
-    (broker_transport_options, task_routes) takes a JSON object, merged into its own.
+def celery_settings(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Celery's settings with lower-case names (the environment gives them upper-case), each
+    of the type of its default.
 
     Raises:
-        ConfigError: a name Celery does not know, a setting that is set elsewhere, or a value
-            of the wrong type.
+        ConfigError: a value of the wrong type for a setting the service sets itself.
     """
-    settings = defaults()["CELERY"]
-    settings["broker_url"] = config["REDIS_URL"]
-    settings["task_always_eager"] = bool(config["CELERY_ALWAYS_EAGER"])
-    # Longer than every countdown and task run time (check_sending): a task waiting or running
-    # is never handed to a second worker.
-    visibility = float(config["BROKER_VISIBILITY_TIMEOUT"])
-    settings["broker_transport_options"]["visibility_timeout"] = visibility
-    for name, given in (config.get("CELERY") or {}).items():
+    types = {name: type(value) for name, value in defaults()["CELERY"].items()}
+    settings = {}
+    for name, value in given.items():
         key = name.lower()
-        value = celery_value(key, given)
-        elsewhere = CELERY_SET_ELSEWHERE.get(key)
-        if elsewhere is not None and value != settings.get(key):
-            raise ConfigError(f"ALERTS_CELERY__{key.upper()} cannot be set: set {elsewhere}.")
-        if isinstance(settings.get(key), dict):
-            if not isinstance(value, dict):
-                raise ConfigError(
-                    f"ALERTS_CELERY__{key.upper()} must be a JSON object (added to the "
-                    f"service's own), not {value!r}."
-                )
-            if (
-                key == "broker_transport_options"
-                and value.get("visibility_timeout", visibility) != visibility
-            ):
-                raise ConfigError(
-                    "ALERTS_CELERY__BROKER_TRANSPORT_OPTIONS cannot set visibility_timeout: "
-                    "set ALERTS_BROKER_VISIBILITY_TIMEOUT."
-                )
-            value = {**settings[key], **value}
+        expected = types.get(key)
+        wrong = (
+            expected is not None
+            and expected is not type(None)
+            and not isinstance(value, expected)
+            and not (expected is float and isinstance(value, int))
+        ) or (expected is int and isinstance(value, bool))
+        if wrong:
+            raise ConfigError(
+                f"ALERTS_CELERY__{key.upper()} must be a JSON {expected.__name__}, "  # type: ignore[union-attr]
+                f"not {value!r}."
+            )
         settings[key] = value
     return settings
-
-
-def celery_value(name: str, value: Any) -> Any:
-    """`value` (read as JSON) for Celery's setting `name`, as the type Celery gives it; null
-    is accepted for any setting.
-
-    Raises:
-        ConfigError: a name Celery does not know (a typo would otherwise be ignored) or a
-            value of the wrong type.
-    """
-    option = CELERY_OPTIONS.get(name)
-    if option is None:
-        raise ConfigError(f"Celery has no setting {name!r} (ALERTS_CELERY__{name.upper()}).")
-    if value is None or option.type not in CELERY_TYPES:
-        return value
-    accepted, convert, what = CELERY_TYPES[option.type]
-    if not isinstance(value, accepted) or (isinstance(value, bool) and convert is not bool):
-        raise ConfigError(f"ALERTS_CELERY__{name.upper()} must be {what}, not {value!r}.")
-    return convert(value)
 
 
 def check_sending(config: Mapping[str, Any]) -> None:

@@ -7,7 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,6 +21,8 @@ from alerts import clock, create_app, db, migrations, taxonomy
 from alerts.devstack import free_port
 from alerts.mail.sink import MailSink
 from alerts.models import Base
+
+from support import CLOCK, ServiceClock
 
 POSTGRES_URL = os.environ.get("ALERTS_TEST_DATABASE_URL")
 
@@ -123,28 +125,11 @@ def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
 
 
-class ServiceClock:
-    """The service's clock as a test moves it: freeze(at) (or call it), advance(delta)."""
-
-    def freeze(self, at: datetime) -> datetime:
-        clock.freeze(at)
-        return clock.now()
-
-    __call__ = freeze
-
-    def advance(self, delta: timedelta) -> datetime:
-        return self.freeze(clock.now() + delta)
-
-    def now(self) -> datetime:
-        return clock.now()
-
-
 @pytest.fixture(autouse=True)
 def service_clock() -> Iterator[ServiceClock]:
-    """Every test: the real, running clock until the test freezes it; let run again after.
-    Only this process's clock: e2e tests' workers keep real time."""
+    """Every test: the real, running clock until the test freezes it; let run again after."""
     clock.freeze(None)
-    yield ServiceClock()
+    yield CLOCK
     clock.freeze(None)
 
 

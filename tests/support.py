@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
+
+from alerts import clock
 
 CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -20,3 +23,23 @@ def confirm_link_in(text_body: str) -> str:
     match = CONFIRM_LINK.search(text_body)
     assert match, f"no confirmation link in {text_body!r}"
     return match.group(0)
+
+
+class ServiceClock:
+    """The service's clock as a test moves it: freeze(at), advance(delta), or call it."""
+
+    def freeze(self, at: datetime) -> datetime:
+        clock.freeze(at)
+        return clock.now()
+
+    __call__ = freeze
+
+    def advance(self, delta: timedelta) -> datetime:
+        return self.freeze(clock.now() + delta)
+
+    def now(self) -> datetime:
+        return clock.now()
+
+
+# The one clock the tests move; the autouse `service_clock` fixture lets it run again after.
+CLOCK = ServiceClock()

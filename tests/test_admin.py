@@ -18,7 +18,7 @@ from alerts.models import Delivery, DigestRun, Frequency
 from alerts.web import admin
 
 import factories
-from support import csrf_from
+from support import CLOCK, csrf_from
 
 MONDAY = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
 
@@ -251,7 +251,7 @@ def test_cli_digests_send_with_dry_run_and_progress(
     factories.article(
         session, published_at=MONDAY + timedelta(hours=1), topics=["wipo"], title="Monthly"
     )
-    frozen_clock(MONDAY + timedelta(hours=2))
+    CLOCK.freeze(MONDAY + timedelta(hours=2))
     runner = app.test_cli_runner()
     dry = runner.invoke(main, args=["digests", "send", "--frequency", "monthly", "--dry-run"])
     assert dry.exit_code == 0, dry.output

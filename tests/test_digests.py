@@ -23,6 +23,7 @@ from alerts.models import (
 from worker import tasks
 
 import factories
+from support import CLOCK
 
 DAILY, WEEKLY, MONTHLY = Frequency.DAILY, Frequency.WEEKLY, Frequency.MONTHLY
 # A Monday, 00:00 UTC: 09:00 on Monday in Tokyo, 19:00 on Sunday in New York.
@@ -68,9 +69,9 @@ def monday(frozen_clock: Any) -> Any:
     return frozen_clock
 
 
-def tick(app: Flask, service_clock: Any, at: datetime) -> None:
+def tick(app: Flask, at: datetime) -> None:
     """Move the clock and run what beat runs every few minutes."""
-    service_clock(at)
+    CLOCK.freeze(at)
     with app.app_context():
         tasks.run_due_digests()
 
@@ -84,13 +85,13 @@ def test_each_reader_gets_the_daily_digest_at_their_own_8am(
         session, published_at=MONDAY + timedelta(minutes=10), topics=["wipo"], title="Geneva"
     )
 
-    tick(app, monday, utc(2026, 11, 2, 12, 55))  # 07:55 in New York, 21:55 in Tokyo
+    tick(app, utc(2026, 11, 2, 12, 55))  # 07:55 in New York, 21:55 in Tokyo
     assert sink.store.all() == []
-    tick(app, monday, utc(2026, 11, 2, 13, 0))  # 08:00 in New York
+    tick(app, utc(2026, 11, 2, 13, 0))  # 08:00 in New York
     assert [m.recipients for m in sink.store.all()] == [[new_york.email]]
-    tick(app, monday, utc(2026, 11, 2, 22, 55))  # 07:55 on Tuesday in Tokyo
+    tick(app, utc(2026, 11, 2, 22, 55))  # 07:55 on Tuesday in Tokyo
     assert len(sink.store.all()) == 1
-    tick(app, monday, utc(2026, 11, 2, 23, 0))  # 08:00 in Tokyo
+    tick(app, utc(2026, 11, 2, 23, 0))  # 08:00 in Tokyo
     assert sorted(m.recipients[0] for m in sink.store.all()) == sorted(
         [tokyo.email, new_york.email]
     )
@@ -98,8 +99,8 @@ def test_each_reader_gets_the_daily_digest_at_their_own_8am(
     assert message.subject == "Your daily news alert: 1 new article"
     assert message.parsed()["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     # The next day brings nothing new: no second digest.
-    tick(app, monday, utc(2026, 11, 3, 13, 0))
-    tick(app, monday, utc(2026, 11, 3, 23, 0))
+    tick(app, utc(2026, 11, 3, 13, 0))
+    tick(app, utc(2026, 11, 3, 23, 0))
     assert len(sink.store.all()) == 2
 
 
@@ -111,11 +112,11 @@ def test_weekly_once_a_week_and_monthly_once_a_month(
     start = MONDAY
     for day in range(0, 62):
         at = start + timedelta(days=day, hours=8)
-        monday.freeze(at - timedelta(hours=1))
+        CLOCK.freeze(at - timedelta(hours=1))
         factories.article(
             session, published_at=at - timedelta(hours=1), topics=["wipo"], title=f"Day {day}"
         )
-        tick(app, monday, at)
+        tick(app, at)
     weekly_mail = sink.store.to(weekly.email)
     monthly_mail = sink.store.to(monthly.email)
     assert len(weekly_mail) == 9  # Mondays 2 Nov .. 28 Dec
@@ -130,7 +131,7 @@ def test_an_empty_period_sends_nothing(
 ) -> None:
     reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
     factories.article(session, published_at=MONDAY + timedelta(hours=1), topics=["patents"])
-    tick(app, monday, utc(2026, 11, 2, 8, 0))
+    tick(app, utc(2026, 11, 2, 8, 0))
     assert sink.store.all() == []
     session.expire_all()
     [recipient] = session.scalars(select(DigestRecipient)).all()
@@ -144,9 +145,9 @@ def test_two_triggers_of_one_period_make_one_run(
 ) -> None:
     factories.subscriber(session, ["wipo"], frequency=DAILY)
     factories.article(session, published_at=MONDAY + timedelta(hours=1), topics=["wipo"])
-    tick(app, monday, utc(2026, 11, 2, 8, 0))
-    tick(app, monday, utc(2026, 11, 2, 8, 5))
-    monday.freeze(utc(2026, 11, 2, 9, 0))
+    tick(app, utc(2026, 11, 2, 8, 0))
+    tick(app, utc(2026, 11, 2, 8, 5))
+    CLOCK.freeze(utc(2026, 11, 2, 9, 0))
     first, created = digests.start_run(session, DAILY, "", "admin")
     assert not created
     session.commit()
@@ -179,7 +180,7 @@ def test_an_article_matching_two_topics_appears_once_grouped_newest_first(
         topics=["copyright"],
         title="Broadcasting treaty",
     )
-    tick(app, monday, utc(2026, 11, 2, 8, 0))
+    tick(app, utc(2026, 11, 2, 8, 0))
     [message] = sink.store.to(reader.email)
     text = message.body("plain")
     assert text.count("Pandemic treaty at WIPO") == 1
@@ -201,7 +202,7 @@ def test_at_most_50_articles_then_and_n_more(
             topics=["wipo"],
             title=f"Story {number}",
         )
-    tick(app, monday, utc(2026, 11, 2, 8, 0))
+    tick(app, utc(2026, 11, 2, 8, 0))
     [message] = sink.store.to(reader.email)
     text = message.body("plain")
     assert message.subject == "Your daily news alert: 53 new articles"
@@ -214,7 +215,7 @@ def test_articles_already_sent_as_alerts_are_left_out(
 ) -> None:
     reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
     auth = {"Authorization": "Bearer dev-api-token"}
-    monday.freeze(MONDAY + timedelta(hours=1))
+    CLOCK.freeze(MONDAY + timedelta(hours=1))
     client.post(
         "/api/v1/articles",
         json=factories.article_payload(
@@ -228,7 +229,7 @@ def test_articles_already_sent_as_alerts_are_left_out(
         headers=auth,
     )
     assert [m.subject for m in sink.store.to(reader.email)] == ["Urgent: Urgent one"]
-    tick(app, monday, utc(2026, 11, 2, 8, 0))
+    tick(app, utc(2026, 11, 2, 8, 0))
     digest = sink.store.to(reader.email)[-1]
     assert digest.subject == "Your daily news alert: 1 new article"
     assert "Normal one" in digest.body("plain") and "Urgent one" not in digest.body("plain")
@@ -245,7 +246,7 @@ def test_readers_who_left_get_no_digest(
 
     stored.status = SubscriberStatus.UNSUBSCRIBED
     session.commit()
-    tick(app, monday, utc(2026, 11, 2, 8, 0))
+    tick(app, utc(2026, 11, 2, 8, 0))
     assert sink.store.all() == []
 
 
@@ -254,7 +255,7 @@ def test_a_rerun_after_an_interruption_sends_only_what_is_missing(
 ) -> None:
     readers = [factories.subscriber(session, ["wipo"], frequency=DAILY) for _ in range(4)]
     factories.article(session, published_at=MONDAY + timedelta(hours=1), topics=["wipo"])
-    monday.freeze(utc(2026, 11, 2, 8, 0))
+    CLOCK.freeze(utc(2026, 11, 2, 8, 0))
     run, _ = digests.start_run(session, DAILY, "", "admin")
     digests.enqueue(session, run, due_only=False)
     session.commit()
@@ -280,7 +281,7 @@ def test_the_and_more_link_lists_the_whole_digest(
             topics=["wipo"],
             title=f"Story {number}",
         )
-    tick(app, monday, utc(2026, 11, 2, 8, 0))
+    tick(app, utc(2026, 11, 2, 8, 0))
     [message] = sink.store.to(reader.email)
     link = re.search(r"http://alerts.test(/digest/\S+)", message.body("plain"))
     assert link is not None
@@ -293,11 +294,11 @@ def test_an_article_that_arrives_late_still_reaches_the_next_digest(
     app: Flask, session: Session, sink: MailSink, monday: Any
 ) -> None:
     reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
-    tick(app, monday, utc(2026, 11, 2, 8, 0))  # nothing yet
-    monday.freeze(utc(2026, 11, 2, 20, 0))
+    tick(app, utc(2026, 11, 2, 8, 0))  # nothing yet
+    CLOCK.freeze(utc(2026, 11, 2, 20, 0))
     # Read from a feed in the evening, dated in the morning, before the last digest.
     factories.article(session, published_at=utc(2026, 11, 2, 6, 0), topics=["wipo"], title="Late")
-    tick(app, monday, utc(2026, 11, 3, 8, 0))
+    tick(app, utc(2026, 11, 3, 8, 0))
     [message] = sink.store.to(reader.email)
     assert "Late" in message.body("plain")
 
@@ -307,9 +308,9 @@ def test_a_new_digest_frequency_starts_with_what_is_new(
 ) -> None:
     from alerts import digests
 
-    monday.freeze(MONDAY - timedelta(days=30))  # published, and read, a month ago
+    CLOCK.freeze(MONDAY - timedelta(days=30))  # published, and read, a month ago
     factories.article(session, published_at=clock.now(), topics=["wipo"], title="Archive")
-    monday.freeze(MONDAY)
+    CLOCK.freeze(MONDAY)
     reader = factories.subscriber(
         session,
         ["patents"],
@@ -323,7 +324,7 @@ def test_a_new_digest_frequency_starts_with_what_is_new(
     session.flush()
     digests.sync_schedules(session, reader)
     session.commit()
-    tick(app, monday, utc(2026, 11, 3, 8, 0))
+    tick(app, utc(2026, 11, 3, 8, 0))
     assert sink.store.to(reader.email) == []  # not the archive
 
 
@@ -339,7 +340,7 @@ def test_an_early_admin_send_does_not_stick_the_reader_to_that_hour(
     for day in range(4):
         base = MONDAY + timedelta(days=day)
         for hour in range(24):
-            monday.freeze(base + timedelta(hours=hour))
+            CLOCK.freeze(base + timedelta(hours=hour))
             if hour == 1:
                 factories.article(
                     session, published_at=clock.now(), topics=["wipo"], title=f"Day {day}"
@@ -351,7 +352,7 @@ def test_an_early_admin_send_does_not_stick_the_reader_to_that_hour(
                 session.commit()
                 with app.app_context():
                     tasks.resume_digest_run(run.id)
-            tick(app, monday, base + timedelta(hours=hour, minutes=1))
+            tick(app, base + timedelta(hours=hour, minutes=1))
             if count() > before:
                 sent_at.append((day, hour))
     # 08:00 in Los Angeles is 16:00 UTC: after the early send, each day's digest at 16:00.
@@ -373,10 +374,10 @@ def test_daylight_saving_does_not_stick_a_reader_either(
     local_hours = []
     for hour in range(1, 24 * 7):
         at = start + timedelta(hours=hour)
-        frozen_clock(at - timedelta(minutes=30))
+        CLOCK.freeze(at - timedelta(minutes=30))
         factories.article(session, published_at=clock.now(), topics=["wipo"], title=f"Hour {hour}")
         before = len(sink.store.to(la.email))
-        tick(app, frozen_clock, at)
+        tick(app, at)
         if len(sink.store.to(la.email)) > before:
             local_hours.append(at.astimezone(digests.zone("America/Los_Angeles")).hour)
     assert len(local_hours) == 7 and set(local_hours) == {16}

@@ -16,7 +16,7 @@ from alerts.mail.sink import MailSink
 from alerts.models import Frequency, Keyword, Subscriber
 
 import factories
-from support import confirm_link_in, csrf_from
+from support import CLOCK, confirm_link_in, csrf_from
 
 AUTH = {"Authorization": "Bearer dev-api-token"}
 
@@ -224,7 +224,7 @@ def test_keyword_articles_come_in_digests_under_your_keywords(
         topics=["copyright"],
         title="Copyright treaty",
     )
-    frozen_clock(monday + timedelta(hours=8))
+    CLOCK.freeze(monday + timedelta(hours=8))
     with app.app_context():
         tasks.run_due_digests()
     [message] = sink.store.to(reader.email)
