@@ -7,7 +7,8 @@ COPY alerts ./alerts
 COPY worker ./worker
 COPY templates ./templates
 # Editable, so the package finds templates/ beside it as in a checkout.
-RUN pip install --no-cache-dir -e . && useradd --system --home /app alerts
+RUN pip install --no-cache-dir -e . && pybabel compile -d alerts/translations \
+    && useradd --system --home /app alerts
 USER alerts
 EXPOSE 8000
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "alerts:create_app()"]

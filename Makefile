@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench faults format clean
+.PHONY: run test lint bench faults format clean catalogs translations
+
+# Compiled catalogs of the site's languages (alerts/translations/<locale>/LC_MESSAGES).
+PO_FILES := $(wildcard alerts/translations/*/LC_MESSAGES/messages.po)
+MO_FILES := $(PO_FILES:.po=.mo)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -14,11 +18,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) catalogs
 	$(BIN)/alerts dev
 
-test: $(STAMP) lint
+test: $(STAMP) lint catalogs
 	$(BIN)/pytest -n 2
+
+catalogs: $(MO_FILES)
+
+%.mo: %.po $(STAMP)
+	$(BIN)/pybabel compile --statistics -i $< -o $@
+
+# After changing a reader-facing string: extract it, then merge it into every catalog (the
+# new entries are empty, and tests/test_i18n.py fails until each is translated).
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k Text -k N_ --sort-output --no-location \
+		--project "news alerts" --copyright-holder "news alerts" --msgid-bugs-address "" \
+		-o alerts/translations/messages.pot .
+	$(BIN)/pybabel update -i alerts/translations/messages.pot -d alerts/translations \
+		--no-wrap --no-fuzzy-matching --ignore-obsolete
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,14 +47,14 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP)
+bench: $(STAMP) catalogs
 	$(BIN)/python -m bench
 
 # The delivery promise under faults, with 5,000 readers and the shipped timings: a table of
 # readers, delivered, lost, duplicated and time to converge per fault.
-faults: $(STAMP)
+faults: $(STAMP) catalogs
 	ALERTS_FAULT_READERS=5000 ALERTS_FAULT_DEFAULT_TIMINGS=1 $(BIN)/pytest \
 		-s -q --timeout 1800 tests/e2e/test_faults.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(MO_FILES)

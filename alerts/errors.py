@@ -22,7 +22,7 @@ class InvalidInput(AlertsError):
     @property
     def message(self) -> str:
         """Every field's message, as one line for a flash or a terminal."""
-        return " ".join(self.errors.values())
+        return " ".join(str(message) for message in self.errors.values())
 
 
 class UnknownTopic(InvalidInput):

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Index,
+    JSON,
     Integer,
     MetaData,
     String,
@@ -32,6 +33,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from alerts.clock import now
+from alerts.i18n import Localized
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -120,9 +122,16 @@ class Topic(Base):
     kind: Mapped[TopicKind] = mapped_column(_enum_column(TopicKind))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"), index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # The topic's name in the site's other languages ({"fr": "Droit d'auteur", ...}).
+    names: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
     parent: Mapped[Topic | None] = relationship(remote_side=[id], back_populates="children")
     children: Mapped[list[Topic]] = relationship(back_populates="parent", order_by="Topic.position")
+
+    @property
+    def label(self) -> Localized:
+        """The name, shown in the language of whoever reads it (a str of the English name)."""
+        return Localized(self.name, self.names)
 
 
 class Language(Base):
@@ -142,6 +151,9 @@ class Subscriber(Base):
         _enum_column(SubscriberStatus), default=SubscriberStatus.PENDING, index=True
     )
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # The language of the pages and emails the reader gets (one of i18n.LOCALES), whatever the
+    # languages of the articles they follow.
+    locale: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
     # Digests go out at this local hour; weekly ones on this weekday (0 = Monday).
     send_hour: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
     send_weekday: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts.i18n import Localized, Text
 from alerts.models import Language, Topic, TopicAlias, TopicKind
 from alerts.topic_tree import TopicTree
 
@@ -63,6 +64,78 @@ TOPIC_TREE: tuple[TopicSeed, ...] = (
         ("technology-transfer", "Technical Cooperation/Technology Transfer"),
     ),
 )
+
+# Each topic's name in the site's other languages: (French, Spanish, Chinese, Arabic).
+TOPIC_NAMES: dict[str, tuple[str, str, str, str]] = {
+    "copyright": ("Droit d'auteur", "Derecho de autor", "版权", "حق المؤلف"),
+    "patents": ("Brevets", "Patentes", "专利", "البراءات"),
+    "trademarks": ("Marques", "Marcas", "商标", "العلامات التجارية"),
+    "opinions": ("Opinions", "Opiniones", "观点", "آراء"),
+    "people-news": ("Personnalités", "Personas", "人物动态", "أخبار الأشخاص"),
+    "venues": ("Enceintes", "Foros", "机构与论坛", "المحافل"),
+    "wipo": ("OMPI", "OMPI", "世界知识产权组织", "الويبو"),
+    "wto-trips": ("OMC/ADPIC", "OMC/ADPIC", "世贸组织/TRIPS", "منظمة التجارة العالمية/تريبس"),
+    "who": ("OMS", "OMS", "世卫组织", "منظمة الصحة العالمية"),
+    "itu-icann": ("UIT/ICANN", "UIT/ICANN", "国际电联/ICANN", "الاتحاد الدولي للاتصالات/آيكان"),
+    "un-other": (
+        "Nations Unies \N{EN DASH} autres",
+        "Naciones Unidas \N{EN DASH} otros",
+        "联合国 \N{EN DASH} 其他",
+        "الأمم المتحدة \N{EN DASH} أخرى",
+    ),
+    "bilateral-regional-negotiations": (
+        "Négociations bilatérales/régionales",
+        "Negociaciones bilaterales/regionales",
+        "双边/区域谈判",
+        "المفاوضات الثنائية/الإقليمية",
+    ),
+    "africa": ("Afrique", "África", "非洲", "أفريقيا"),
+    "asia-pacific": ("Asie/Pacifique", "Asia/Pacífico", "亚洲/太平洋", "آسيا/المحيط الهادئ"),
+    "europe": ("Europe", "Europa", "欧洲", "أوروبا"),
+    "latin-america-caribbean": (
+        "Amérique latine/Caraïbes",
+        "América Latina/Caribe",
+        "拉丁美洲/加勒比",
+        "أمريكا اللاتينية/الكاريبي",
+    ),
+    "north-america": ("Amérique du Nord", "América del Norte", "北美洲", "أمريكا الشمالية"),
+    "themes": ("Thèmes", "Temas", "主题", "المواضيع"),
+    "access-to-knowledge": (
+        "Accès au savoir/Innovation et science ouvertes",
+        "Acceso al conocimiento/Innovación y ciencia abiertas",
+        "知识获取/开放创新与科学",
+        "النفاذ إلى المعرفة/الابتكار والعلم المفتوحان",
+    ),
+    "food-security": (
+        "Sécurité alimentaire/Agriculture/Ressources génétiques",
+        "Seguridad alimentaria/Agricultura/Recursos genéticos",
+        "粮食安全/农业/遗传资源",
+        "الأمن الغذائي/الزراعة/الموارد الوراثية",
+    ),
+    "finance": ("Finance", "Finanzas", "金融", "المالية"),
+    "health-ip": ("Santé et PI", "Salud y PI", "卫生与知识产权", "الصحة والملكية الفكرية"),
+    "human-rights": ("Droits humains", "Derechos humanos", "人权", "حقوق الإنسان"),
+    "internet-governance": (
+        "Gouvernance de l'internet/Économie numérique/Cyberespace",
+        "Gobernanza de internet/Economía digital/Ciberespacio",
+        "互联网治理/数字经济/网络空间",
+        "حوكمة الإنترنت/الاقتصاد الرقمي/الفضاء الإلكتروني",
+    ),
+    "lobbying": ("Lobbying", "Cabildeo", "游说", "الضغط والمناصرة"),
+    "technology-transfer": (
+        "Coopération technique/Transfert de technologie",
+        "Cooperación técnica/Transferencia de tecnología",
+        "技术合作/技术转让",
+        "التعاون التقني/نقل التكنولوجيا",
+    ),
+}
+
+
+def names_of(slug: str) -> dict[str, str] | None:
+    """A seeded topic's names by locale, or None for a topic the seed does not name."""
+    names = TOPIC_NAMES.get(slug)
+    return dict(zip(("fr", "es", "zh", "ar"), names, strict=True)) if names else None
+
 
 LANGUAGES: tuple[tuple[str, str, str], ...] = (
     ("en", "English", "English"),
@@ -122,9 +195,9 @@ def alias_key(name: str) -> str:
 
 
 GROUP_TITLES = {
-    TopicKind.SECTION: "Sections",
-    TopicKind.VENUE: "Venues",
-    TopicKind.THEME: "Themes",
+    TopicKind.SECTION: Text("Sections"),
+    TopicKind.VENUE: Text("Venues"),
+    TopicKind.THEME: Text("Themes"),
 }
 
 
@@ -145,7 +218,13 @@ def seed(session: Session) -> SeedReport:
 
     def upsert(item: TopicSeed, parent: Topic | None, position: int) -> None:
         topic = existing.get(item.slug)
-        wanted = {"name": item.name, "kind": item.kind, "parent": parent, "position": position}
+        wanted = {
+            "name": item.name,
+            "names": names_of(item.slug),
+            "kind": item.kind,
+            "parent": parent,
+            "position": position,
+        }
         if topic is None:
             topic = Topic(slug=item.slug, **wanted)
             session.add(topic)
@@ -207,11 +286,13 @@ class TopicNode:
     name: str
     kind: TopicKind
     children: tuple[TopicNode, ...]
+    label: Localized = field(compare=False)  # the name as the reader's language has it
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "slug": self.slug,
             "name": self.name,
+            "names": dict(self.label.names),
             "kind": self.kind.value,
             "children": [child.as_dict() for child in self.children],
         }
@@ -223,12 +304,12 @@ def tree(session: Session) -> list[TopicNode]:
 
     def build(topic: Topic) -> TopicNode:
         children = tuple(build(child) for child in topics.children(topic.id))
-        return TopicNode(topic.slug, topic.name, topic.kind, children)
+        return TopicNode(topic.slug, topic.name, topic.kind, children, topic.label)
 
     return [build(root) for root in topics.roots()]
 
 
-def groups(session: Session) -> list[tuple[str, list[TopicNode]]]:
+def groups(session: Session) -> list[tuple[Text, list[TopicNode]]]:
     """The tree split into the signup form's groups: Sections, Venues, Themes."""
     grouped: dict[TopicKind, list[TopicNode]] = {kind: [] for kind in GROUP_TITLES}
     for node in tree(session):

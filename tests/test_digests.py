@@ -188,7 +188,7 @@ def test_an_article_matching_two_topics_appears_once_grouped_newest_first(
     # Sections first (site order), then Venues with its newest article first.
     assert text.index("== Copyright ==") < text.index("== Venues ==")
     assert text.index("TRIPS waiver") < text.index("Pandemic treaty at WIPO")
-    assert 'Why: you follow "WIPO"' in text and 'Why: you follow "Venues"' in text
+    assert 'You follow "WIPO".' in text and 'You follow "Venues".' in text
 
 
 def test_at_most_50_articles_then_and_n_more(
@@ -207,7 +207,7 @@ def test_at_most_50_articles_then_and_n_more(
     text = message.body("plain")
     assert message.subject == "Your daily news alert: 53 new articles"
     assert "Story 52" in text and "Story 3" in text and "Story 2\n" not in text
-    assert "...and 3 more: http://alerts.test/digest/" in text
+    assert "And 3 more: http://alerts.test/digest/" in text
 
 
 def test_articles_already_sent_as_alerts_are_left_out(

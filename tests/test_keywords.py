@@ -230,7 +230,7 @@ def test_keyword_articles_come_in_digests_under_your_keywords(
     [message] = sink.store.to(reader.email)
     text = message.body("plain")
     assert "== Copyright ==" in text and "== Your keywords ==" in text
-    assert 'Why: it mentions "ICANN"' in text
+    assert 'It mentions "ICANN", a keyword you follow.' in text
 
 
 def test_keyword_pages_never_cut_a_reader_in_two(session: Session) -> None:

@@ -286,7 +286,7 @@ def test_healthz_reports_the_broker_down(client: FlaskClient) -> None:
 def test_unknown_page_is_a_page_not_a_stack_trace(client: FlaskClient) -> None:
     response = client.get("/no/such/page")
     assert response.status_code == 404
-    assert "Not Found" in response.get_data(as_text=True)
+    assert "Page not found" in response.get_data(as_text=True)
 
 
 def test_dev_mail_lists_and_shows_messages(client: FlaskClient, sink: MailSink) -> None:

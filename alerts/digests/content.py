@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from alerts.clock import now
 from alerts.digests.runs import scope_topic_ids
+from alerts.i18n import Text
 from alerts.matching import Reason, interests, match, scope_of
 from alerts.models import (
     Article,
@@ -28,7 +29,7 @@ from alerts.topic_tree import TopicTree
 MAX_ARTICLES = 50
 
 
-KEYWORDS_GROUP = "Your keywords"
+KEYWORDS_GROUP = Text("Your keywords")
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def build_contents(
             if reason is None:
                 continue
             group = (
-                tree.root(reason.topic_id).name if reason.topic_id is not None else KEYWORDS_GROUP
+                tree.root(reason.topic_id).label if reason.topic_id is not None else KEYWORDS_GROUP
             )
             grouped.setdefault(group, []).append(DigestItem(article, reason))
             content.article_ids.append(article.id)

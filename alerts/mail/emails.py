@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from alerts import tokens
+from alerts import i18n, tokens
 from alerts.clock import zone
 from alerts.mail import message, smtp
 from alerts.mail.render import RenderedEmail, renderer
@@ -69,6 +69,7 @@ def confirmation(
     if changes is not None and subscriber.status is not SubscriberStatus.ACTIVE:
         return None
     token = confirm_token(settings, subscriber.id, nonce, changes)
+    locale = (changes.locale if changes else None) or subscriber.locale
     context = {
         "site_name": settings.site_name,
         "confirm_url": f"{settings.base_url}/confirm/{token}",
@@ -76,7 +77,8 @@ def confirmation(
         "valid_days": max(1, settings.confirm_max_age // 86400),
         "base_url": settings.base_url,
     }
-    rendered = renderer().render("confirm", context)
+    with i18n.using(locale):
+        rendered = renderer().render("confirm", context)
     return message.build(rendered, sender=settings.mail_from, recipient=subscriber.email)
 
 
@@ -122,11 +124,12 @@ def list_headers(settings: MailSettings, unsubscribe_url: str) -> dict[str, str]
 
 
 def _local_time(subscriber: Subscriber, article: Article) -> str:
+    """When the article came out, in the reader's zone and language."""
     try:
         local = article.published_at.astimezone(zone(subscriber.timezone))
     except (OverflowError, ValueError):
         local = article.published_at
-    return f"{local.day} {local:%B %Y, %H:%M} {local.tzname()}"
+    return i18n.long_datetime(local)
 
 
 def alert(
@@ -135,29 +138,22 @@ def alert(
     """An instant alert for one article to one reader, saying what matched (a matching.Reason:
     a topic they follow or a keyword the article mentions)."""
     links = reader_links(settings, subscriber)
-    context = {
-        "site_name": settings.site_name,
-        "base_url": settings.base_url,
-        "article": article,
-        "published": _local_time(subscriber, article),
-        "reason": reason,
-        **links,
-    }
-    rendered = renderer().render("alert", context)
+    with i18n.using(subscriber.locale):
+        context = {
+            "site_name": settings.site_name,
+            "base_url": settings.base_url,
+            "article": article,
+            "published": _local_time(subscriber, article),
+            "reason": reason,
+            **links,
+        }
+        rendered = renderer().render("alert", context)
     return message.build(
         rendered,
         sender=settings.mail_from,
         recipient=subscriber.email,
         headers=list_headers(settings, links["unsubscribe_url"]),
     )
-
-
-PERIOD_WORDS = {
-    Frequency.DAILY: "daily",
-    Frequency.WEEKLY: "weekly",
-    Frequency.MONTHLY: "monthly",
-    Frequency.IMMEDIATE: "instant",
-}
 
 
 @dataclass(frozen=True)
@@ -174,15 +170,15 @@ class DigestRenderer:
         self.env = renderer().env
         self._html = self.env.get_template("email/digest/article.html")
         self._text = self.env.get_template("email/digest/article.txt")
-        self._blocks: dict[int, ArticleBlock] = {}
+        self._blocks: dict[tuple[int, str], ArticleBlock] = {}
 
     def block(self, article: Article) -> ArticleBlock:
-        if article.id not in self._blocks:
-            context = {"article": article, "published": f"{article.published_at:%d %B %Y}"}
-            self._blocks[article.id] = ArticleBlock(
-                self._html.render(context), self._text.render(context)
-            )
-        return self._blocks[article.id]
+        """The article's part of a digest, rendered once per language of the run's readers."""
+        key = (article.id, i18n.current())
+        if key not in self._blocks:
+            context = {"article": article, "published": i18n.long_date(article.published_at)}
+            self._blocks[key] = ArticleBlock(self._html.render(context), self._text.render(context))
+        return self._blocks[key]
 
     def render(
         self,
@@ -192,6 +188,13 @@ class DigestRenderer:
         links: dict[str, str] | None = None,
     ) -> RenderedEmail:
         """`content` is a digests.DigestContent; `run_id` None for a preview."""
+        reader = content.subscriber
+        with i18n.using(reader.locale):
+            return self._render(content, run_id, test, links)
+
+    def _render(
+        self, content: Any, run_id: int | None, test: bool, links: dict[str, str] | None
+    ) -> RenderedEmail:
         reader = content.subscriber
         links = links or reader_links(self.settings, reader)
         more_url = None
@@ -207,7 +210,7 @@ class DigestRenderer:
         context = {
             "site_name": self.settings.site_name,
             "base_url": self.settings.base_url,
-            "period": PERIOD_WORDS[content.frequency],
+            "frequency": content.frequency.value,
             "total": content.total,
             "more": content.more,
             "more_url": more_url,

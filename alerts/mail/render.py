@@ -11,6 +11,7 @@ from typing import Any
 import css_inline
 import jinja2
 
+from alerts import i18n
 from alerts.articles import summary_as_text
 
 TEMPLATES_DIR = os.path.join(
@@ -63,13 +64,16 @@ class EmailRenderer:
         )
         # A summary's links survive in the plain-text part: "text (address)".
         self.env.filters["text_with_links"] = partial(summary_as_text, links=True)
+        # In the locale current when rendering: the reader's, set by the caller (i18n.using).
+        i18n.install(self.env, lambda: i18n.translations(i18n.current()))
 
     def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
         folder = f"email/{name}"
-        subject = self.env.get_template(f"{folder}/subject.txt").render(context)
+        # A subject is one line whatever the template or its data hold.
+        subject = " ".join(self.env.get_template(f"{folder}/subject.txt").render(context).split())
+        context = {**context, "subject": subject}
         return RenderedEmail(
-            # A subject is one line whatever the template or its data hold.
-            subject=" ".join(subject.split()),
+            subject=subject,
             text=self.env.get_template(f"{folder}/body.txt").render(context),
             html=self.env.get_template(f"{folder}/body.html").render(context),
         )

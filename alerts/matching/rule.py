@@ -181,7 +181,7 @@ def match(interest: Interest, article_scope: Scope, tree: TopicTree) -> Reason |
     followed = reached & interest.topics
     if followed:
         topic = tree.most_specific(followed)
-        return Reason("topic", topic.name, topic.id)
+        return Reason("topic", topic.label, topic.id)
     if mentioned is not None:
         return Reason("keyword", mentioned)
     return None

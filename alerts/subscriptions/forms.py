@@ -12,7 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.clock import timezones
+from alerts import i18n
 from alerts.errors import InvalidInput
+from alerts.i18n import Text
 from alerts.matching import MAX_KEYWORDS, words
 from alerts.models import Frequency, Language, Topic
 
@@ -35,6 +37,8 @@ class Choices:
     frequency: Frequency
     keywords: tuple[str, ...] = ()  # words or phrases, as the reader typed them
     within_topics: bool = False  # keywords count only in articles of their topics
+    # The language of our pages and emails to this reader; None in links from before.
+    locale: str | None = None
 
     def as_payload(self) -> dict[str, Any]:
         return {
@@ -43,6 +47,7 @@ class Choices:
             "frequency": self.frequency.value,
             "keywords": list(self.keywords),
             "within_topics": self.within_topics,
+            "locale": self.locale,
         }
 
     @classmethod
@@ -53,6 +58,7 @@ class Choices:
             frequency=Frequency(payload["frequency"]),
             keywords=tuple(payload.get("keywords", ())),
             within_topics=bool(payload.get("within_topics", False)),
+            locale=i18n.known(payload["locale"]) if payload.get("locale") else None,
         )
 
 
@@ -73,14 +79,22 @@ def parse_keywords(text: str) -> tuple[str, ...]:
             continue
         if len(phrase) > MAX_KEYWORD_LENGTH:
             raise InvalidInput(
-                {"keywords": f"Keep each keyword under {MAX_KEYWORD_LENGTH} characters."}
+                {
+                    "keywords": Text(
+                        "Keep each keyword under %(count)s characters.", count=MAX_KEYWORD_LENGTH
+                    )
+                }
             )
         folded = " ".join(words(phrase))
         if not folded:
-            raise InvalidInput({"keywords": f"{phrase[:30]!r} has no word in it."})
+            raise InvalidInput(
+                {"keywords": Text("“%(keyword)s” has no word in it.", keyword=phrase[:30])}
+            )
         phrases.setdefault(folded, phrase)
     if len(phrases) > MAX_KEYWORDS:
-        raise InvalidInput({"keywords": f"Choose at most {MAX_KEYWORDS} keywords."})
+        raise InvalidInput(
+            {"keywords": Text("Choose at most %(count)s keywords.", count=MAX_KEYWORDS)}
+        )
     return tuple(phrases.values())
 
 
@@ -92,14 +106,18 @@ def normalize_email(raw: str) -> str:
     """
     candidate = raw.strip()
     if not candidate:
-        raise InvalidInput({"email": "Enter your email address."})
+        raise InvalidInput({"email": Text("Enter your email address.")})
     if len(candidate) > MAX_EMAIL_LENGTH or any(ch in candidate for ch in "\r\n\0"):
-        raise InvalidInput({"email": "Enter a valid email address, like name@example.org."})
+        raise InvalidInput(
+            {"email": Text("Enter a valid email address, like name@example.org.")}
+        )
     try:
         # No SMTPUTF8 local parts: not every server on the way can deliver them.
         result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
-        raise InvalidInput({"email": f"Enter a valid email address: {error}"}) from error
+        raise InvalidInput(
+            {"email": Text("Enter a valid email address: %(problem)s", problem=str(error))}
+        ) from error
     normalized: str = result.normalized
     return normalized
 
@@ -108,15 +126,17 @@ def _check_topics(session: Session, slugs: Collection[str]) -> str | None:
     """The message for topics that do not exist, or None."""
     known = set(session.scalars(select(Topic.slug).where(Topic.slug.in_(list(slugs)))))
     unknown = sorted(set(slugs) - known)
-    return "Unknown topic: " + ", ".join(unknown[:5]) + "." if unknown else None
+    if not unknown:
+        return None
+    return Text("Unknown topic: %(topics)s.", topics=", ".join(unknown[:5]))
 
 
 def _check_languages(session: Session, codes: Collection[str]) -> str | None:
     """The message for no language or one that is not offered, or None."""
     if not codes:
-        return "Choose at least one language."
+        return Text("Choose at least one language.")
     known = set(session.scalars(select(Language.code).where(Language.code.in_(list(codes)))))
-    return "Choose languages from the list." if set(codes) - known else None
+    return Text("Choose languages from the list.") if set(codes) - known else None
 
 
 def validate(
@@ -127,6 +147,7 @@ def validate(
     frequency: str,
     keywords: str = "",
     within_topics: bool = False,
+    locale: str | None = None,
 ) -> tuple[str, Choices]:
     """Check every field at once, so the form can show each message next to its field.
 
@@ -149,9 +170,9 @@ def validate(
     wanted_topics = tuple(dict.fromkeys(slug.strip() for slug in topics if slug.strip()))
     if not wanted_topics:
         if not wanted_keywords and "keywords" not in errors:
-            errors["topics"] = "Choose at least one topic, or type a keyword."
+            errors["topics"] = Text("Choose at least one topic, or type a keyword.")
         elif within_topics:
-            errors["topics"] = "Choose topics for your keywords to stay within."
+            errors["topics"] = Text("Choose topics for your keywords to stay within.")
     elif problem := _check_topics(session, wanted_topics):
         errors["topics"] = problem
 
@@ -162,13 +183,18 @@ def validate(
     try:
         chosen_frequency = Frequency(frequency)
     except ValueError:
-        errors["frequency"] = "Choose how often you want emails."
+        errors["frequency"] = Text("Choose how often you want emails.")
         chosen_frequency = Frequency.IMMEDIATE
 
     if errors:
         raise InvalidInput(errors)
     return normalized, Choices(
-        wanted_topics, wanted_languages, chosen_frequency, wanted_keywords, within_topics
+        wanted_topics,
+        wanted_languages,
+        chosen_frequency,
+        wanted_keywords,
+        within_topics,
+        i18n.known(locale) if locale else None,
     )
 
 
@@ -184,6 +210,7 @@ class Preferences:
     keywords: tuple[str, ...] = ()
     keyword_frequency: Frequency = Frequency.IMMEDIATE
     within_topics: bool = False
+    locale: str = i18n.DEFAULT
 
 
 def validate_preferences(
@@ -196,6 +223,7 @@ def validate_preferences(
     keywords: str = "",
     keyword_frequency: str = "immediate",
     within_topics: bool = False,
+    locale: str = i18n.DEFAULT,
 ) -> Preferences:
     """Check the preference form; every bad field is reported at once.
 
@@ -212,29 +240,29 @@ def validate_preferences(
     try:
         chosen_keyword_frequency = Frequency(keyword_frequency)
     except ValueError:
-        errors["keywords"] = "Choose how often for your keywords."
+        errors["keywords"] = Text("Choose how often for your keywords.")
         chosen_keyword_frequency = Frequency.IMMEDIATE
     topics: dict[str, Frequency] = {}
     for slug, value in topic_frequencies.items():
         try:
             topics[slug] = Frequency(value)
         except ValueError:
-            errors["topics"] = "Choose how often for each topic."
+            errors["topics"] = Text("Choose how often for each topic.")
     if not topics and not phrases and "topics" not in errors and "keywords" not in errors:
-        errors["topics"] = "Keep at least one topic or keyword, or unsubscribe instead."
+        errors["topics"] = Text("Keep at least one topic or keyword, or unsubscribe instead.")
     elif topics and (problem := _check_topics(session, topics)):
         errors["topics"] = problem
     codes = tuple(dict.fromkeys(code for code in languages if code))
     if problem := _check_languages(session, codes):
         errors["languages"] = problem
     if timezone not in timezones():
-        errors["timezone"] = "Choose a time zone from the list."
+        errors["timezone"] = Text("Choose a time zone from the list.")
     hour = form_int(send_hour)
     if not 0 <= hour <= 23:
-        errors["send_hour"] = "Choose an hour from the list."
+        errors["send_hour"] = Text("Choose an hour from the list.")
     weekday = form_int(send_weekday)
     if not 0 <= weekday <= 6:
-        errors["send_weekday"] = "Choose a day from the list."
+        errors["send_weekday"] = Text("Choose a day from the list.")
     if errors:
         raise InvalidInput(errors)
     return Preferences(
@@ -246,4 +274,5 @@ def validate_preferences(
         phrases,
         chosen_keyword_frequency,
         within_topics,
+        i18n.known(locale),
     )

@@ -86,6 +86,7 @@ def subscribe(
         subscriber.confirmed_at = None
     clear_choices(session, subscriber)
     _add_choices(session, subscriber, choices)
+    subscriber.locale = choices.locale or subscriber.locale
     record(session, subscriber, "signup", consent)
     # A pending reader keeps one link: signing up again updates what it confirms.
     nonce = subscriber.confirm_nonce or secrets.token_hex(8)
@@ -223,6 +224,7 @@ def confirm(
     elif changes is not None and subscriber.status is SubscriberStatus.ACTIVE:
         result = ConfirmResult.CHANGED
         _add_choices(session, subscriber, _still_known(session, changes))
+        subscriber.locale = changes.locale or subscriber.locale
     else:
         return ConfirmResult.SPENT, subscriber
 

@@ -40,6 +40,7 @@ def update_preferences(
     add_keywords(session, subscriber, preferences.keywords, preferences.keyword_frequency)
     subscriber.keywords_within_topics = preferences.within_topics
     subscriber.timezone = preferences.timezone
+    subscriber.locale = preferences.locale
     subscriber.send_hour = preferences.send_hour
     subscriber.send_weekday = preferences.send_weekday
     session.flush()

@@ -13,6 +13,9 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
+from alerts.i18n import N_
+from alerts.i18n import gettext as _
+
 csrf = CSRFProtect()
 # Counters live in Redis (RATELIMIT_STORAGE_URI, by default the broker), shared by every web
 # worker; the limits themselves are settings (see alerts.config).
@@ -47,7 +50,9 @@ def init_app(app: Flask) -> None:
         hops = int(app.config["PROXY_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
-    from alerts.web import admin, api, health, public, reader
+    from alerts.web import admin, api, health, locale, public, reader
+
+    locale.init_app(app)
 
     app.register_blueprint(public.bp)
     app.register_blueprint(admin.bp)
@@ -79,29 +84,49 @@ def _wants_json() -> bool:
 
 
 def _csrf_error(error: CSRFError) -> ResponseReturnValue:
-    message = "The form had expired. Please go back, reload the page and send it again."
+    message = _("The form had expired. Please go back, reload the page and send it again.")
     if _wants_json():
         return jsonify(error="csrf", message=message), 400
-    return render_template("web/error.html", title="Please try again", message=message), 400
+    return render_template("web/error.html", title=_("Please try again"), message=message), 400
 
 
 def _too_many(error: TooManyRequests) -> ResponseReturnValue:
-    message = "Too many requests from here in a short time. Please wait a little and try again."
+    message = _("Too many requests from here in a short time. Please wait a little and try again.")
     if _wants_json():
         response = jsonify(error="too_many_requests", message=message, limit=str(error.description))
     else:
         response = make_response(
-            render_template("web/error.html", title="Please slow down", message=message)
+            render_template("web/error.html", title=_("Please slow down"), message=message)
         )
     response.status_code = 429
     return response
+
+
+# Readers' words for the errors they can meet; other codes keep Werkzeug's (English) text.
+HTTP_ERRORS = {
+    400: (N_("Something was wrong with the request"), N_("Go back and try again.")),
+    404: (
+        N_("Page not found"),
+        N_(
+            "There is no page at this address. If you typed it, check it; if you followed a "
+            "link, it may be out of date."
+        ),
+    ),
+    405: (N_("This address does not take that request"), N_("Go back and try again.")),
+    413: (N_("That was too much to send"), N_("Send less at once and try again.")),
+    500: (
+        N_("Sorry, something went wrong on our side"),
+        N_("Nothing you did caused it. Please try again in a few minutes."),
+    ),
+}
 
 
 def _http_error(error: HTTPException) -> ResponseReturnValue:
     code = error.code or 500
     if _wants_json():
         return jsonify(error=error.name.lower().replace(" ", "_"), message=error.description), code
+    title, message = HTTP_ERRORS.get(code, (error.name, error.description or ""))
     return (
-        render_template("web/error.html", title=error.name, message=error.description),
+        render_template("web/error.html", title=_(title), message=_(message)),
         code,
     )

@@ -7,20 +7,22 @@ from datetime import timedelta
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from alerts import db, taxonomy, tokens
+from alerts import db, i18n, taxonomy, tokens
 from alerts.errors import InvalidInput, LinkNotValid
+from alerts.i18n import Text
+from alerts.i18n import gettext as _
 from alerts.models import Frequency
 from alerts.subscriptions import Choices, ConfirmResult, Consent, confirm, subscribe, validate
-from alerts.web import limiter
+from alerts.web import limiter, locale
 from worker.tasks import send_confirmation
 
 bp = Blueprint("public", __name__)
 
 FREQUENCY_LABELS = {
-    Frequency.IMMEDIATE: "As soon as an article is published",
-    Frequency.DAILY: "Once a day",
-    Frequency.WEEKLY: "Once a week",
-    Frequency.MONTHLY: "Once a month",
+    Frequency.IMMEDIATE: Text("As soon as an article is published"),
+    Frequency.DAILY: Text("Once a day"),
+    Frequency.WEEKLY: Text("Once a week"),
+    Frequency.MONTHLY: Text("Once a month"),
 }
 
 
@@ -33,7 +35,15 @@ def _signup_page(
         groups=taxonomy.groups(session),
         languages=taxonomy.languages(session),
         frequencies=FREQUENCY_LABELS,
-        values=values or {"topics": [], "languages": ["en"], "frequency": "immediate"},
+        values=values
+        or {
+            "topics": [],
+            # The articles' language follows the page's (Español -> articles in Spanish).
+            "languages": [i18n.current()],
+            "frequency": "immediate",
+            "locale": i18n.current(),
+        },
+        locales=[(code, i18n.language_name(code)) for code in i18n.LOCALES],
         errors=errors or {},
         consent_version=current_app.config["CONSENT_VERSION"],
     )
@@ -73,6 +83,7 @@ def signup() -> ResponseReturnValue:
         "frequency": form.get("frequency", ""),
         "keywords": form.get("keywords", "")[:5000],
         "within_topics": form.get("within_topics") == "yes",
+        "locale": i18n.known(form.get("locale") or i18n.current()),
     }
     session = db.session()
     try:
@@ -84,6 +95,7 @@ def signup() -> ResponseReturnValue:
             form.get("frequency", ""),
             keywords=form.get("keywords", "")[:5000],
             within_topics=form.get("within_topics") == "yes",
+            locale=form.get("locale") or i18n.current(),
         )
     except InvalidInput as error:
         return _signup_page(values, error.errors), 400
@@ -119,15 +131,17 @@ def confirm_link(token: str) -> ResponseReturnValue:
         changes = Choices.from_payload(payload["c"]) if "c" in payload else None
     except tokens.TokenExpired:
         return _link_error(
-            "This link has expired",
-            "Confirmation links work for a limited time. Sign up again to get a new one.",
+            _("This link has expired"),
+            _("Confirmation links work for a limited time. Sign up again to get a new one."),
             410,
         )
     except (tokens.TokenInvalid, KeyError, TypeError, ValueError):
         return _link_error(
-            "This link is not valid",
-            "The link may have been copied incompletely. Try copying it again from the email, "
-            "or sign up again.",
+            _("This link is not valid"),
+            _(
+                "The link may have been copied incompletely. Try copying it again from the "
+                "email, or sign up again."
+            ),
             404,
         )
 
@@ -135,20 +149,25 @@ def confirm_link(token: str) -> ResponseReturnValue:
     try:
         result, subscriber = confirm(session, subscriber_id, nonce, changes, _consent("link"))
     except LinkNotValid:
-        return _link_error("This link is not valid", "There is no subscription for it.", 404)
+        return _link_error(
+            _("This link is not valid"), _("There is no subscription for it."), 404
+        )
     session.commit()
+    locale.for_reader(subscriber)
     if result is ConfirmResult.SPENT:
         return _link_error(
-            "This link has already been used",
-            "It was used already, or a newer confirmation email replaced it. "
-            "Use the link in the most recent email, or sign up again.",
+            _("This link has already been used"),
+            _(
+                "It was used already, or a newer confirmation email replaced it. "
+                "Use the link in the most recent email, or sign up again."
+            ),
             409,
         )
     return render_template(
         "web/confirmed.html",
         result=result.value,
         subscriber=subscriber,
-        subscriptions=sorted(subscriber.subscriptions, key=lambda s: s.topic.name),
+        subscriptions=sorted(subscriber.subscriptions, key=lambda s: str(s.topic.label)),
         languages={language.code: language for language in taxonomy.languages(session)},
         frequencies=FREQUENCY_LABELS,
     )

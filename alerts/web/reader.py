@@ -14,24 +14,32 @@ from flask import Blueprint, Response, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from alerts import db, digests, subscriptions, taxonomy, tokens
+from alerts import db, digests, i18n, subscriptions, taxonomy, tokens
 from alerts.errors import InvalidInput
+from alerts.i18n import Text
+from alerts.i18n import gettext as _
 from alerts.models import Article, Delivery, DigestRun, Subscriber, SubscriberStatus
 from alerts.subscriptions import Consent, unsubscribe
-from alerts.web import csrf
+from alerts.web import csrf, locale
 from alerts.web.public import FREQUENCY_LABELS
 
 bp = Blueprint("reader", __name__)
 
-WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-
+# What the preference centre says of a reader who gets nothing.
+STATUSES = {
+    SubscriberStatus.PENDING: Text("not confirmed yet"),
+    SubscriberStatus.UNSUBSCRIBED: Text("unsubscribed"),
+    SubscriberStatus.BOUNCED: Text("stopped, because emails to this address bounced"),
+}
 
 def _read(token: str, purpose: tokens.Purpose) -> dict[str, Any] | ResponseReturnValue:
     config = current_app.config
     try:
         return tokens.read(config["SECRET_KEY"], purpose, token, int(config["UNSUBSCRIBE_MAX_AGE"]))
     except tokens.TokenExpired:
-        return _link_error("This link has expired", "Use the link in a more recent email.", 410)
+        return _link_error(
+            _("This link has expired"), _("Use the link in a more recent email."), 410
+        )
     except tokens.TokenInvalid:
         return _invalid()
 
@@ -53,8 +61,8 @@ def _subscriber(token: str, purpose: tokens.Purpose) -> _Link | ResponseReturnVa
     subscriber = db.session().get(Subscriber, subscriber_id)
     if subscriber is None or not _link_matches(subscriber, payload):
         return _link_error(
-            "There is no subscription for this link",
-            "It may have been erased. You can sign up again at any time.",
+            _("There is no subscription for this link"),
+            _("It may have been erased. You can sign up again at any time."),
             404,
         )
     return _Link(subscriber, payload)
@@ -80,6 +88,7 @@ def reader_link(
             found = _subscriber(token, purpose)
             if not isinstance(found, _Link):
                 return found
+            locale.for_reader(found.subscriber)
             if acts and _older_than_subscription(found.subscriber, found.payload):
                 return _unsubscribe_page(found.subscriber, token, done="stale")
             return view(found.subscriber, token)
@@ -114,8 +123,8 @@ def _link_matches(subscriber: Subscriber, payload: dict[str, Any]) -> bool:
 
 def _invalid() -> ResponseReturnValue:
     return _link_error(
-        "This link is not valid",
-        "The link may have been copied incompletely. Try copying it again from the email.",
+        _("This link is not valid"),
+        _("The link may have been copied incompletely. Try copying it again from the email."),
         404,
     )
 
@@ -162,7 +171,7 @@ def _unsubscribe_page(subscriber: Subscriber, token: str, done: str = "") -> str
         # The page's buttons act on the subscription shown, even when reached by an old link.
         token=links.pop("unsubscribe_token"),
         done=done,
-        subscriptions=sorted(subscriber.subscriptions, key=lambda s: s.topic.name),
+        subscriptions=sorted(subscriber.subscriptions, key=lambda s: str(s.topic.label)),
         **links,
     )
 
@@ -186,7 +195,7 @@ def unsubscribe_one_topic(subscriber: Subscriber, token: str) -> ResponseReturnV
     session = db.session()
     slug = request.form.get("topic", "")
     if not subscriptions.unsubscribe_topic(session, subscriber, slug, _consent("unsubscribe page")):
-        return _link_error("You do not follow that topic", "Nothing was changed.", 400)
+        return _link_error(_("You do not follow that topic"), _("Nothing was changed."), 400)
     session.commit()
     session.refresh(subscriber)
     return _unsubscribe_page(subscriber, token, done=f"topic:{slug}")
@@ -235,6 +244,7 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
                     keywords=form.get("keywords", "")[:5000],
                     keyword_frequency=form.get("keyword_frequency", "immediate"),
                     within_topics=form.get("within_topics") == "yes",
+                    locale=form.get("locale", subscriber.locale),
                 )
                 subscriptions.update_preferences(
                     session, subscriber, preferences, _consent("manage")
@@ -242,6 +252,7 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
                 saved = "saved"
             session.commit()
             session.refresh(subscriber)
+            locale.for_reader(subscriber)  # the page answers in the language just chosen
         except InvalidInput as invalid:
             session.rollback()
             errors = invalid.errors
@@ -271,8 +282,10 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
             ),
             frequencies=FREQUENCY_LABELS,
             timezones=sorted(digests.timezones()),
-            weekdays=WEEKDAYS,
+            weekdays=i18n.weekdays(),
+            locales=[(code, i18n.language_name(code)) for code in i18n.LOCALES],
             pause_weeks=subscriptions.PAUSE_WEEKS,
+            statuses=STATUSES,
             errors=errors,
             saved=saved,
             **_links(subscriber),
@@ -297,8 +310,8 @@ def download_data(subscriber: Subscriber, token: str) -> ResponseReturnValue:
 def erase(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     if request.form.get("confirm") != "yes":
         return _link_error(
-            "Nothing was erased",
-            "Tick the box to confirm that you want everything erased, then press the button.",
+            _("Nothing was erased"),
+            _("Tick the box to confirm that you want everything erased, then press the button."),
             400,
         )
     session = db.session()
@@ -324,6 +337,7 @@ def digest_articles(token: str) -> ResponseReturnValue:
     reader = session.get(Subscriber, subscriber_id)
     if reader is None or not _same_key(reader, link_key):
         return _invalid()
+    locale.for_reader(reader)
     articles = session.scalars(
         select(Article)
         .join(Delivery, Delivery.article_id == Article.id)
