@@ -125,7 +125,7 @@ def format_number(number: float) -> str:
 
 
 def long_date(value: date | datetime) -> str:
-    """"28 November 2026", "28 novembre 2026", "2026年11月28日", "28 نوفمبر 2026"."""
+    """ "28 November 2026", "28 novembre 2026", "2026年11月28日", "28 نوفمبر 2026"."""
     return format_date(value, format="long", locale=_formats())
 
 

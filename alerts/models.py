@@ -9,13 +9,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Date,
     DateTime,
     Enum,
     ForeignKey,
     Index,
-    JSON,
     Integer,
     MetaData,
     String,

@@ -34,11 +34,15 @@ def subscriber(
     frequency: Frequency = Frequency.IMMEDIATE,
     timezone: str = "UTC",
     confirmed_at: datetime | None = None,
+    locale: str = "en",
 ) -> Subscriber:
     """An (active by default) subscriber following `topics` (slugs, or slug -> frequency)."""
     wanted = topics if isinstance(topics, dict) else dict.fromkeys(topics or ["wipo"], frequency)
     reader = Subscriber(
-        email=email or f"reader{next(_numbers)}@example.org", status=status, timezone=timezone
+        email=email or f"reader{next(_numbers)}@example.org",
+        status=status,
+        timezone=timezone,
+        locale=locale,
     )
     session.add(reader)
     session.flush()

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from alerts import clock
+from babel.messages.catalog import Catalog
+from babel.messages.pofile import read_po
+
+from alerts import clock, i18n
 
 CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -43,3 +47,19 @@ class ServiceClock:
 
 # The one clock the tests move; the autouse `service_clock` fixture lets it run again after.
 CLOCK = ServiceClock()
+
+
+def catalog(code: str) -> Catalog:
+    """A language's catalog as its .po file says (the test's own reading, not the service's)."""
+    path = Path(i18n.CATALOGS) / code / "LC_MESSAGES" / "messages.po"
+    with open(path, "rb") as po_file:
+        return read_po(po_file, locale=code)
+
+
+def translated(code: str, message_id: str) -> str:
+    """What the `code` catalog says for `message_id` (its first form, for a plural)."""
+    message = catalog(code)[message_id]
+    assert message is not None, message_id
+    text = message.string[0] if isinstance(message.string, tuple) else message.string
+    assert text, f"{message_id!r} is not translated into {code}"
+    return str(text)

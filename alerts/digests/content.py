@@ -167,7 +167,8 @@ def build_contents(
             reason = match(wants[subscriber_id], article_scope, tree)
             if reason is None:
                 continue
-            group = (
+            # A str of the English name, shown in the reader's language.
+            group: str = (
                 tree.root(reason.topic_id).label if reason.topic_id is not None else KEYWORDS_GROUP
             )
             grouped.setdefault(group, []).append(DigestItem(article, reason))

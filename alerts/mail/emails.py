@@ -13,7 +13,7 @@ from alerts import i18n, tokens
 from alerts.clock import zone
 from alerts.mail import message, smtp
 from alerts.mail.render import RenderedEmail, renderer
-from alerts.models import Article, Frequency, Subscriber, SubscriberStatus
+from alerts.models import Article, Subscriber, SubscriberStatus
 from alerts.subscriptions import Choices
 
 

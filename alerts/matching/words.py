@@ -12,8 +12,7 @@ from alerts.models import Article
 # Han ideographs (with the extensions and compatibility blocks), kana and Hangul syllables:
 # scripts written without spaces, so each character is a word of its own.
 _IDEOGRAPH = (
-    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-    "\U00020000-\U0003134f"
+    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
 )
 _WORD = re.compile(f"[{_IDEOGRAPH}]|[^\\W{_IDEOGRAPH}]+")
 # Arabic letters written several ways: alef wasla and alef maqsura, and the tatweel

@@ -11,8 +11,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts.clock import timezones
 from alerts import i18n
+from alerts.clock import timezones
 from alerts.errors import InvalidInput
 from alerts.i18n import Text
 from alerts.matching import MAX_KEYWORDS, words
@@ -108,9 +108,7 @@ def normalize_email(raw: str) -> str:
     if not candidate:
         raise InvalidInput({"email": Text("Enter your email address.")})
     if len(candidate) > MAX_EMAIL_LENGTH or any(ch in candidate for ch in "\r\n\0"):
-        raise InvalidInput(
-            {"email": Text("Enter a valid email address, like name@example.org.")}
-        )
+        raise InvalidInput({"email": Text("Enter a valid email address, like name@example.org.")})
     try:
         # No SMTPUTF8 local parts: not every server on the way can deliver them.
         result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)

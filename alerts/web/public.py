@@ -149,9 +149,7 @@ def confirm_link(token: str) -> ResponseReturnValue:
     try:
         result, subscriber = confirm(session, subscriber_id, nonce, changes, _consent("link"))
     except LinkNotValid:
-        return _link_error(
-            _("This link is not valid"), _("There is no subscription for it."), 404
-        )
+        return _link_error(_("This link is not valid"), _("There is no subscription for it."), 404)
     session.commit()
     locale.for_reader(subscriber)
     if result is ConfirmResult.SPENT:

@@ -32,6 +32,7 @@ STATUSES = {
     SubscriberStatus.BOUNCED: Text("stopped, because emails to this address bounced"),
 }
 
+
 def _read(token: str, purpose: tokens.Purpose) -> dict[str, Any] | ResponseReturnValue:
     config = current_app.config
     try:

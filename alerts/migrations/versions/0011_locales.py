@@ -52,8 +52,9 @@ def _refold_keywords() -> None:
     )
     connection = op.get_bind()
     rows = connection.execute(
-        sa.select(keywords.c.id, keywords.c.subscriber_id, keywords.c.phrase, keywords.c.words)
-        .order_by(keywords.c.id)
+        sa.select(
+            keywords.c.id, keywords.c.subscriber_id, keywords.c.phrase, keywords.c.words
+        ).order_by(keywords.c.id)
     ).all()
     seen: set[tuple[int, str]] = set()
     for row in rows:
