@@ -21,6 +21,8 @@ from babel import Locale
 from babel.dates import format_date, format_datetime, get_datetime_format
 from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
+from jinja2 import nodes
+from jinja2.ext import InternationalizationExtension
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
@@ -75,10 +77,11 @@ def gettext(message: str, **values: Any) -> str:
     return text % values if values else text
 
 
-def ngettext(singular: str, plural: str, count: int, **values: Any) -> str:
-    """The CLDR plural form for `count` in the current locale (Arabic has six)."""
-    text = translations(current()).ungettext(singular, plural, count)
-    return text % {"num": format_number(count), **values}
+def ngettext(__singular: str, __plural: str, __n: int, **values: Any) -> str:
+    """The CLDR plural form for `__n` in the current locale (Arabic has six); `%(num)s` is
+    the number written the locale's way."""
+    text = translations(current()).ungettext(__singular, __plural, __n)
+    return text % {"num": format_number(__n), **values}
 
 
 def N_(message: str) -> str:
@@ -120,21 +123,41 @@ def _formats() -> str:
     return _FORMATS.get(current(), current())
 
 
+# Babel formats in tens of microseconds; a batch of emails asks the same few values again
+# and again (an article's date, a digest's count), so each answer is kept per locale.
+
+
 def format_number(number: float) -> str:
-    return format_decimal(number, locale=_formats())
+    return _number(number, _formats())
 
 
 def long_date(value: date | datetime) -> str:
     """ "28 November 2026", "28 novembre 2026", "2026年11月28日", "28 نوفمبر 2026"."""
-    return format_date(value, format="long", locale=_formats())
+    return _date(value, _formats())
 
 
 def long_datetime(value: datetime) -> str:
     """A date and time in the reader's own zone (aware `value`), with the zone's name."""
-    day = format_date(value, format="long", locale=_formats())
-    time = format_datetime(value, format="HH:mm", tzinfo=value.tzinfo, locale=_formats())
+    return _datetime(value, value.tzinfo, _formats())
+
+
+@lru_cache(maxsize=1024)
+def _number(number: float, locale: str) -> str:
+    return format_decimal(number, locale=locale)
+
+
+@lru_cache(maxsize=1024)
+def _date(value: date | datetime, locale: str) -> str:
+    return format_date(value, format="long", locale=locale)
+
+
+@lru_cache(maxsize=1024)
+def _datetime(value: datetime, zone: Any, locale: str) -> str:
+    """`zone` is part of the key: two zones with the same offset have different names."""
+    day = format_date(value, format="long", locale=locale)
+    time = format_datetime(value, format="HH:mm", tzinfo=value.tzinfo, locale=locale)
     # The locale's own way of joining a date and a time ("{1}, {0}", "{1}، {0}", "{1} {0}").
-    joined = str(get_datetime_format("medium", locale=_formats()))
+    joined = str(get_datetime_format("medium", locale=locale))
     return f"{joined.replace('{1}', day).replace('{0}', time)} {value.tzname() or ''}".strip()
 
 
@@ -148,6 +171,32 @@ def language_name(code: str) -> str:
     """A locale's own name for itself ("Français", "العربية"), for the language switcher."""
     name: str = Locale.parse(code).get_display_name(code) or code
     return name[:1].upper() + name[1:]
+
+
+class InlineTranslations(InternationalizationExtension):
+    """`{% trans %}` for environments of one locale (`environment.alerts_locale`, the email
+    renderer's): a block with no values is translated once, as the template compiles, into a
+    constant (escaped then in an HTML template), so an email pays nothing for it. Blocks with
+    values, and every block in an environment of no fixed locale (the pages'), are
+    translated as they render."""
+
+    def _make_node(  # type: ignore[no-untyped-def]
+        self,
+        singular: str,
+        plural: str | None,
+        context: str | None,
+        variables: dict[str, nodes.Expr],
+        plural_expr: nodes.Expr | None,
+        vars_referenced: bool,
+        num_called_num: bool,
+    ):
+        code = getattr(self.environment, "alerts_locale", None)
+        if code is None or variables or plural_expr is not None or context is not None:
+            return super()._make_node(
+                singular, plural, context, variables, plural_expr, vars_referenced, num_called_num
+            )
+        # As gettext would at render time: the catalog's text, "%%" read as "%".
+        return nodes.Output([nodes.Const(translations(code).ugettext(singular) % {})])
 
 
 def install(environment: jinja2.Environment, catalog: Callable[[], NullTranslations]) -> None:
@@ -172,7 +221,7 @@ def install(environment: jinja2.Environment, catalog: Callable[[], NullTranslati
         text = catalog().ungettext(__singular, __plural, __count)
         return (escape(text) if eval_ctx.autoescape else text) % values
 
-    environment.add_extension("jinja2.ext.i18n")
+    environment.add_extension(InlineTranslations)
     environment.globals.update(gettext=_gettext, _=_gettext, ngettext=_ngettext)
     environment.newstyle_gettext = True  # type: ignore[attr-defined]
     environment.globals.update(

@@ -13,6 +13,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
+from flask import render_template
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
@@ -167,6 +168,35 @@ def test_every_reader_page_speaks_the_chosen_language(
     if code in names:
         assert names[code] in unsubscribe
 
+    # The confirmation link's page, in the language chosen at signup.
+    newcomer = factories.subscriber(session, ["wipo"], status=SubscriberStatus.PENDING, locale=code)
+    newcomer.confirm_nonce = "n1"
+    session.commit()
+    token = emails.confirm_token(settings(app), newcomer.id, "n1", None)
+    page = client.get(f"/confirm/{token}").get_data(as_text=True)
+    assert f'<html lang="{code}"' in page and f"<h1>{say('You are signed up')}</h1>" in page
+
+    # A digest's full list (the "and N more" page).
+    with app.test_request_context(f"/?lang={code}"):
+        app.preprocess_request()
+        article = factories.article(session, topics=["wipo"])
+        page = render_template("web/digest.html", articles=[article] * 3, run=None)
+        with i18n.using(code):
+            heading = i18n.ngettext(
+                "Your news alert: %(count)s article",
+                "Your news alert: %(count)s articles",
+                3,
+                count=i18n.format_number(3),
+            )
+        assert f'<html lang="{code}"' in page and f"<h1>{heading}</h1>" in page
+
+    # Erasing, last: the reader is gone after it.
+    manage = client.get(f"/manage/{links['manage']}").get_data(as_text=True)
+    erased = client.post(
+        f"/manage/{links['manage']}/erase", data={"csrf_token": csrf_from(manage), "confirm": "yes"}
+    ).get_data(as_text=True)
+    assert f"<h1>{say('Your data is erased')}</h1>" in erased
+
 
 def test_the_language_is_remembered_and_english_is_the_default(client: FlaskClient) -> None:
     assert '<html lang="en" dir="ltr">' in client.get("/").get_data(as_text=True)
@@ -303,6 +333,7 @@ def test_every_email_speaks_the_readers_language(app: Any, session: Session, cod
         reader,
         Frequency.DAILY,
         [(wipo.label, [DigestItem(article, Reason("topic", wipo.label, wipo.id))] * 3)],
+        article_ids=[article.id] * 3,
     )
     digest = emails.DigestRenderer(mail).render(content, run_id=None)
     with i18n.using(code):
@@ -330,6 +361,10 @@ def test_a_hostile_translation_or_value_cannot_inject_markup(
     with open(compiled, "rb") as mo_file:
         loaded = Translations(mo_file)
     monkeypatch.setattr(i18n, "translations", lambda code: loaded)
+    # A renderer of its own: the process's has compiled the real catalogs' text in.
+    from alerts.mail import render
+
+    monkeypatch.setattr(render, "_renderer", None)
 
     reader = factories.subscriber(session, ["wipo"], locale="fr")
     article = factories.article(session, topics=["wipo"], title="<b>Bold</b> & title")
@@ -393,3 +428,22 @@ def test_a_chinese_keyword_brings_chinese_articles(session: Session) -> None:
     other = factories.article(session, topics=["wipo"], title="世界卫生组织", language="zh")
     assert matching.matching_subscribers(session, chinese) == [reader.id]
     assert matching.matching_subscribers(session, other) == []
+
+
+def test_arabic_and_chinese_subjects_and_display_names_are_encoded_words() -> None:
+    from email import message_from_bytes, policy
+
+    from alerts.mail import message
+    from alerts.mail.render import RenderedEmail
+
+    for name, subject in (("تنبيهات الأخبار", "أكِّد تنبيهاتك"), ("新闻提醒", "确认您的新闻提醒")):
+        raw = message.build(
+            RenderedEmail(subject=subject, text="t", html="h"),
+            sender=f"{name} <alerts@news.test>",
+            recipient="r@example.org",
+        )
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        assert head.isascii() and b"=?utf-8?" in head
+        parsed = message_from_bytes(raw, policy=policy.default)
+        assert parsed["Subject"] == subject
+        assert parsed["From"].addresses[0].display_name == name  # type: ignore[union-attr]

@@ -167,9 +167,6 @@ class DigestRenderer:
 
     def __init__(self, settings: MailSettings) -> None:
         self.settings = settings
-        self.env = renderer().env
-        self._html = self.env.get_template("email/digest/article.html")
-        self._text = self.env.get_template("email/digest/article.txt")
         self._blocks: dict[tuple[int, str], ArticleBlock] = {}
 
     def block(self, article: Article) -> ArticleBlock:
@@ -177,7 +174,11 @@ class DigestRenderer:
         key = (article.id, i18n.current())
         if key not in self._blocks:
             context = {"article": article, "published": i18n.long_date(article.published_at)}
-            self._blocks[key] = ArticleBlock(self._html.render(context), self._text.render(context))
+            env = renderer().env
+            self._blocks[key] = ArticleBlock(
+                env.get_template("email/digest/article.html").render(context),
+                env.get_template("email/digest/article.txt").render(context),
+            )
         return self._blocks[key]
 
     def render(

@@ -53,29 +53,51 @@ class _InliningLoader(jinja2.FileSystemLoader):
 
 
 class EmailRenderer:
+    """One Jinja environment per language: each compiles its templates once, with the
+    language's fixed text translated in at compile time (i18n.InlineTranslations)."""
+
     def __init__(self, templates_dir: str = TEMPLATES_DIR) -> None:
-        self.env = jinja2.Environment(
-            loader=_InliningLoader(templates_dir),
+        self.templates_dir = templates_dir
+        self._environments: dict[str, jinja2.Environment] = {}
+
+    @property
+    def env(self) -> jinja2.Environment:
+        """The environment of the current locale (i18n.using)."""
+        code = i18n.current()
+        environment = self._environments.get(code)
+        if environment is None:
+            environment = self._environments[code] = self._environment(code)
+        return environment
+
+    def _environment(self, code: str) -> jinja2.Environment:
+        environment = jinja2.Environment(
+            loader=_InliningLoader(self.templates_dir),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            # Templates do not change under a running worker: no stat() per message.
+            auto_reload=False,
         )
         # A summary's links survive in the plain-text part: "text (address)".
-        self.env.filters["text_with_links"] = partial(summary_as_text, links=True)
-        # In the locale current when rendering: the reader's, set by the caller (i18n.using).
-        i18n.install(self.env, lambda: i18n.translations(i18n.current()))
+        environment.filters["text_with_links"] = partial(summary_as_text, links=True)
+        environment.alerts_locale = code  # type: ignore[attr-defined]
+        i18n.install(environment, lambda: i18n.translations(code))
+        return environment
 
     def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
-        folder = f"email/{name}"
+        """Renders in the current locale (the caller sets the reader's: i18n.using)."""
+        env, folder = self.env, f"email/{name}"
+        # The language and direction as values: cheaper than a call at each use.
+        context = {**context, "lang": i18n.current(), "dir": i18n.direction()}
         # A subject is one line whatever the template or its data hold.
-        subject = " ".join(self.env.get_template(f"{folder}/subject.txt").render(context).split())
-        context = {**context, "subject": subject}
+        subject = " ".join(env.get_template(f"{folder}/subject.txt").render(context).split())
+        context["subject"] = subject
         return RenderedEmail(
             subject=subject,
-            text=self.env.get_template(f"{folder}/body.txt").render(context),
-            html=self.env.get_template(f"{folder}/body.html").render(context),
+            text=env.get_template(f"{folder}/body.txt").render(context),
+            html=env.get_template(f"{folder}/body.html").render(context),
         )
 
 
