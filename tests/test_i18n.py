@@ -48,6 +48,28 @@ def strings(message: Any) -> tuple[str, ...]:
 # --- the catalogs -------------------------------------------------------------------------
 
 
+def test_the_template_holds_every_message_of_the_sources(tmp_path: Path) -> None:
+    """A string added to a page, an email or a message shows up here until `make
+    translations` has extracted it (and the test below, until it is translated)."""
+    import subprocess
+    import sys
+
+    root = CATALOGS.parent.parent
+    fresh = tmp_path / "messages.pot"
+    subprocess.run(
+        [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg"]
+        + ["-k", "Text", "-k", "N_", "--no-location", "-o", str(fresh), "."],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+    with open(fresh, "rb") as pot_file:
+        extracted = {ids(message) for message in read_po(pot_file) if message.id}
+    committed = {ids(message) for message in template() if message.id}
+    assert extracted - committed == set(), "run `make translations`"
+    assert committed - extracted == set(), "run `make translations`"
+
+
 @pytest.mark.parametrize("code", TRANSLATED)
 def test_every_message_is_translated_and_none_is_fuzzy(code: str) -> None:
     po = catalog(code)

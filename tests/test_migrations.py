@@ -48,3 +48,46 @@ def test_postgres_urls_use_psycopg_3() -> None:
     assert db.normalize_url("postgresql://u@h/d") == "postgresql+psycopg://u@h/d"
     assert db.normalize_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
     assert db.normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_0011_names_topics_and_folds_keywords_again(tmp_path: object) -> None:
+    """Readers' keywords from before five languages are folded the new way (a Chinese
+    keyword into one word per character, Arabic without its diacritics), and topics get
+    their names in every language."""
+    from alerts import migrations
+
+    url = f"sqlite:///{tmp_path}/upgrade.db"
+    migrations.upgrade(url, "0010")
+    engine = db.make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO topics (slug, name, kind, position) VALUES ('copyright', 'Copyright',"
+                " 'section', 0)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO subscribers (email, status, timezone, created_at, updated_at)"
+                " VALUES ('r@example.org', 'active', 'UTC', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        insert = text(
+            "INSERT INTO keywords (subscriber_id, phrase, words, first_word, frequency)"
+            " VALUES (1, :phrase, :words, :first, 'immediate')"
+        )
+        connection.execute(insert, {"phrase": "知识产权", "words": "知识产权", "first": "知识产权"})
+        connection.execute(insert, {"phrase": "الْمِلْكِيَّة", "words": "الملكية", "first": "الملكية"})
+        connection.execute(insert, {"phrase": "ICANN", "words": "icann", "first": "icann"})
+    migrations.upgrade(url)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT words, first_word FROM keywords ORDER BY id")).all()
+        names = connection.execute(text("SELECT names FROM topics")).scalar_one()
+        locale = connection.execute(text("SELECT locale FROM subscribers")).scalar_one()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [
+        ("知 识 产 权", "知"),
+        ("الملكية", "الملكية"),
+        ("icann", "icann"),
+    ]
+    assert "Droit d'auteur" in names and locale == "en"
