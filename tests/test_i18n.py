@@ -469,3 +469,23 @@ def test_arabic_and_chinese_subjects_and_display_names_are_encoded_words() -> No
         parsed = message_from_bytes(raw, policy=policy.default)
         assert parsed["Subject"] == subject
         assert parsed["From"].addresses[0].display_name == name  # type: ignore[union-attr]
+
+
+def test_a_language_the_site_does_not_speak_is_refused(
+    client: FlaskClient, session: Session
+) -> None:
+    form = client.get("/").get_data(as_text=True)
+    response = client.post(
+        "/subscribe",
+        data={
+            "csrf_token": csrf_from(form),
+            "email": "reader@example.org",
+            "topics": ["wipo"],
+            "languages": ["en"],
+            "frequency": "daily",
+            "locale": "de",
+        },
+    )
+    assert response.status_code == 400
+    assert "Choose the language of our emails from the list." in response.get_data(as_text=True)
+    assert session.query(Subscriber).count() == 0

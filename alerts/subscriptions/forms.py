@@ -129,6 +129,13 @@ def _check_topics(session: Session, slugs: Collection[str]) -> str | None:
     return Text("Unknown topic: %(topics)s.", topics=", ".join(unknown[:5]))
 
 
+def _check_locale(code: str | None) -> Text | None:
+    """The message for a language of emails and pages the site does not speak, or None."""
+    if code is None or code in i18n.LOCALES:
+        return None
+    return Text("Choose the language of our emails from the list.")
+
+
 def _check_languages(session: Session, codes: Collection[str]) -> str | None:
     """The message for no language or one that is not offered, or None."""
     if not codes:
@@ -151,7 +158,7 @@ def validate(
 
     Raises:
         InvalidInput: every bad field ("email", "keywords", "topics", "languages",
-            "frequency") with its message.
+            "frequency", "locale") with its message.
     """
     errors: dict[str, str] = {}
     normalized = ""
@@ -183,6 +190,8 @@ def validate(
     except ValueError:
         errors["frequency"] = Text("Choose how often you want emails.")
         chosen_frequency = Frequency.IMMEDIATE
+    if problem := _check_locale(locale):
+        errors["locale"] = problem
 
     if errors:
         raise InvalidInput(errors)
@@ -192,7 +201,7 @@ def validate(
         chosen_frequency,
         wanted_keywords,
         within_topics,
-        i18n.known(locale) if locale else None,
+        locale,
     )
 
 
@@ -227,7 +236,7 @@ def validate_preferences(
 
     Raises:
         InvalidInput: every bad field ("keywords", "topics", "languages", "timezone",
-            "send_hour", "send_weekday") with its message.
+            "send_hour", "send_weekday", "locale") with its message.
     """
     errors: dict[str, str] = {}
     phrases: tuple[str, ...] = ()
@@ -261,6 +270,8 @@ def validate_preferences(
     weekday = form_int(send_weekday)
     if not 0 <= weekday <= 6:
         errors["send_weekday"] = Text("Choose a day from the list.")
+    if problem := _check_locale(locale):
+        errors["locale"] = problem
     if errors:
         raise InvalidInput(errors)
     return Preferences(
@@ -272,5 +283,5 @@ def validate_preferences(
         phrases,
         chosen_keyword_frequency,
         within_topics,
-        i18n.known(locale),
+        locale,
     )

@@ -38,8 +38,9 @@ def _signup_page(
         values=values
         or {
             "topics": [],
-            # The articles' language follows the page's (Español -> articles in Spanish).
-            "languages": [i18n.current()],
+            # Articles in the page's language (Español: in Spanish), and in English, the
+            # language most of the site's articles are in.
+            "languages": list(dict.fromkeys((i18n.current(), i18n.DEFAULT))),
             "frequency": "immediate",
             "locale": i18n.current(),
         },
@@ -83,7 +84,7 @@ def signup() -> ResponseReturnValue:
         "frequency": form.get("frequency", ""),
         "keywords": form.get("keywords", "")[:5000],
         "within_topics": form.get("within_topics") == "yes",
-        "locale": i18n.known(form.get("locale") or i18n.current()),
+        "locale": form.get("locale") or i18n.current(),
     }
     session = db.session()
     try:
