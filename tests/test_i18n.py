@@ -349,7 +349,7 @@ def test_every_email_speaks_the_readers_language(app: Any, session: Session, cod
     assert confirmation is not None
     parsed = message_from_bytes(confirmation, policy=policy.default)
     assert parsed["Subject"] == say("Confirm your %(site)s news alerts", site=mail.site_name)
-    if code != "en":
+    if not parsed["Subject"].isascii():
         # RFC 2047: the raw header is ASCII, encoded words.
         raw_subject = confirmation.split(b"\r\nSubject: ", 1)[1].split(b"\r\n")[0]
         assert raw_subject.startswith(b"=?utf-8?")
