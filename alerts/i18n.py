@@ -234,7 +234,8 @@ def install(environment: jinja2.Environment, catalog: Callable[[], NullTranslati
         # value is escaped. dir="auto": a Latin name in an Arabic line keeps its own order.
         strong=lambda value: Markup('<strong dir="auto">%s</strong>') % value,
         bidi=lambda value: Markup('<span dir="auto">%s</span>') % value,
-        ltr=lambda value: Markup('<span dir="ltr">%s</span>') % value,
+        # An address or a link: left to right, and broken anywhere rather than overflowing.
+        ltr=lambda value: Markup('<span dir="ltr" style="word-break:break-all">%s</span>') % value,
         link=lambda url, text: Markup('<a href="%s">%s</a>') % (url, text),
     )
 
