@@ -101,7 +101,12 @@ def test_every_translation_keeps_its_placeholders_and_holds_no_markup(code: str)
             continue
         wanted = set(PLACEHOLDER.findall(ids(message)[-1]))
         for form in strings(message):
-            if set(PLACEHOLDER.findall(form)) != wanted:
+            found = set(PLACEHOLDER.findall(form))
+            # A plural form may leave the count out where its words say it ("أسبوعان": two
+            # weeks), as CLDR's one and two forms often do; nothing else may be dropped.
+            if isinstance(message.id, tuple):
+                found |= {"count"} & wanted
+            if found != wanted:
                 problems.append((ids(message)[0], form))
             if "<" in form or ">" in form:
                 problems.append((ids(message)[0], form))
