@@ -99,7 +99,7 @@ TOPIC_NAMES: dict[str, tuple[str, str, str, str]] = {
         "أمريكا اللاتينية/الكاريبي",
     ),
     "north-america": ("Amérique du Nord", "América del Norte", "北美洲", "أمريكا الشمالية"),
-    "themes": ("Thèmes", "Temas", "主题", "المحاور"),
+    "themes": ("Thématiques", "Temáticas", "议题", "المحاور"),
     "access-to-knowledge": (
         "Accès au savoir/Innovation et science ouvertes",
         "Acceso al conocimiento/Innovación y ciencia abiertas",
