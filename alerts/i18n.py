@@ -92,19 +92,23 @@ def N_(message: str) -> str:
 class Text(str):
     """A message translated when it is shown, in whatever locale is current then.
 
-    It is a str (English) so that logs, the API and tests read it as it is written.
+    It is a str (English) so that logs, the API and tests read it as it is written. `english`
+    is a fuller English text where the translations say less (a library's explanation that
+    only exists in English).
     """
 
     values: Mapping[str, Any]
     message: str
+    english: str | None
 
-    def __new__(cls, message: str, **values: Any) -> Text:
-        text = super().__new__(cls, message % values if values else message)
-        text.message = message
-        text.values = values
+    def __new__(cls, message: str, *, english: str | None = None, **values: Any) -> Text:
+        text = super().__new__(cls, english or (message % values if values else message))
+        text.message, text.english, text.values = message, english, values
         return text
 
     def __str__(self) -> str:
+        if self.english is not None and current() == DEFAULT:
+            return self.english
         return gettext(self.message, **self.values)
 
     def __html__(self) -> Markup:

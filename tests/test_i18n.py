@@ -506,3 +506,19 @@ def test_a_language_the_site_does_not_speak_is_refused(
     assert response.status_code == 400
     assert "Choose the language of our emails from the list." in response.get_data(as_text=True)
     assert session.query(Subscriber).count() == 0
+
+
+def test_an_address_error_is_whole_in_every_language(client: FlaskClient) -> None:
+    """email-validator explains in English only: English readers get its reason, the others a
+    sentence wholly in their language."""
+    for code, expected in (
+        ("en", "Enter a valid email address: An email address must have an @-sign."),
+        ("fr", translated("fr", "Enter a valid email address, like name@example.org.")),
+    ):
+        form = client.get(f"/?lang={code}").get_data(as_text=True)
+        html = client.post(
+            "/subscribe", data={"csrf_token": csrf_from(form), "email": "no-at-sign"}
+        ).get_data(as_text=True)
+        assert str(escape(expected)) in html, code
+        if code != "en":
+            assert "@-sign" not in html

@@ -114,7 +114,13 @@ def normalize_email(raw: str) -> str:
         result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
         raise InvalidInput(
-            {"email": Text("Enter a valid email address: %(problem)s", problem=str(error))}
+            {
+                "email": Text(
+                    "Enter a valid email address, like name@example.org.",
+                    # email-validator explains in English only ("…exactly one @-sign.").
+                    english=f"Enter a valid email address: {error}",
+                )
+            }
         ) from error
     normalized: str = result.normalized
     return normalized
