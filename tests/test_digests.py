@@ -381,3 +381,35 @@ def test_daylight_saving_does_not_stick_a_reader_either(
         if len(sink.store.to(la.email)) > before:
             local_hours.append(at.astimezone(digests.zone("America/Los_Angeles")).hour)
     assert len(local_hours) == 7 and set(local_hours) == {16}
+
+
+def test_a_send_by_hand_does_not_move_the_readers_regular_digest(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    """A reader who signed up on Monday at 09:00 is due on Tuesday at 08:00. An admin's
+    "send now" at 16:14 sends them a digest; an article at 16:15 comes on Tuesday at 08:00,
+    not on Wednesday; nothing is sent twice or left out."""
+    CLOCK.freeze(utc(2026, 11, 2, 9, 0))
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    CLOCK.freeze(utc(2026, 11, 2, 10, 0))
+    factories.article(session, published_at=clock.now(), topics=["wipo"], title="Morning news")
+    CLOCK.freeze(utc(2026, 11, 2, 16, 14))
+    run, _ = digests.trigger(session, DAILY, "", "admin")
+    session.commit()
+    with app.app_context():
+        tasks.resume_digest_run(run.id)
+    [by_hand] = sink.store.to(reader.email)
+    assert "Morning news" in by_hand.body("plain")
+    CLOCK.freeze(utc(2026, 11, 2, 16, 15))
+    factories.article(
+        session, published_at=clock.now(), topics=["wipo"], title="Published a minute after"
+    )
+    tick(app, utc(2026, 11, 2, 23, 0))  # nothing is due again on Monday
+    assert len(sink.store.to(reader.email)) == 1
+    tick(app, utc(2026, 11, 3, 8, 0))  # Tuesday 08:00: the regular digest, on time
+    messages = sink.store.to(reader.email)
+    assert len(messages) == 2
+    assert "Published a minute after" in messages[1].body("plain")
+    assert "Morning news" not in messages[1].body("plain")
+    tick(app, utc(2026, 11, 4, 8, 0))  # Wednesday: nothing new, nothing sent
+    assert len(sink.store.to(reader.email)) == 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import exists, func, literal, select
+from sqlalchemy import case, exists, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -106,14 +106,24 @@ def enqueue(session: Session, run: DigestRun, due_only: bool) -> int:
 
     Scheduled runs take readers whose time has come; a run an admin starts takes every
     reader of the frequency at once. A recipient is one reader's due slot (their next_at):
-    once per slot, so a reader whose next slot falls in the same UTC day (a send ahead of
-    time, a change of daylight saving time) is taken again for that slot.
+    once per slot, so a reader whose next slot falls in the same UTC day (a change of daylight
+    saving time) is taken again for that slot. A reader sent to by hand before their slot is
+    recorded at the time of sending, so their schedule keeps its slot (the sent digest moves
+    it to the first slot after now, which is that same slot).
     """
+    # A reader's regular slot, or for a send by hand ahead of it, now: the digest goes out
+    # now and the regular one still comes at its time, with what arrived since.
+    current = literal(now(), DigestSchedule.next_at.type)
+    slot = (
+        DigestSchedule.next_at
+        if due_only
+        else case((DigestSchedule.next_at > current, current), else_=DigestSchedule.next_at)
+    )
     readers = (
         select(
             literal(run.id),
             DigestSchedule.subscriber_id,
-            DigestSchedule.next_at,
+            slot,
             literal(RecipientStatus.QUEUED.value),
             literal(0),
             literal(0),
