@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+# `make run PORT=5001 SMTP_PORT=8026` when the defaults are taken.
+PORT ?= 5000
+SMTP_PORT ?= 8025
+
 run: $(STAMP) catalogs
-	$(BIN)/alerts dev
+	$(BIN)/alerts dev --port $(PORT) --smtp-port $(SMTP_PORT)
 
 test: $(STAMP) lint catalogs
 	$(BIN)/pytest -n 2

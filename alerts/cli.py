@@ -30,7 +30,10 @@ def dev_command(host: str, port: int, smtp_port: int) -> None:
     """Run the whole service locally: SQLite, embedded Redis, mail sink, worker, beat, web."""
     from alerts import devstack
 
-    devstack.run(host, port, smtp_port)
+    try:
+        devstack.run(host, port, smtp_port)
+    except devstack.PortTaken as taken:
+        raise click.ClickException(str(taken)) from taken
 
 
 @main.group("db")

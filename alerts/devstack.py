@@ -208,10 +208,34 @@ def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+class PortTaken(RuntimeError):
+    """A port `alerts dev` needs is in use by something else."""
+
+
+def _check_free(host: str, port: int, what: str, option: str) -> None:
+    """Refuse a port something else holds, before starting anything: never serve on top of
+    another program, nor hand our mail to a server that only happens to answer there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise PortTaken(
+                f"port {port} ({what}) is already in use, perhaps by another `make run`; "
+                f"pick another: make run {option}={port + 1}"
+            ) from None
+
+
 def run(host: str, port: int, smtp_port: int) -> None:
-    """Start everything, serve the web app in this process, stop everything on Ctrl-C."""
+    """Start everything, serve the web app in this process, stop everything on Ctrl-C.
+
+    Raises:
+        PortTaken: the web port, or the mail sink's when we start one, is in use.
+    """
     from alerts import config, create_app, migrations, taxonomy
 
+    _check_free(host, port, "the web app", "PORT")
+    if "ALERTS_SMTP_URL" not in os.environ:
+        _check_free("127.0.0.1", smtp_port, "the mail sink", "SMTP_PORT")
     var = config.var_dir()
     os.makedirs(var, exist_ok=True)
     # Explicit, because a shell's background job starts with SIGINT ignored.
@@ -253,8 +277,14 @@ def run(host: str, port: int, smtp_port: int) -> None:
         children.append(ChildProcess("beat", beat_argv).start())
 
         base = app.config["BASE_URL"]
+        admin = (
+            f"{base}/admin (password: {config.DEV_ADMIN_PASSWORD}, development only)"
+            if app.config["ADMIN_PASSWORD"] == config.DEV_ADMIN_PASSWORD
+            else f"{base}/admin (password: ALERTS_ADMIN_PASSWORD)"
+        )
         print(
             f"\n* signup page:  {base}/\n* mail sink:    {base}/dev/mail\n"
+            f"* admin:        {admin}\n"
             f"* health:       {base}/healthz\n* Ctrl-C stops everything.\n",
             flush=True,
         )

@@ -75,3 +75,24 @@ def test_dev_stack_starts_serves_and_stops_cleanly(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "alerts.db").exists()
     second = run_once(tmp_path)
     assert "topics: 0 created, 0 updated" in second  # the data of the first run is reused
+    assert "password: admin, development only" in first  # the newcomer's admin password
+
+
+def test_a_taken_port_stops_the_dev_stack_with_a_clear_message(tmp_path: Path) -> None:
+    """Nothing starts on top of another program: not the web app, and never our mail into a
+    server that merely answers on the sink's port."""
+    import socket
+
+    for taken_is_web in (True, False):
+        port, smtp_port = free_port(), free_port()
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", port if taken_is_web else smtp_port))
+            squatter.listen()
+            dev = start_dev(tmp_path, port, smtp_port)
+            output, _ = dev.communicate(timeout=60)
+        text = output.decode()
+        wanted = f"port {port if taken_is_web else smtp_port}"
+        assert dev.returncode != 0 and wanted in text, text
+        assert ("PORT=" if taken_is_web else "SMTP_PORT=") in text
+        assert "signup page" not in text  # no banner for a stack that is not there
+        assert not (tmp_path / "var" / "alerts.db").exists()
