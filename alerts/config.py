@@ -63,7 +63,8 @@ def defaults() -> dict[str, Any]:
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "SMTP_URL": "smtp://127.0.0.1:8025",
         "SMTP_TIMEOUT": 30,
-        "MAIL_FROM": "News alerts <alerts@localhost>",
+        # Unset: "<SITE_NAME> news alerts <alerts@localhost>", so an inbox names the site.
+        "MAIL_FROM": None,
         "BASE_URL": "http://127.0.0.1:5000",
         "SECRET_KEY": DEV_SECRET_KEY,
         "API_TOKEN": DEV_API_TOKEN,
@@ -146,6 +147,8 @@ def normalize(config: dict[str, Any]) -> None:
         if config.get(key) is not None:
             config[key] = str(config[key])
     config["BASE_URL"] = config["BASE_URL"].rstrip("/")
+    if not config.get("MAIL_FROM"):
+        config["MAIL_FROM"] = f"{config['SITE_NAME']} news alerts <alerts@localhost>"
     config["CELERY"] = celery_settings(config.get("CELERY") or {})
     allow = config.get("FEED_ALLOW") or ()
     if not isinstance(allow, list | tuple):

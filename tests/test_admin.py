@@ -223,7 +223,7 @@ def test_preview_shows_the_digest_and_records_nothing_then_test_send(
     login(client)
     page = client.get(f"/admin/preview?email={reader.email}&frequency=daily")
     html = page.get_data(as_text=True)
-    assert "Your daily news alert: 1 new article" in html and "Preview me" in html
+    assert "IP Policy Watch · Your daily news alert: 1 new article" in html and "Preview me" in html
     assert session.scalar(select(func.count()).select_from(Delivery)) == 0
     sent = client.post(
         "/admin/preview",
@@ -237,7 +237,7 @@ def test_preview_shows_the_digest_and_records_nothing_then_test_send(
     assert "Test sent to <strong>editor@example.org</strong>" in sent.get_data(as_text=True)
     [message] = sink.store.all()
     assert message.recipients == ["editor@example.org"]
-    assert message.subject == "[TEST] Your daily news alert: 1 new article"
+    assert message.subject == "[TEST] IP Policy Watch · Your daily news alert: 1 new article"
     assert session.scalar(select(func.count()).select_from(Delivery)) == 0
     assert client.get("/admin/preview?email=nobody@example.org").status_code == 404
 

@@ -96,7 +96,7 @@ def test_each_reader_gets_the_daily_digest_at_their_own_8am(
         [tokyo.email, new_york.email]
     )
     [message] = sink.store.to(new_york.email)
-    assert message.subject == "Your daily news alert: 1 new article"
+    assert message.subject == "IP Policy Watch · Your daily news alert: 1 new article"
     assert message.parsed()["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     # The next day brings nothing new: no second digest.
     tick(app, utc(2026, 11, 3, 13, 0))
@@ -121,9 +121,9 @@ def test_weekly_once_a_week_and_monthly_once_a_month(
     monthly_mail = sink.store.to(monthly.email)
     assert len(weekly_mail) == 9  # Mondays 2 Nov .. 28 Dec
     assert len(monthly_mail) == 2  # 1 December, 1 January
-    assert weekly_mail[1].subject == "Your weekly news alert: 7 new articles"
+    assert weekly_mail[1].subject == "IP Policy Watch · Your weekly news alert: 7 new articles"
     # 2 November to 1 December 07:00: the articles of the 1st, before 08:00, are in it too.
-    assert monthly_mail[0].subject == "Your monthly news alert: 30 new articles"
+    assert monthly_mail[0].subject == "IP Policy Watch · Your monthly news alert: 30 new articles"
 
 
 def test_an_empty_period_sends_nothing(
@@ -184,7 +184,7 @@ def test_an_article_matching_two_topics_appears_once_grouped_newest_first(
     [message] = sink.store.to(reader.email)
     text = message.body("plain")
     assert text.count("Pandemic treaty at WIPO") == 1
-    assert message.subject == "Your daily news alert: 3 new articles"
+    assert message.subject == "IP Policy Watch · Your daily news alert: 3 new articles"
     # Sections first (site order), then Venues with its newest article first.
     assert text.index("== Copyright ==") < text.index("== Venues ==")
     assert text.index("TRIPS waiver") < text.index("Pandemic treaty at WIPO")
@@ -205,7 +205,7 @@ def test_at_most_50_articles_then_and_n_more(
     tick(app, utc(2026, 11, 2, 8, 0))
     [message] = sink.store.to(reader.email)
     text = message.body("plain")
-    assert message.subject == "Your daily news alert: 53 new articles"
+    assert message.subject == "IP Policy Watch · Your daily news alert: 53 new articles"
     assert "Story 52" in text and "Story 3" in text and "Story 2\n" not in text
     assert "And 3 more: http://alerts.test/digest/" in text
 
@@ -231,7 +231,7 @@ def test_articles_already_sent_as_alerts_are_left_out(
     assert [m.subject for m in sink.store.to(reader.email)] == ["Urgent: Urgent one"]
     tick(app, utc(2026, 11, 2, 8, 0))
     digest = sink.store.to(reader.email)[-1]
-    assert digest.subject == "Your daily news alert: 1 new article"
+    assert digest.subject == "IP Policy Watch · Your daily news alert: 1 new article"
     assert "Normal one" in digest.body("plain") and "Urgent one" not in digest.body("plain")
 
 

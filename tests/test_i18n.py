@@ -382,7 +382,8 @@ def test_every_email_speaks_the_readers_language(app: Any, session: Session, cod
             3,
             count=3,
         )
-    assert digest.subject == expected and f'dir="{i18n.direction(code)}"' in digest.html
+    assert digest.subject == f"{mail.site_name} · {expected}"
+    assert f'dir="{i18n.direction(code)}"' in digest.html
 
 
 def test_a_hostile_translation_or_value_cannot_inject_markup(

@@ -127,3 +127,15 @@ def test_list_id_encodes_only_its_phrase_with_a_real_site_name() -> None:
     assert str(parsed["List-Id"]) == (
         "Veille PI — Genève news alerts <news-alerts.veille.example.org>"
     )
+
+
+def test_the_date_says_utc_and_the_sender_names_the_site() -> None:
+    raw = message.build(RENDERED, sender="IP Watch news alerts <a@news.test>", recipient="r@x.org")
+    head = raw.split(b"\r\n\r\n", 1)[0].decode()
+    [date] = [line for line in head.split("\r\n") if line.startswith("Date: ")]
+    assert date.endswith(" +0000")  # UTC, not "-0000" (a zone unknown)
+    from alerts import config
+
+    settings = {**config.defaults(), "SITE_NAME": "IP Watch"}
+    config.normalize(settings)
+    assert settings["MAIL_FROM"] == "IP Watch news alerts <alerts@localhost>"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import quopri
 import secrets
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.header import Header
-from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from functools import lru_cache
 
 from alerts.mail.render import RenderedEmail
@@ -77,7 +78,8 @@ def build(
         f"From: {from_header}",
         f"To: {ascii_address(_clean('To', recipient))}",
         f"Subject: {_encoded(_clean('Subject', rendered.subject))}",
-        f"Date: {formatdate(localtime=False)}",
+        # "+0000": the time is UTC ("-0000" would say its zone is unknown, RFC 5322 3.3).
+        f"Date: {format_datetime(datetime.now(UTC))}",
         f"Message-ID: {make_msgid(domain=domain)}",
         "MIME-Version: 1.0",
         f'Content-Type: multipart/alternative; boundary="{boundary}"',

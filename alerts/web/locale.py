@@ -69,6 +69,11 @@ def init_app(app: Flask) -> None:
     def _activate() -> None:
         i18n.activate(_choose())
 
+    @app.teardown_request
+    def _deactivate(_error: BaseException | None) -> None:
+        # The thread serves other work next (a test, a CLI command): back to the default.
+        i18n.activate(i18n.DEFAULT)
+
     @app.after_request
     def _remember(response: Response) -> Response:
         if not request.path.startswith(ENGLISH_ONLY):

@@ -293,7 +293,7 @@ def test_a_digest_run_killed_half_way_finishes_without_being_started_again(
     )
     assert status == 202, body
     run = json.loads(body)
-    subject = "Your daily news alert: 1 new article"
+    subject = "IP Policy Watch · Your daily news alert: 1 new article"
     wait_for_some(stack, subject, READERS // 5)
     killed = stack.kill_worker()
     mid_send(stack)
