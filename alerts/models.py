@@ -169,6 +169,8 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
     confirmed_at: Mapped[datetime | None]
+    # The welcome email (what they follow, the preference centre's link) went out then.
+    welcomed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
     # How the reader left ("one-click", "unsubscribe page") or why we stopped ("550 …").
     unsubscribe_reason: Mapped[str | None] = mapped_column(String(500))

@@ -24,9 +24,11 @@ def test_renderer_escapes_html_and_inlines_css() -> None:
             "is_change": False,
             "valid_days": 7,
             "base_url": "https://a.test",
+            "asked": [("<i>Topic</i>", "Once a day")],
         },
     )
     assert "&lt;b&gt;Site&lt;/b&gt;" in rendered.html
+    assert "&lt;i&gt;Topic&lt;/i&gt;" in rendered.html and "<i>" not in rendered.html
     assert 'href="https://a.test/confirm/x?a=1&amp;b=2"' in rendered.html
     assert 'class="button"' in rendered.html and "style=" in rendered.html
     assert "<b>Site</b>" in rendered.text  # text parts are not HTML

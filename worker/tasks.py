@@ -51,6 +51,28 @@ def send_confirmation(
         )
 
 
+@shared_task(
+    name="alerts.send_welcome",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=5,
+    retry_backoff_max=CONFIRMATION_RETRY_MAX,
+    max_retries=8,
+)
+def send_welcome(subscriber_id: int) -> None:
+    """The email after confirming, with what they follow and the preference centre's link."""
+    settings = emails.MailSettings.from_config(current_app.config)
+    rejection = emails.send_welcome(db.session(), settings, subscriber_id)
+    if rejection is not None and not rejection.permanent:
+        raise smtplib.SMTPResponseException(rejection.code, rejection.message)
+    if rejection is not None:
+        log.warning(
+            "welcome to subscriber %s refused: %s %s",
+            subscriber_id,
+            rejection.code,
+            rejection.message,
+        )
+
+
 @shared_task(name="alerts.purge_unconfirmed")
 def purge_unconfirmed() -> int:
     session = db.session()

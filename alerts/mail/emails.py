@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session
 
 from alerts import i18n, tokens
-from alerts.clock import zone
+from alerts.clock import now, zone
 from alerts.mail import message, smtp
 from alerts.mail.render import RenderedEmail, renderer
-from alerts.models import Article, Subscriber, SubscriberStatus
-from alerts.subscriptions import Choices
+from alerts.models import Article, Subscriber, SubscriberStatus, Topic
+from alerts.subscriptions import FREQUENCY_LABELS, Choices
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,23 @@ def confirmation(
     nonce: str,
     changes: Choices | None,
 ) -> bytes | None:
-    """The double opt-in email. It holds no text the reader typed: only our words and a link."""
+    """The double opt-in email. It holds no text the reader typed (keywords would let anyone
+    mail any words to any address): only our words, the topics asked for, and a link."""
     if changes is None and subscriber.status is not SubscriberStatus.PENDING:
         return None  # confirmed (or gone) since the email was queued
     if changes is not None and subscriber.status is not SubscriberStatus.ACTIVE:
         return None
     token = confirm_token(settings, subscriber.id, nonce, changes)
     locale = (changes.locale if changes else None) or subscriber.locale
+    if changes is None:
+        asked = [(s.topic.label, FREQUENCY_LABELS[s.frequency]) for s in subscriber.subscriptions]
+    else:
+        session = object_session(subscriber)
+        wanted = select(Topic).where(Topic.slug.in_(changes.topics))
+        topics = list(session.scalars(wanted)) if session is not None else []
+        asked = [(topic.label, FREQUENCY_LABELS[changes.frequency]) for topic in topics]
     context = {
+        "asked": sorted(asked, key=lambda row: str(row[0])),
         "site_name": settings.site_name,
         "confirm_url": f"{settings.base_url}/confirm/{token}",
         "is_change": changes is not None,
@@ -98,6 +108,56 @@ def send_confirmation(
         return None
     with smtp.connect(settings.smtp) as mailer:
         return mailer.send(raw, message.envelope_sender(settings.mail_from), subscriber.email)
+
+
+def welcome(settings: MailSettings, subscriber: Subscriber) -> bytes | None:
+    """After confirming: what the reader follows, how often, and the link to change it all;
+    None once it went out, or for a reader no longer active."""
+    if subscriber.status is not SubscriberStatus.ACTIVE or subscriber.welcomed_at is not None:
+        return None
+    links = reader_links(settings, subscriber)
+    with i18n.using(subscriber.locale):
+        context = {
+            "site_name": settings.site_name,
+            "base_url": settings.base_url,
+            "subscriptions": sorted(
+                (
+                    (subscription.topic.label, FREQUENCY_LABELS[subscription.frequency])
+                    for subscription in subscriber.subscriptions
+                ),
+                key=lambda row: str(row[0]),
+            ),
+            "keywords": [keyword.phrase for keyword in subscriber.keywords],
+            "keyword_frequency": (
+                FREQUENCY_LABELS[subscriber.keywords[0].frequency] if subscriber.keywords else ""
+            ),
+            **links,
+        }
+        rendered = renderer().render("welcome", context)
+    return message.build(
+        rendered,
+        sender=settings.mail_from,
+        recipient=subscriber.email,
+        headers=list_headers(settings, links["unsubscribe_url"]),
+    )
+
+
+def send_welcome(
+    session: Session, settings: MailSettings, subscriber_id: int
+) -> smtp.Rejection | None:
+    """Send the welcome once: recorded as sent in the same breath as the relay's 250 (a
+    worker dying between the two is the only way it goes twice). Connection errors raise so
+    the task can retry."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    raw = welcome(settings, subscriber) if subscriber is not None else None
+    if subscriber is None or raw is None:
+        return None
+    with smtp.connect(settings.smtp) as mailer:
+        rejection = mailer.send(raw, message.envelope_sender(settings.mail_from), subscriber.email)
+    if rejection is None or rejection.permanent:
+        subscriber.welcomed_at = now()
+        session.commit()
+    return rejection
 
 
 def reader_links(settings: MailSettings, subscriber: Subscriber) -> dict[str, str]:

@@ -20,6 +20,14 @@ from alerts.models import Frequency, Language, Topic
 
 MAX_EMAIL_LENGTH = 254
 
+# How each frequency reads to a reader (forms, the confirmed page, the welcome email).
+FREQUENCY_LABELS = {
+    Frequency.IMMEDIATE: Text("As soon as an article is published"),
+    Frequency.DAILY: Text("Once a day"),
+    Frequency.WEEKLY: Text("Once a week"),
+    Frequency.MONTHLY: Text("Once a month"),
+}
+
 
 def form_int(text: str, default: int = -1) -> int:
     """A small whole number typed in a form, or `default` ("²" or "٣" are digits to
@@ -113,15 +121,10 @@ def normalize_email(raw: str) -> str:
         # No SMTPUTF8 local parts: not every server on the way can deliver them.
         result = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
-        raise InvalidInput(
-            {
-                "email": Text(
-                    "Enter a valid email address, like name@example.org.",
-                    # email-validator explains in English only ("…exactly one @-sign.").
-                    english=f"Enter a valid email address: {error}",
-                )
-            }
-        ) from error
+        # email-validator explains in English only ("An email address must have an @-sign.").
+        explained = f"Enter a valid email address: {error}"
+        message = Text("Enter a valid email address, like name@example.org.", english=explained)
+        raise InvalidInput({"email": message}) from error
     normalized: str = result.normalized
     return normalized
 

@@ -221,6 +221,7 @@ def confirm(
         subscriber.status = SubscriberStatus.ACTIVE
         subscriber.confirmed_at = now()
         subscriber.unsubscribed_at = None
+        subscriber.welcomed_at = None  # a reader coming back is welcomed again
     elif changes is not None and subscriber.status is SubscriberStatus.ACTIVE:
         result = ConfirmResult.CHANGED
         _add_choices(session, subscriber, _still_known(session, changes))

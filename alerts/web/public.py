@@ -9,21 +9,20 @@ from flask.typing import ResponseReturnValue
 
 from alerts import db, i18n, taxonomy, tokens
 from alerts.errors import InvalidInput, LinkNotValid
-from alerts.i18n import Text
 from alerts.i18n import gettext as _
-from alerts.models import Frequency
-from alerts.subscriptions import Choices, ConfirmResult, Consent, confirm, subscribe, validate
+from alerts.subscriptions import (
+    FREQUENCY_LABELS,
+    Choices,
+    ConfirmResult,
+    Consent,
+    confirm,
+    subscribe,
+    validate,
+)
 from alerts.web import limiter, locale
-from worker.tasks import send_confirmation
+from worker.tasks import send_confirmation, send_welcome
 
 bp = Blueprint("public", __name__)
-
-FREQUENCY_LABELS = {
-    Frequency.IMMEDIATE: Text("As soon as an article is published"),
-    Frequency.DAILY: Text("Once a day"),
-    Frequency.WEEKLY: Text("Once a week"),
-    Frequency.MONTHLY: Text("Once a month"),
-}
 
 
 def _signup_page(
@@ -151,6 +150,9 @@ def confirm_link(token: str) -> ResponseReturnValue:
         result, subscriber = confirm(session, subscriber_id, nonce, changes, _consent("link"))
     except LinkNotValid:
         return _link_error(_("This link is not valid"), _("There is no subscription for it."), 404)
+    if result is ConfirmResult.CONFIRMED:
+        # What they follow and the link to change it, in their inbox for later.
+        db.queue_after_commit(session, send_welcome, subscriber.id)
     session.commit()
     locale.for_reader(subscriber)
     if result is ConfirmResult.SPENT:
@@ -169,6 +171,9 @@ def confirm_link(token: str) -> ResponseReturnValue:
         subscriptions=sorted(subscriber.subscriptions, key=lambda s: str(s.topic.label)),
         languages={language.code: language for language in taxonomy.languages(session)},
         frequencies=FREQUENCY_LABELS,
+        manage_token=tokens.for_reader(
+            config["SECRET_KEY"], tokens.Purpose.MANAGE, subscriber.id, subscriber.link_key
+        ),
     )
 
 

@@ -19,9 +19,8 @@ from alerts.errors import InvalidInput
 from alerts.i18n import Text
 from alerts.i18n import gettext as _
 from alerts.models import Article, Delivery, DigestRun, Subscriber, SubscriberStatus
-from alerts.subscriptions import Consent, unsubscribe
+from alerts.subscriptions import FREQUENCY_LABELS, Consent, unsubscribe
 from alerts.web import csrf, locale
-from alerts.web.public import FREQUENCY_LABELS
 
 bp = Blueprint("reader", __name__)
 

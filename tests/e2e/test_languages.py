@@ -67,7 +67,15 @@ def test_signup_in_arabic_then_every_email_is_arabic_and_right_to_left(
     with stack.app.app_context():
         reader = db.session().scalars(select(Subscriber)).one()
         assert reader.locale == "ar"
-    assert len(stack.to("qari@example.org")) == 2
+    # The confirmation, the welcome (Arabic too), the alert: nothing else, nothing twice.
+    mail = stack.to("qari@example.org")
+    assert len(mail) == 3
+    welcome = next(
+        m
+        for m in mail
+        if m.subject.startswith(translated("ar", "Welcome to %(site)s news alerts")[:6])
+    )
+    assert '<html lang="ar" dir="rtl">' in welcome.body("html")
 
 
 def test_the_arabic_signup_page_lays_out_right_to_left_in_chromium(stack: Stack) -> None:

@@ -36,5 +36,8 @@ def test_signup_confirm_over_real_processes(stack: Stack, browser: Browser) -> N
         subscriber = db.session().scalars(select(Subscriber)).one()
         assert subscriber.status is SubscriberStatus.ACTIVE
         assert subscriber.language_codes == ["en", "fr"]
-    # The worker sent exactly one email.
-    assert len(stack.mail.all()) == 1
+    # Then the welcome, with the way back to the settings; nothing else, nothing twice.
+    [welcome] = stack.wait_for_mail(lambda m: m.subject.startswith("Welcome to"))
+    assert "/manage/" in welcome.body("plain")
+    stack.settle()
+    assert len(stack.mail.all()) == 2
