@@ -28,6 +28,29 @@ def timezones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
+# The areas of the IANA database's own zone names; the rest are aliases kept for old systems
+# ("US/Eastern", "W-SU", "Etc/GMT+5") or not places at all ("Factory", "localtime").
+AREAS = (
+    "Africa",
+    "America",
+    "Antarctica",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+)
+
+
+@lru_cache(maxsize=1)
+def offered_timezones() -> tuple[str, ...]:
+    """The zones a reader picks from: UTC, then each "Area/Place", sorted. Any zone this
+    machine knows is still accepted (a reader set before keeps theirs)."""
+    places = sorted(name for name in timezones() if name.split("/", 1)[0] in AREAS and "/" in name)
+    return ("UTC", *places)
+
+
 def zone(name: str) -> ZoneInfo:
     """A reader's zone; UTC for a name this machine does not know (a zone withdrawn since)."""
     try:

@@ -38,7 +38,10 @@ def test_signup_page_groups_topics_and_works_without_javascript(client: FlaskCli
     page = client.get("/")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
-    assert "<script" not in html
+    # One script only, which fills the hidden time zone from the browser; every signup test
+    # here posts without it, as a browser without JavaScript would.
+    assert html.count("<script") == 1 and "resolvedOptions().timeZone" in html
+    assert "<script src" not in html
     for legend in (
         "<legend>Sections</legend>",
         "<legend>Venues</legend>",
@@ -299,3 +302,21 @@ def test_dev_mail_lists_and_shows_messages(client: FlaskClient, sink: MailSink) 
     raw = client.get(f"/dev/mail/{message.id}.eml")
     assert raw.status_code == 200 and b"Subject:" in raw.data
     assert client.get("/dev/mail/..%2Fetc").status_code == 404
+
+
+def test_the_browsers_time_zone_is_the_new_readers_and_the_list_is_of_places(
+    client: FlaskClient, session: Session
+) -> None:
+    from alerts.models import Subscriber
+
+    signup(client, email="tz@example.org", timezone="Europe/Paris")
+    signup(client, email="bogus@example.org", timezone="Mars/Olympus_Mons")
+    zones = dict(session.execute(select(Subscriber.email, Subscriber.timezone)).all())
+    assert zones == {"tz@example.org": "Europe/Paris", "bogus@example.org": "UTC"}
+
+    from alerts.clock import offered_timezones
+
+    offered = offered_timezones()
+    assert "Europe/Paris" in offered and "America/Argentina/Buenos_Aires" in offered
+    for alias in ("Factory", "localtime", "W-SU", "US/Eastern", "Etc/GMT+5", "posixrules"):
+        assert alias not in offered

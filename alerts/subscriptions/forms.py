@@ -47,6 +47,8 @@ class Choices:
     within_topics: bool = False  # keywords count only in articles of their topics
     # The language of our pages and emails to this reader; None in links from before.
     locale: str | None = None
+    # The browser's time zone, for a new reader's digest hour (not carried in links).
+    timezone: str | None = None
 
     def as_payload(self) -> dict[str, Any]:
         return {
@@ -162,6 +164,7 @@ def validate(
     keywords: str = "",
     within_topics: bool = False,
     locale: str | None = None,
+    timezone: str = "",
 ) -> tuple[str, Choices]:
     """Check every field at once, so the form can show each message next to its field.
 
@@ -211,6 +214,9 @@ def validate(
         wanted_keywords,
         within_topics,
         locale,
+        # The browser says it, the reader never sees it: one this machine does not know is
+        # left out, not an error.
+        timezone if timezone in timezones() else None,
     )
 
 

@@ -87,6 +87,7 @@ def subscribe(
     clear_choices(session, subscriber)
     _add_choices(session, subscriber, choices)
     subscriber.locale = choices.locale or subscriber.locale
+    subscriber.timezone = choices.timezone or subscriber.timezone
     record(session, subscriber, "signup", consent)
     # A pending reader keeps one link: signing up again updates what it confirms.
     nonce = subscriber.confirm_nonce or secrets.token_hex(8)

@@ -96,6 +96,7 @@ def signup() -> ResponseReturnValue:
             keywords=form.get("keywords", "")[:5000],
             within_topics=form.get("within_topics") == "yes",
             locale=form.get("locale") or i18n.current(),
+            timezone=form.get("timezone", "")[:64],
         )
     except InvalidInput as error:
         return _signup_page(values, error.errors), 400

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from alerts import db, digests, i18n, subscriptions, taxonomy, tokens
+from alerts import clock, db, i18n, subscriptions, taxonomy, tokens
 from alerts.errors import InvalidInput
 from alerts.i18n import Text
 from alerts.i18n import gettext as _
@@ -214,6 +214,19 @@ def switch_to_weekly(subscriber: Subscriber, token: str) -> ResponseReturnValue:
 # --- the preference centre ----------------------------------------------------------------
 
 
+def _zone_groups(current: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The zones to pick from, grouped by area, each (name, "Place, with spaces"); a reader's
+    own older zone name ("US/Eastern") stays on the list so that saving keeps it."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    names = clock.offered_timezones()
+    for name in (*names, *((current,) if current not in names else ())):
+        area, _, place = name.partition("/")
+        groups.setdefault(area if place else "", []).append(
+            (name, (place or area).replace("_", " ").replace("/", " / "))
+        )
+    return list(groups.items())
+
+
 @bp.route("/manage/<token>", methods=["GET", "POST"])
 @reader_link(tokens.Purpose.MANAGE)
 def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
@@ -281,7 +294,7 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
                 subscriber.keywords[0].frequency.value if subscriber.keywords else "immediate"
             ),
             frequencies=FREQUENCY_LABELS,
-            timezones=sorted(digests.timezones()),
+            timezones=_zone_groups(subscriber.timezone),
             weekdays=i18n.weekdays(),
             locales=[(code, i18n.language_name(code)) for code in i18n.LOCALES],
             pause_weeks=subscriptions.PAUSE_WEEKS,
