@@ -315,6 +315,7 @@ def test_signup_stores_the_language_and_the_preference_centre_changes_it(
             "send_weekday": "0",
             "locale": "fr",
         },
+        follow_redirects=True,
     )
     assert '<html lang="fr"' in response.get_data(as_text=True)
     session.refresh(reader)

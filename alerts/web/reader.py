@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
@@ -232,7 +232,10 @@ def _zone_groups(current: str) -> list[tuple[str, list[tuple[str, str]]]]:
 def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     session = db.session()
     errors: dict[str, str] = {}
-    saved = ""
+    # What the last POST did, shown once after its redirect.
+    saved = request.args.get("saved", "") if request.method == "GET" else ""
+    if saved not in ("saved", "paused", "resumed"):
+        saved = ""
     if request.method == "POST" and subscriber.status is SubscriberStatus.ACTIVE:
         form = request.form
         action = form.get("action", "save")
@@ -264,8 +267,9 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
                 )
                 saved = "saved"
             session.commit()
-            session.refresh(subscriber)
-            locale.for_reader(subscriber)  # the page answers in the language just chosen
+            # Post, redirect, get: a refresh shows the page again rather than sending the
+            # form twice. The page comes in the language just chosen (unless switched).
+            return redirect(url_for("reader.manage", token=token, saved=saved), code=303)
         except InvalidInput as invalid:
             session.rollback()
             errors = invalid.errors
