@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -274,6 +275,9 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
             session.rollback()
             errors = invalid.errors
     following = {s.topic.slug: s.frequency.value for s in subscriber.subscriptions}
+    # A topic ticked now starts at the frequency the reader uses most.
+    usual = Counter(following.values()).most_common(1)
+    usual_frequency = usual[0][0] if usual else "daily"
     if errors:
         following = {
             slug: request.form.get(f"frequency-{slug}", "")
@@ -303,6 +307,7 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
             locales=[(code, i18n.language_name(code)) for code in i18n.LOCALES],
             pause_weeks=subscriptions.PAUSE_WEEKS,
             statuses=STATUSES,
+            usual_frequency=usual_frequency,
             errors=errors,
             saved=saved,
             **_links(subscriber),

@@ -1,0 +1,96 @@
+"""The reader's pages on real screens: headless Chromium at a phone's width (390) and a
+desktop's (1280). No sideways scroll, no serious or critical axe-core violation, focus that
+shows; screenshots in var/screenshots/."""
+
+from __future__ import annotations
+
+import re
+
+from browser import chromium, screenshot
+
+from processes import Browser, Stack
+from support import confirm_link_in, csrf_from
+
+WIDTHS = (390, 1280)
+
+
+def reader_pages(stack: Stack, browser: Browser) -> tuple[dict[str, str], dict[str, str]]:
+    """Every page a reader meets, for one reader signed up and confirmed over HTTP."""
+    _, form = browser.request("/")
+    browser.request(
+        "/subscribe",
+        {
+            "csrf_token": csrf_from(form),
+            "email": "screens@example.org",
+            "topics": ["wipo", "bilateral-regional-negotiations", "internet-governance"],
+            "languages": ["en"],
+            "frequency": "daily",
+            "keywords": "TRIPS waiver",
+        },
+    )
+    [confirmation] = stack.wait_for_mail(lambda m: "screens@example.org" in m.recipients)
+    confirm = confirm_link_in(confirmation.body("plain"))
+    browser.request(confirm)
+    [welcome] = stack.wait_for_mail(lambda m: m.subject.startswith("Welcome"))
+    manage = re.search(r"(/manage/\S+)", welcome.body("plain"))
+    unsubscribe = re.search(r"(/unsubscribe/\S+)", welcome.body("plain"))
+    assert manage and unsubscribe
+    return {
+        "signup": "/",
+        "check-your-email": "/subscribe/check-your-email",
+        "confirmed": confirm.removeprefix(stack.base_url),
+        "preference-centre": manage.group(1),
+        "unsubscribe": unsubscribe.group(1),
+        "not-found": "/no-such-page",
+        "signup-ar": "/?lang=ar",
+    }, {"confirmation": confirmation.body("html"), "welcome": welcome.body("html")}
+
+
+def test_reader_pages_and_emails_fit_a_phone_and_pass_axe(stack: Stack, browser: Browser) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    pages, mails = reader_pages(stack, browser)
+    axe = Axe()
+    problems: list[str] = []
+    checked: list[int] = []  # axe's passing rules per page: proof that it ran
+    with chromium() as chrome:
+        for width in WIDTHS:
+            page = chrome.new_page(viewport={"width": width, "height": 900})
+            for name, path in pages.items():
+                page.goto(stack.base_url + path)
+                if page.evaluate("document.documentElement.scrollWidth") > width:
+                    problems.append(f"{name} at {width}: scrolls sideways")
+                results = axe.run(page)
+                checked.append(len(results.response["passes"]))
+                for violation in results.response["violations"]:
+                    if violation["impact"] in ("serious", "critical"):
+                        problems.append(f"{name} at {width}: {violation['id']} {violation['help']}")
+                page.screenshot(path=str(screenshot(f"{name}-{width}.png")), full_page=True)
+            # The emails a reader reads on a phone: no sideways scroll either.
+            for name, html in mails.items():
+                page.set_content(html)
+                if page.evaluate("document.documentElement.scrollWidth") > width:
+                    problems.append(f"{name} email at {width}: scrolls sideways")
+                page.screenshot(path=str(screenshot(f"email-{name}-{width}.png")), full_page=True)
+            page.close()
+    assert problems == []
+    assert len(checked) == len(pages) * len(WIDTHS) and min(checked) > 10
+
+
+def test_focus_shows_on_every_kind_of_control(stack: Stack, browser: Browser) -> None:
+    pages, _ = reader_pages(stack, browser)
+    with chromium() as chrome:
+        page = chrome.new_page(viewport={"width": 390, "height": 900})
+        page.goto(stack.base_url + pages["preference-centre"])
+        # The skip link is the first stop and shows itself.
+        page.keyboard.press("Tab")
+        box = page.locator(".skip-link").bounding_box()
+        assert box and box["x"] >= 0 and box["width"] > 20
+        for selector in ("#keywords", "#keyword_frequency", "#timezone", "button[type=submit]"):
+            page.focus(selector)
+            outline = page.eval_on_selector(selector, "e => getComputedStyle(e).outlineStyle")
+            assert outline not in ("none", ""), selector
+        # A topic not followed shows no frequency; ticking it shows one.
+        assert not page.is_visible("#frequency-patents")
+        page.check("#topic-patents")
+        assert page.is_visible("#frequency-patents")
