@@ -341,3 +341,55 @@ def test_an_old_emails_one_click_does_not_end_a_subscription_started_again(
     )
     session.refresh(reader)
     assert reader.status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_unsubscribed_by_mistake_undo_within_30_days_with_the_same_choices(
+    client: FlaskClient, session: Session, frozen_clock: Any
+) -> None:
+    from alerts import matching, subscriptions
+
+    reader = factories.subscriber(session, {"wipo": Frequency.IMMEDIATE})
+    subscriptions.add_keywords(session, reader, ["TRIPS waiver"], Frequency.IMMEDIATE)
+    session.commit()
+    link = f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader)}"
+    page = client.post(link).get_data(as_text=True)  # one click: no CSRF token
+    assert "Undo: keep my alerts" in page
+    session.expire_all()
+    assert reader.status is SubscriberStatus.UNSUBSCRIBED
+    undo = client.post(f"{link}/undo", data={"csrf_token": csrf_from(page)})
+    assert undo.status_code == 200 and "Your alerts are on again." in undo.get_data(as_text=True)
+    session.expire_all()
+    assert reader.status is SubscriberStatus.ACTIVE and reader.unsubscribed_at is None
+    article = factories.article(session, topics=["wipo"])
+    assert matching.matching_subscribers(session, article) == [reader.id]
+    assert [k.phrase for k in reader.keywords] == ["TRIPS waiver"]
+    # Past 30 days there is nothing to undo: signing up again confirms the address first.
+    page = client.post(link).get_data(as_text=True)
+    frozen_clock.advance(timedelta(days=31))
+    late = client.post(f"{link}/undo", data={"csrf_token": csrf_from(page)})
+    assert late.status_code == 400 and "no longer be undone" in late.get_data(as_text=True)
+    session.expire_all()
+    assert reader.status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_stop_one_keyword_only_from_the_unsubscribe_page(
+    client: FlaskClient, session: Session
+) -> None:
+    from alerts import subscriptions
+
+    reader = factories.subscriber(session, {"wipo": Frequency.DAILY})
+    subscriptions.add_keywords(session, reader, ["ICANN", "TRIPS waiver"], Frequency.IMMEDIATE)
+    session.commit()
+    session.expire_all()
+    link = f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader)}"
+    page = client.get(link).get_data(as_text=True)
+    assert "Stop this keyword" in page and "TRIPS waiver" in page
+    icann = next(k for k in reader.keywords if k.phrase == "ICANN")
+    done = client.post(
+        f"{link}/keyword", data={"csrf_token": csrf_from(page), "keyword": str(icann.id)}
+    )
+    assert "you no longer follow that keyword" in done.get_data(as_text=True)
+    session.expire_all()
+    assert [k.phrase for k in reader.keywords] == ["TRIPS waiver"]
+    other = client.post(f"{link}/keyword", data={"csrf_token": csrf_from(page), "keyword": "999"})
+    assert other.status_code == 400

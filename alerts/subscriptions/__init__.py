@@ -32,6 +32,8 @@ from alerts.subscriptions.preferences import (
     PAUSE_WEEKS,
     pause,
     switch_to_weekly,
+    undo_unsubscribe,
+    unsubscribe_keyword,
     unsubscribe_topic,
     update_preferences,
 )
@@ -62,7 +64,9 @@ __all__ = [
     "record",
     "subscribe",
     "switch_to_weekly",
+    "undo_unsubscribe",
     "unsubscribe",
+    "unsubscribe_keyword",
     "unsubscribe_topic",
     "update_preferences",
     "validate",

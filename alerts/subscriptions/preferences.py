@@ -1,6 +1,6 @@
 """The preference centre: what a reader changes through their manage link (topics and
 their frequencies, languages, keywords, zone and hour, a pause), and the unsubscribe page's
-gentler choices (one topic only, a weekly digest instead)."""
+gentler choices (one topic or keyword only, a weekly digest instead, undo)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session
 from alerts import digests
 from alerts.clock import now
 from alerts.errors import InvalidInput
-from alerts.models import Frequency, Subscriber, SubscriberLanguage, Subscription, Topic
+from alerts.models import (
+    Frequency,
+    Subscriber,
+    SubscriberLanguage,
+    SubscriberStatus,
+    Subscription,
+    Topic,
+)
 from alerts.subscriptions.consent import Consent, record
 from alerts.subscriptions.forms import Preferences
 from alerts.subscriptions.lifecycle import add_keywords, clear_choices, unsubscribe
@@ -78,6 +85,50 @@ def unsubscribe_topic(
         session.expire(subscriber, ["subscriptions"])
         digests.sync_schedules(session, subscriber)
     record(session, subscriber, f"unsubscribe topic {slug}", consent)
+    return True
+
+
+def unsubscribe_keyword(
+    session: Session, subscriber: Subscriber, keyword_id: int, consent: Consent
+) -> bool:
+    """Stop one keyword only; the last thing followed stops everything. False for a keyword
+    that is not this reader's."""
+    keyword = next((k for k in subscriber.keywords if k.id == keyword_id), None)
+    if keyword is None:
+        return False
+    if len(subscriber.keywords) == 1 and not subscriber.subscriptions:
+        unsubscribe(session, subscriber.id, how="unsubscribe page: last keyword")
+    else:
+        session.delete(keyword)
+        session.flush()
+        session.expire(subscriber, ["keywords"])
+        digests.sync_schedules(session, subscriber)
+    record(session, subscriber, f"unsubscribe keyword {keyword.phrase[:60]}", consent)
+    return True
+
+
+UNDO_WINDOW = timedelta(days=30)
+
+
+def undo_unsubscribe(session: Session, subscriber: Subscriber, consent: Consent) -> bool:
+    """Take back an unsubscribe made in the last 30 days, with the choices as they were;
+    digests start from now, not from before. False when there is nothing to undo: never
+    confirmed, stopped for bounces, nothing followed, or too long ago (then: sign up again)."""
+    left = subscriber.unsubscribed_at
+    if (
+        subscriber.status is not SubscriberStatus.UNSUBSCRIBED
+        or subscriber.confirmed_at is None
+        or left is None
+        or now() - left > UNDO_WINDOW
+        or not (subscriber.subscriptions or subscriber.keywords)
+    ):
+        return False
+    subscriber.status = SubscriberStatus.ACTIVE
+    subscriber.unsubscribed_at = None
+    subscriber.unsubscribe_reason = None
+    session.flush()
+    digests.sync_schedules(session, subscriber)
+    record(session, subscriber, "undo unsubscribe", consent)
     return True
 
 

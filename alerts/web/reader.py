@@ -202,6 +202,36 @@ def unsubscribe_one_topic(subscriber: Subscriber, token: str) -> ResponseReturnV
     return _unsubscribe_page(subscriber, token, done=f"topic:{slug}")
 
 
+@bp.post("/unsubscribe/<token>/keyword")
+@reader_link(tokens.Purpose.UNSUBSCRIBE, acts=True)
+def unsubscribe_one_keyword(subscriber: Subscriber, token: str) -> ResponseReturnValue:
+    session = db.session()
+    keyword_id = subscriptions.form_int(request.form.get("keyword", ""))
+    if not subscriptions.unsubscribe_keyword(
+        session, subscriber, keyword_id, _consent("unsubscribe page")
+    ):
+        return _link_error(_("You do not follow that keyword"), _("Nothing was changed."), 400)
+    session.commit()
+    session.refresh(subscriber)
+    return _unsubscribe_page(subscriber, token, done="keyword")
+
+
+@bp.post("/unsubscribe/<token>/undo")
+@reader_link(tokens.Purpose.UNSUBSCRIBE, acts=True)
+def undo_unsubscribe(subscriber: Subscriber, token: str) -> ResponseReturnValue:
+    """Unsubscribed by mistake: the same link takes it back, with the same choices."""
+    session = db.session()
+    if not subscriptions.undo_unsubscribe(session, subscriber, _consent("unsubscribe page")):
+        return _link_error(
+            _("This can no longer be undone"),
+            _("Sign up again to get news alerts; we will ask you to confirm your address."),
+            400,
+        )
+    session.commit()
+    session.refresh(subscriber)
+    return _unsubscribe_page(subscriber, token, done="undone")
+
+
 @bp.post("/unsubscribe/<token>/weekly")
 @reader_link(tokens.Purpose.UNSUBSCRIBE, acts=True)
 def switch_to_weekly(subscriber: Subscriber, token: str) -> ResponseReturnValue:
