@@ -376,3 +376,24 @@ def test_a_garbled_server_and_a_placeholder_date_are_handled(
     assert good.articles_created == 1
     article = session.scalars(select(Article)).one()
     assert article.published_at.year == clock.now().year  # the placeholder counts as no date
+
+
+def test_a_valid_feed_served_as_application_xml_shows_no_error(
+    app: Flask, client: Any, session: Session, server: FeedServer
+) -> None:
+    """It used to read "malformed feed: no Content-type specified" on its admin page:
+    feedparser was handed the response headers without the content type."""
+    server.routes["/feed/"] = Route(
+        atom_feed([("urn:x", "Treaty text agreed", ["WIPO"], "2026-01-01T00:00:00Z")]),
+        content_type="application/xml",
+    )
+    feed = add_feed(session, server, "/feed/")
+    poll(app, feed.id)
+    session.refresh(feed)
+    assert feed.last_error is None
+    from test_admin import login
+
+    login(client)
+    page = client.get(f"/admin/feeds/{feed.id}")
+    assert page.status_code == 200 and server.url("/feed/") in page.get_data(as_text=True)
+    assert "Last error</th><td>none</td>" in page.get_data(as_text=True)
