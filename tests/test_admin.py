@@ -22,7 +22,16 @@ from support import CLOCK, csrf_from
 
 MONDAY = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
 
-ADMIN_PAGES = ["/admin/", "/admin/digests", "/admin/digests/1", "/admin/preview", "/admin/runs"]
+ADMIN_PAGES = [
+    "/admin/",
+    "/admin/digests",
+    "/admin/digests/1",
+    "/admin/preview",
+    "/admin/runs",
+    "/admin/readers",
+    "/admin/readers/1",
+    "/admin/articles",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ from alerts.subscriptions.lifecycle import (
     find_by_email,
     purge_unconfirmed,
     reactivate,
+    resend_confirmation,
     subscribe,
     unsubscribe,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "purge_unconfirmed",
     "reactivate",
     "record",
+    "resend_confirmation",
     "subscribe",
     "switch_to_weekly",
     "undo_unsubscribe",

@@ -281,6 +281,20 @@ def purge_unconfirmed(session: Session, older_than: timedelta) -> int:
     return int(getattr(result, "rowcount", 0))
 
 
+def resend_confirmation(
+    session: Session, subscriber_id: int, resend_interval: timedelta
+) -> ConfirmationRequest | None:
+    """An admin sends a pending reader their confirmation link again (the same link, at most
+    one email per interval); None for a reader not pending, or one sent too recently."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status is not SubscriberStatus.PENDING:
+        return None
+    nonce = subscriber.confirm_nonce or secrets.token_hex(8)
+    if not _claim_confirmation(session, subscriber, resend_interval, nonce):
+        return None
+    return ConfirmationRequest(subscriber.id, nonce)
+
+
 def reactivate(
     session: Session, subscriber_id: int, resend_interval: timedelta
 ) -> ConfirmationRequest | None:

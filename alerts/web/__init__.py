@@ -126,6 +126,8 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
     if _wants_json():
         return jsonify(error=error.name.lower().replace(" ", "_"), message=error.description), code
     title, message = HTTP_ERRORS.get(code, (error.name, error.description or ""))
+    if error.description and error.description != type(error).description:
+        message = error.description  # a view's own words (`abort(400, description=...)`)
     return (
         render_template("web/error.html", title=_(title), message=_(message)),
         code,

@@ -28,7 +28,7 @@ def admin_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., Re
 
 
 # The view modules register their routes on `bp` when imported, so they come after it.
-from alerts.web.admin import dashboard, digests, feeds, login, subscribers  # noqa: E402
+from alerts.web.admin import dashboard, digests, feeds, login, readers, subscribers  # noqa: E402
 from alerts.web.admin.login import throttle  # noqa: E402
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "feeds",
     "is_admin",
     "login",
+    "readers",
     "subscribers",
     "throttle",
 ]
