@@ -154,11 +154,17 @@ def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
                 click.echo(f"sample, for {result.sample.subscriber.email}: {rendered.subject}\n")
                 click.echo(rendered.text)
             return
+        earlier = digests.existing_run(session, chosen, topic)
+        before = digests.progress(session, earlier).counts if earlier is not None else {}
         run, created = digests.trigger(session, chosen, topic, "cli")
     except UnknownTopic as error:
         raise click.ClickException(error.message) from error
     session.commit()
-    click.echo(f"run #{run.id} ({frequency} {run.period}){'' if created else ', joined'}")
+    added = digests.progress(session, run).total - sum(before.values())
+    click.echo(
+        f"run #{run.id} ({frequency} {run.period}, "
+        f"{'new' if created else 'joined'}): {added:,} readers added"
+    )
     config = current_app.config
     settings = emails.MailSettings.from_config(config)
     policy = RetryPolicy.from_config(config)
@@ -176,10 +182,15 @@ def digests_send(frequency: str, topic: str, dry_run: bool) -> None:
         )
     final = digests.progress(session, run)
     session.commit()
-    counts = final.counts
+
+    def now_minus_before(status: str) -> int:
+        return final.counts.get(status, 0) - before.get(status, 0)
+
+    # What this call did, not the run's totals (a joined run may have sent hours ago).
     click.echo(
-        f"{counts.get('sent', 0)} sent, {counts.get('skipped', 0)} skipped (nothing new), "
-        f"{counts.get('failed', 0)} failed, {final.remaining} left"
+        f"this call: {now_minus_before('sent'):,} sent, "
+        f"{now_minus_before('skipped'):,} skipped (nothing new), "
+        f"{now_minus_before('failed'):,} failed, {final.remaining:,} left"
     )
     if drain.outcome.relay_down_until is not None:
         click.echo(

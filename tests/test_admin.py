@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts import create_app
+from alerts import clock, create_app
 from alerts.cli import main
 from alerts.mail.sink import MailSink
 from alerts.models import Delivery, DigestRun, Frequency
@@ -268,13 +268,26 @@ def test_cli_digests_send_with_dry_run_and_progress(
     assert sink.store.all() == []
     result = runner.invoke(main, args=["digests", "send", "--frequency", "monthly"])
     assert result.exit_code == 0, result.output
-    assert (
-        "Sending" in result.output
-        and "3 sent, 0 skipped (nothing new), 0 failed, 0 left" in result.output
-    )
+    assert "new): 3 readers added" in result.output and "Sending" in result.output
+    assert "this call: 3 sent, 0 skipped (nothing new), 0 failed, 0 left" in result.output
+    # Again a minute later: the same run, nothing new for anyone, and it says so (not the
+    # run's earlier totals).
+    CLOCK.freeze(MONDAY + timedelta(hours=2, minutes=1))
     again = runner.invoke(main, args=["digests", "send", "--frequency", "monthly"])
-    assert ", joined" in again.output and "3 sent" in again.output
+    assert "joined): 3 readers added" in again.output
+    assert "this call: 0 sent, 3 skipped (nothing new)" in again.output
     assert len(sink.store.all()) == 3
+    # An article later the same day: the dry run and the send agree, and nobody gets the
+    # first article twice.
+    CLOCK.freeze(MONDAY + timedelta(hours=5))
+    factories.article(session, published_at=clock.now(), topics=["wipo"], title="Later")
+    CLOCK.freeze(MONDAY + timedelta(hours=6))
+    dry = runner.invoke(main, args=["digests", "send", "--frequency", "monthly", "--dry-run"])
+    assert "3 of 3 monthly readers would get an email" in dry.output
+    late = runner.invoke(main, args=["digests", "send", "--frequency", "monthly"])
+    assert "this call: 3 sent" in late.output
+    latest = [m for m in sink.store.all() if "Later" in m.body("plain")]
+    assert len(latest) == 3 and all("Monthly" not in m.body("plain") for m in latest)
 
 
 def test_dashboard_says_when_the_relay_is_down_and_what_waits(

@@ -79,15 +79,9 @@ def _reader_filter(session: Session, run: DigestRun, due_only: bool) -> list[obj
     )
     if due_only:
         conditions.append(DigestSchedule.next_at <= now())
-    else:
-        # Started by hand (or again): every reader not yet done in this run.
-        conditions.append(
-            ~exists().where(
-                DigestRecipient.run_id == run.id,
-                DigestRecipient.subscriber_id == DigestSchedule.subscriber_id,
-                DigestRecipient.status != RecipientStatus.QUEUED,
-            )
-        )
+    # Started by hand: every reader of the frequency, those served earlier in this period
+    # too (their row is for another slot): each gets what arrived since their last digest,
+    # and a reader with nothing new is skipped, not emailed.
     scoped = scope_topic_ids(session, run.scope)
     if scoped is not None:
         branch, ancestors = scoped

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.digests.content import DigestContent, build_contents
-from alerts.digests.runs import enqueue, existing_run, scope_topic_ids, start_run
+from alerts.digests.runs import enqueue, scope_topic_ids, start_run
 from alerts.models import (
-    DigestRecipient,
     DigestRun,
     DigestSchedule,
     Frequency,
-    RecipientStatus,
     Subscriber,
     SubscriberStatus,
 )
@@ -27,7 +25,7 @@ from alerts.topic_tree import TopicTree
 class DryRun:
     frequency: Frequency
     scope: str
-    readers: int  # readers of the frequency (and scope) not yet done in this period's run
+    readers: int  # active readers of the frequency (and scope)
     emails: int  # of those, readers whose digest has something new: who would get an email
     sample: DigestContent | None
 
@@ -36,19 +34,10 @@ def dry_run(session: Session, frequency: Frequency, scope: str = "", page: int =
     """What starting a run now would do; records nothing."""
     tree = TopicTree.load(session)
     scope_topic_ids(session, scope, tree)
-    run = existing_run(session, frequency, scope)
     conditions = [
         DigestSchedule.frequency == frequency,
         Subscriber.status == SubscriberStatus.ACTIVE,
     ]
-    if run is not None:
-        conditions.append(
-            ~exists().where(
-                DigestRecipient.run_id == run.id,
-                DigestRecipient.subscriber_id == DigestSchedule.subscriber_id,
-                DigestRecipient.status != RecipientStatus.QUEUED,
-            )
-        )
     readers = emails = 0
     sample: DigestContent | None = None
     after = 0
