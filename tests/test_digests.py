@@ -413,3 +413,25 @@ def test_a_send_by_hand_does_not_move_the_readers_regular_digest(
     assert "Morning news" not in messages[1].body("plain")
     tick(app, utc(2026, 11, 4, 8, 0))  # Wednesday: nothing new, nothing sent
     assert len(sink.store.to(reader.email)) == 2
+
+
+def test_the_digest_reads_well_in_an_inbox(
+    app: Flask, client: Any, session: Session, sink: MailSink, monday: Any
+) -> None:
+    """Its date, an intro, a link to read it in a browser, summaries in the text part too,
+    and a footer that says why it comes and from whom."""
+    import re
+
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    factories.article(
+        session, published_at=MONDAY + timedelta(hours=1), topics=["wipo"], title="Treaty"
+    )
+    tick(app, utc(2026, 11, 2, 8, 0))
+    [message] = sink.store.to(reader.email)
+    text = message.body("plain")
+    assert "2 November 2026" in text and "newest first" in text
+    assert "The much belaboured takeover" in text  # the summary, in the text part
+    assert "because you follow topics or keywords on IP Policy Watch" in text
+    page = re.search(r"View in your browser: http://alerts.test(/digest/\S+)", text)
+    assert page and "Treaty" in client.get(page.group(1)).get_data(as_text=True)
+    assert 'class="why" style="' in message.body("html")  # styled smaller than the summary

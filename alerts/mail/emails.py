@@ -258,8 +258,9 @@ class DigestRenderer:
     ) -> RenderedEmail:
         reader = content.subscriber
         links = links or reader_links(self.settings, reader)
-        more_url = None
-        if content.more and run_id is not None:
+        # The digest as a page (all of it, past the 50 the email shows): not for a preview.
+        browser_url = None
+        if run_id is not None:
             token = tokens.for_reader(
                 self.settings.secret_key,
                 tokens.Purpose.DIGEST,
@@ -267,14 +268,16 @@ class DigestRenderer:
                 reader.link_key,
                 r=run_id,
             )
-            more_url = f"{self.settings.base_url}/digest/{token}"
+            browser_url = f"{self.settings.base_url}/digest/{token}"
         context = {
             "site_name": self.settings.site_name,
             "base_url": self.settings.base_url,
             "frequency": content.frequency.value,
             "total": content.total,
             "more": content.more,
-            "more_url": more_url,
+            "more_url": browser_url if content.more else None,
+            "browser_url": browser_url,
+            "day": i18n.long_date(content.until or now()),
             "groups": [
                 (title, [(item, self.block(item.article)) for item in items])
                 for title, items in content.groups
