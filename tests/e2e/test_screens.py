@@ -8,6 +8,7 @@ import re
 
 from browser import chromium, screenshot
 
+import factories
 from processes import Browser, Stack
 from support import confirm_link_in, csrf_from
 
@@ -35,15 +36,41 @@ def reader_pages(stack: Stack, browser: Browser) -> tuple[dict[str, str], dict[s
     manage = re.search(r"(/manage/\S+)", welcome.body("plain"))
     unsubscribe = re.search(r"(/unsubscribe/\S+)", welcome.body("plain"))
     assert manage and unsubscribe
+    # An alert to an immediate reader, and the screens reader's daily digest, sent by hand.
+    with stack.app.app_context():
+        from alerts import db
+
+        factories.subscriber(db.session(), ["wipo"], email="instant@example.org")
+    browser.publish(
+        factories.article_payload(topics=["WIPO"], title="WIPO Assembly opens: TRIPS waiver")
+    )
+    [alert] = stack.wait_for_mail(lambda m: "instant@example.org" in m.recipients)
+    status, _ = browser.request(
+        "/api/v1/digests",
+        json_body={"frequency": "daily"},
+        headers={"Authorization": "Bearer dev-api-token"},
+    )
+    assert status in (200, 201, 202)
+    [digest] = stack.wait_for_mail(
+        lambda m: "screens@example.org" in m.recipients and "daily news alert" in m.subject
+    )
+    in_browser = re.search(r"(/digest/\S+)", digest.body("plain"))
+    assert in_browser
     return {
         "signup": "/",
+        "digest-page": in_browser.group(1),
         "check-your-email": "/subscribe/check-your-email",
         "confirmed": confirm.removeprefix(stack.base_url),
         "preference-centre": manage.group(1),
         "unsubscribe": unsubscribe.group(1),
         "not-found": "/no-such-page",
         "signup-ar": "/?lang=ar",
-    }, {"confirmation": confirmation.body("html"), "welcome": welcome.body("html")}
+    }, {
+        "confirmation": confirmation.body("html"),
+        "welcome": welcome.body("html"),
+        "alert": alert.body("html"),
+        "digest": digest.body("html"),
+    }
 
 
 def test_reader_pages_and_emails_fit_a_phone_and_pass_axe(stack: Stack, browser: Browser) -> None:
@@ -94,3 +121,46 @@ def test_focus_shows_on_every_kind_of_control(stack: Stack, browser: Browser) ->
         assert not page.is_visible("#frequency-patents")
         page.check("#topic-patents")
         assert page.is_visible("#frequency-patents")
+
+
+ADMIN_PAGES = (
+    "/admin/",
+    "/admin/readers",
+    "/admin/articles",
+    "/admin/digests",
+    "/admin/runs",
+    "/admin/preview",
+    "/admin/subscribers",
+    "/admin/feeds",
+)
+
+
+def test_admin_pages_fit_a_phone_and_pass_axe(stack: Stack, browser: Browser) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    reader_pages(stack, browser)  # a reader, an article, a digest run to show
+    axe = Axe()
+    problems: list[str] = []
+    with chromium() as chrome:
+        for width in WIDTHS:
+            page = chrome.new_page(viewport={"width": width, "height": 900})
+            page.goto(stack.base_url + "/admin/login")
+            page.fill("#password", "admin")
+            page.click("button[type=submit]")
+            reader_link = None
+            for path in (*ADMIN_PAGES, "reader"):
+                if path == "reader":
+                    assert reader_link
+                    path = reader_link
+                page.goto(stack.base_url + path)
+                if path == "/admin/readers":
+                    reader_link = page.locator("td a").first.get_attribute("href")
+                name = path.strip("/").replace("/", "-") or "admin"
+                if page.evaluate("document.documentElement.scrollWidth") > width:
+                    problems.append(f"{name} at {width}: scrolls sideways")
+                for violation in axe.run(page).response["violations"]:
+                    if violation["impact"] in ("serious", "critical"):
+                        problems.append(f"{name} at {width}: {violation['id']} {violation['help']}")
+                page.screenshot(path=str(screenshot(f"{name}-{width}.png")), full_page=True)
+            page.close()
+    assert problems == []
