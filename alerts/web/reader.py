@@ -251,7 +251,7 @@ def _zone_groups(current: str) -> list[tuple[str, list[tuple[str, str]]]]:
     groups: dict[str, list[tuple[str, str]]] = {}
     names = clock.offered_timezones()
     for name in (*names, *((current,) if current not in names else ())):
-        area, _, place = name.partition("/")
+        area, _slash, place = name.partition("/")
         groups.setdefault(area if place else "", []).append(
             (name, (place or area).replace("_", " ").replace("/", " / "))
         )
