@@ -171,10 +171,16 @@ def weekdays() -> list[str]:
     return [names[index] for index in range(7)]
 
 
+@lru_cache(maxsize=len(LOCALES))
 def language_name(code: str) -> str:
     """A locale's own name for itself ("Français", "العربية"), for the language switcher."""
     name: str = Locale.parse(code).get_display_name(code) or code
     return name[:1].upper() + name[1:]
+
+
+def choices() -> list[tuple[str, str]]:
+    """(code, own name) of every locale: the "language of our emails" select."""
+    return [(code, language_name(code)) for code in LOCALES]
 
 
 class InlineTranslations(InternationalizationExtension):
@@ -232,8 +238,6 @@ def install(environment: jinja2.Environment, catalog: Callable[[], NullTranslati
         locale=current,
         direction=direction,
         long_date=long_date,
-        long_datetime=long_datetime,
-        format_number=format_number,
         # Markup the template builds around a value, for a translation's placeholder; the
         # value is escaped. dir="auto": a Latin name in an Arabic line keeps its own order.
         strong=lambda value: Markup('<strong dir="auto">%s</strong>') % value,

@@ -40,15 +40,7 @@ def send_confirmation(
     settings = emails.MailSettings.from_config(current_app.config)
     choices = Choices.from_payload(changes) if changes else None
     rejection = emails.send_confirmation(db.session(), settings, subscriber_id, nonce, choices)
-    if rejection is not None and not rejection.permanent:
-        raise smtplib.SMTPResponseException(rejection.code, rejection.message)
-    if rejection is not None:
-        log.warning(
-            "confirmation to subscriber %s refused: %s %s",
-            subscriber_id,
-            rejection.code,
-            rejection.message,
-        )
+    _retry_or_log(rejection, "confirmation", subscriber_id)
 
 
 @shared_task(
@@ -62,11 +54,18 @@ def send_welcome(subscriber_id: int) -> None:
     """The email after confirming, with what they follow and the preference centre's link."""
     settings = emails.MailSettings.from_config(current_app.config)
     rejection = emails.send_welcome(db.session(), settings, subscriber_id)
+    _retry_or_log(rejection, "welcome", subscriber_id)
+
+
+def _retry_or_log(rejection: Any, what: str, subscriber_id: int) -> None:
+    """A one-off email's refusal (an smtp.Rejection, or None when accepted): a temporary
+    one raises for the task to retry; a permanent one is logged and dropped."""
     if rejection is not None and not rejection.permanent:
         raise smtplib.SMTPResponseException(rejection.code, rejection.message)
     if rejection is not None:
         log.warning(
-            "welcome to subscriber %s refused: %s %s",
+            "%s to subscriber %s refused: %s %s",
+            what,
             subscriber_id,
             rejection.code,
             rejection.message,

@@ -134,12 +134,7 @@ def welcome(settings: MailSettings, subscriber: Subscriber) -> bytes | None:
             **links,
         }
         rendered = renderer().render("welcome", context)
-    return message.build(
-        rendered,
-        sender=settings.mail_from,
-        recipient=subscriber.email,
-        headers=list_headers(settings, links["unsubscribe_url"]),
-    )
+    return list_message(settings, rendered, subscriber, links)
 
 
 def send_welcome(
@@ -172,6 +167,18 @@ def reader_links(settings: MailSettings, subscriber: Subscriber) -> dict[str, st
         "unsubscribe_url": f"{settings.base_url}/unsubscribe/{unsubscribe}",
         "manage_url": f"{settings.base_url}/manage/{manage}",
     }
+
+
+def list_message(
+    settings: MailSettings, rendered: RenderedEmail, reader: Subscriber, links: dict[str, str]
+) -> bytes:
+    """An email of the list (alert, digest, welcome): with its one-click unsubscribe headers."""
+    return message.build(
+        rendered,
+        sender=settings.mail_from,
+        recipient=reader.email,
+        headers=list_headers(settings, links["unsubscribe_url"]),
+    )
 
 
 def list_headers(settings: MailSettings, unsubscribe_url: str) -> dict[str, str]:
@@ -208,12 +215,7 @@ def alert(
             **links,
         }
         rendered = renderer().render("alert", context)
-    return message.build(
-        rendered,
-        sender=settings.mail_from,
-        recipient=subscriber.email,
-        headers=list_headers(settings, links["unsubscribe_url"]),
-    )
+    return list_message(settings, rendered, subscriber, links)
 
 
 @dataclass(frozen=True)
@@ -290,9 +292,4 @@ class DigestRenderer:
     def message(self, content: Any, run_id: int | None, test: bool = False) -> bytes:
         links = reader_links(self.settings, content.subscriber)
         rendered = self.render(content, run_id, test, links)
-        return message.build(
-            rendered,
-            sender=self.settings.mail_from,
-            recipient=content.subscriber.email,
-            headers=list_headers(self.settings, links["unsubscribe_url"]),
-        )
+        return list_message(self.settings, rendered, content.subscriber, links)

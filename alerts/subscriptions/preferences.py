@@ -14,6 +14,7 @@ from alerts.clock import now
 from alerts.errors import InvalidInput
 from alerts.models import (
     Frequency,
+    Keyword,
     Subscriber,
     SubscriberLanguage,
     SubscriberStatus,
@@ -77,14 +78,7 @@ def unsubscribe_topic(
     subscription = next((s for s in subscriber.subscriptions if s.topic.slug == slug), None)
     if subscription is None:
         return False
-    if len(subscriber.subscriptions) == 1 and not subscriber.keywords:
-        unsubscribe(session, subscriber.id, how=f"unsubscribe page: last topic {slug}")
-    else:
-        session.delete(subscription)
-        session.flush()
-        session.expire(subscriber, ["subscriptions"])
-        digests.sync_schedules(session, subscriber)
-    record(session, subscriber, f"unsubscribe topic {slug}", consent)
+    _stop_one(session, subscriber, subscription, f"topic {slug}", f"topic {slug}", consent)
     return True
 
 
@@ -96,15 +90,29 @@ def unsubscribe_keyword(
     keyword = next((k for k in subscriber.keywords if k.id == keyword_id), None)
     if keyword is None:
         return False
-    if len(subscriber.keywords) == 1 and not subscriber.subscriptions:
-        unsubscribe(session, subscriber.id, how="unsubscribe page: last keyword")
-    else:
-        session.delete(keyword)
-        session.flush()
-        session.expire(subscriber, ["keywords"])
-        digests.sync_schedules(session, subscriber)
-    record(session, subscriber, f"unsubscribe keyword {keyword.phrase[:60]}", consent)
+    label = f"keyword {keyword.phrase[:60]}"
+    _stop_one(session, subscriber, keyword, "keyword", label, consent)
     return True
+
+
+def _stop_one(
+    session: Session,
+    subscriber: Subscriber,
+    row: Subscription | Keyword,
+    last: str,
+    label: str,
+    consent: Consent,
+) -> None:
+    """Stop following one topic or keyword (`label` in the consent record); the last thing
+    followed stops everything (`last` in the reason)."""
+    if len(subscriber.subscriptions) + len(subscriber.keywords) == 1:
+        unsubscribe(session, subscriber.id, how=f"unsubscribe page: last {last}")
+    else:
+        session.delete(row)
+        session.flush()
+        session.expire(subscriber, ["subscriptions", "keywords"])
+        digests.sync_schedules(session, subscriber)
+    record(session, subscriber, f"unsubscribe {label}", consent)
 
 
 UNDO_WINDOW = timedelta(days=30)

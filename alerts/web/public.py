@@ -43,7 +43,7 @@ def _signup_page(
             "frequency": "immediate",
             "locale": i18n.current(),
         },
-        locales=[(code, i18n.language_name(code)) for code in i18n.LOCALES],
+        locales=i18n.choices(),
         errors=errors or {},
         consent_version=current_app.config["CONSENT_VERSION"],
     )

@@ -334,7 +334,7 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
             frequencies=FREQUENCY_LABELS,
             timezones=_zone_groups(subscriber.timezone),
             weekdays=i18n.weekdays(),
-            locales=[(code, i18n.language_name(code)) for code in i18n.LOCALES],
+            locales=i18n.choices(),
             pause_weeks=subscriptions.PAUSE_WEEKS,
             statuses=STATUSES,
             usual_frequency=usual_frequency,
