@@ -362,7 +362,11 @@ def subscribers_import(source: typing.BinaryIO, imported_by: str) -> None:
     help="Keep a message for a matching address, then cut the connection before the 250 reply "
     "(always, or the first N times per address), to try a lost acknowledgement.",
 )
-@click.option("--discard", is_flag=True, help="Accept and count messages without keeping them.")
+@click.option(
+    "--discard",
+    is_flag=True,
+    help="Keep only the first message (sample.eml) and a line per recipient (recipients.log).",
+)
 @click.option(
     "--hold", multiple=True, metavar="ADDRESS", help="Leave the first RCPT TO for ADDRESS hanging."
 )

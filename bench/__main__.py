@@ -1,6 +1,7 @@
-"""`make bench`: the figures the issues name, measured on this machine over real processes.
+"""`make bench`: the figures the issues name, measured on this machine over real processes,
+each beside its goal; rates beside the wire limit measured in the same run.
 
-python -m bench [alerts] [--subscribers 10000] [--concurrency 2] [--database-url URL]
+python -m bench [NAME ...] [--subscribers 100000] [--concurrency 2] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import alerts, digests, keywords
+from bench import alerts, digests, keywords, report
 
 BENCHMARKS = {"alerts": alerts.run, "digests": digests.run, "keywords": keywords.run}
 
@@ -18,16 +19,26 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)}")
-    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--subscribers", type=int, default=100_000, help="alerts, digests")
+    parser.add_argument("--runs", type=int, default=3, help="alerts: articles, one at a time")
+    parser.add_argument(
+        "--wire-messages", type=int, default=30_000, help="messages sent to measure the wire"
+    )
     parser.add_argument("--readers", type=int, default=100_000, help="keywords benchmark")
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server (a fresh database is made in it); default: a fresh SQLite file",
+    )
     args = parser.parse_args()
     unknown = set(args.names) - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark: {', '.join(sorted(unknown))}")
     for name in args.names or list(BENCHMARKS):
         BENCHMARKS[name](args)
+    print()
+    print(report.table())
     sys.stdout.flush()
 
 

@@ -1,39 +1,28 @@
-"""Issue: digests per second for N daily readers with 10 new articles each."""
+"""Digests: a run to N daily readers with 10 new articles each, beside the wire limit for
+the same bytes; the sink checks each reader got one digest and unrelated readers none."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
-import urllib.request
 
-from alerts import db
 from alerts.models import Frequency
-from bench.alerts import add_readers, progress, publish
+from bench import report, wire
+from bench.common import add_readers, api, bar, check_received, publish
 from bench.stack import running
 
 ARTICLES = 10
 
 
-def api(base_url: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
-    request = urllib.request.Request(
-        f"{base_url}{path}",
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json", "Authorization": "Bearer dev-api-token"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        result: dict[str, object] = json.loads(response.read())
-        return result
-
-
 def run(args: argparse.Namespace) -> None:
     total = args.subscribers
-    print(f"digests: {total:,} daily readers, {ARTICLES} new articles each")
-    print(f"  {args.concurrency} worker processes; one unrelated daily reader per ten (skipped)")
+    print(
+        f"digests: {total:,} daily readers with {ARTICLES} new articles each (and {total // 10:,}"
+        f" daily readers with nothing new), {args.concurrency} worker processes"
+    )
     with running(args.database_url, args.concurrency) as stack, stack.app.app_context():
-        print("  adding readers...", flush=True)
-        add_readers(total, Frequency.DAILY)
-        db.session().commit()
+        expected = add_readers(total, Frequency.DAILY)
         for number in range(ARTICLES):
             publish(stack.base_url, f"WIPO story {number + 1}")
         started = time.perf_counter()
@@ -42,13 +31,20 @@ def run(args: argparse.Namespace) -> None:
         while True:
             status = api(stack.base_url, f"/api/v1/digests/{run_id}")
             done = int(status["total"]) - int(status["remaining"])  # type: ignore[call-overload]
-            progress(done, int(status["total"]), started)  # type: ignore[call-overload]
+            bar(done, int(status["total"]), started)  # type: ignore[call-overload]
             if status["done"]:
                 break
             time.sleep(0.2)
         elapsed = time.perf_counter() - started
-        print()
-    print(
-        f"  {status['sent']:,} digests of {ARTICLES} articles in {elapsed:.1f} s: "
-        f"{int(status['sent']) / elapsed:,.0f} digests/s"
-    )  # type: ignore[call-overload]
+        print(file=sys.stderr)
+        counts, sample = stack.received()
+        print(f"  {check_received(counts, expected, 1, 'digest')}")
+    sent = int(status["sent"])  # type: ignore[call-overload]
+    rate = sent / elapsed
+    limit = wire.limit(sample, min(total, args.wire_messages), args.concurrency)
+    report.add(
+        f"digests, {total:,} readers x {ARTICLES} articles",
+        report.ratio(rate, limit) + f" ({len(sample):,} B)",
+        "0.8x",
+        rate >= 0.8 * limit,
+    )

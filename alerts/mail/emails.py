@@ -134,7 +134,7 @@ def welcome(settings: MailSettings, subscriber: Subscriber) -> bytes | None:
             **links,
         }
         rendered = renderer().render("welcome", context)
-    return list_message(settings, rendered, subscriber, links)
+    return list_message(settings, message.Skeleton.of(rendered), subscriber, links)
 
 
 def send_welcome(
@@ -170,13 +170,15 @@ def reader_links(settings: MailSettings, subscriber: Subscriber) -> dict[str, st
 
 
 def list_message(
-    settings: MailSettings, rendered: RenderedEmail, reader: Subscriber, links: dict[str, str]
+    settings: MailSettings, skeleton: message.Skeleton, reader: Subscriber, links: dict[str, str]
 ) -> bytes:
-    """An email of the list (alert, digest, welcome): with its one-click unsubscribe headers."""
-    return message.build(
-        rendered,
+    """An email of the list (alert, digest, welcome) to one reader, their links filled in,
+    with its one-click unsubscribe headers."""
+    return message.fill(
+        skeleton,
         sender=settings.mail_from,
         recipient=reader.email,
+        links=links,
         headers=list_headers(settings, links["unsubscribe_url"]),
     )
 
@@ -199,23 +201,43 @@ def _local_time(subscriber: Subscriber, article: Article) -> str:
     return i18n.long_datetime(local)
 
 
+Shapes = dict[tuple[Any, ...], message.Skeleton]
+
+
 def alert(
-    settings: MailSettings, article: Article, subscriber: Subscriber, reason: Any | None
+    settings: MailSettings,
+    article: Article,
+    subscriber: Subscriber,
+    reason: Any | None,
+    shapes: Shapes | None = None,
 ) -> bytes:
     """An instant alert for one article to one reader, saying what matched (a matching.Reason:
-    a topic they follow or a keyword the article mentions)."""
+    a topic they follow or a keyword the article mentions).
+
+    `shapes` keeps the alert rendered per shape (language, local time, reason) for one batch
+    of this article: readers of the same shape differ by their links only.
+    """
     links = reader_links(settings, subscriber)
     with i18n.using(subscriber.locale):
-        context = {
-            "site_name": settings.site_name,
-            "base_url": settings.base_url,
-            "article": article,
-            "published": _local_time(subscriber, article),
-            "reason": reason,
-            **links,
-        }
-        rendered = renderer().render("alert", context)
-    return list_message(settings, rendered, subscriber, links)
+        published = _local_time(subscriber, article)
+        key = (i18n.current(), published, reason and (reason.kind, str(reason.name)))
+        skeleton = shapes.get(key) if shapes is not None else None
+        if skeleton is None:
+            context = {
+                "site_name": settings.site_name,
+                "base_url": settings.base_url,
+                "article": article,
+                "published": published,
+                "reason": reason,
+                **message.markers(links),
+            }
+            skeleton = message.Skeleton.of(renderer().render("alert", context))
+            if shapes is not None:
+                shapes[key] = skeleton
+    return list_message(settings, skeleton, subscriber, links)
+
+
+MAX_SHAPES = 1_000  # digests rendered and kept per run (a shape: language, articles, why)
 
 
 @dataclass(frozen=True)
@@ -230,6 +252,7 @@ class DigestRenderer:
     def __init__(self, settings: MailSettings) -> None:
         self.settings = settings
         self._blocks: dict[tuple[int, str], ArticleBlock] = {}
+        self._shapes: Shapes = {}
 
     def block(self, article: Article) -> ArticleBlock:
         """The article's part of a digest, rendered once per language of the run's readers."""
@@ -259,18 +282,11 @@ class DigestRenderer:
         self, content: Any, run_id: int | None, test: bool, links: dict[str, str] | None
     ) -> RenderedEmail:
         reader = content.subscriber
-        links = links or reader_links(self.settings, reader)
+        links = dict(links or reader_links(self.settings, reader))
         # The digest as a page (all of it, past the 50 the email shows): not for a preview.
-        browser_url = None
-        if run_id is not None:
-            token = tokens.for_reader(
-                self.settings.secret_key,
-                tokens.Purpose.DIGEST,
-                reader.id,
-                reader.link_key,
-                r=run_id,
-            )
-            browser_url = f"{self.settings.base_url}/digest/{token}"
+        browser_url = links.pop("browser_url", None)
+        if browser_url is None and run_id is not None:
+            browser_url = self._browser_url(reader, run_id)
         context = {
             "site_name": self.settings.site_name,
             "base_url": self.settings.base_url,
@@ -290,6 +306,41 @@ class DigestRenderer:
         return renderer().render("digest", context)
 
     def message(self, content: Any, run_id: int | None, test: bool = False) -> bytes:
-        links = reader_links(self.settings, content.subscriber)
-        rendered = self.render(content, run_id, test, links)
-        return list_message(self.settings, rendered, content.subscriber, links)
+        """The reader's digest as bytes: rendered once per shape (language, the articles and
+        why each is there), then filled with the reader's links."""
+        reader = content.subscriber
+        links = reader_links(self.settings, reader)
+        if run_id is not None:
+            links["browser_url"] = self._browser_url(reader, run_id)
+        with i18n.using(reader.locale):
+            key = (
+                i18n.current(),
+                content.frequency,
+                content.total,
+                content.more,
+                i18n.long_date(content.until or now()),
+                test,
+                tuple(
+                    (
+                        str(title),
+                        tuple(
+                            (item.article.id, item.reason.kind, str(item.reason.name))
+                            for item in items
+                        ),
+                    )
+                    for title, items in content.groups
+                ),
+            )
+            skeleton = self._shapes.get(key)
+            if skeleton is None:
+                if len(self._shapes) >= MAX_SHAPES:
+                    self._shapes.clear()
+                rendered = self._render(content, run_id, test, message.markers(links))
+                skeleton = self._shapes[key] = message.Skeleton.of(rendered)
+        return list_message(self.settings, skeleton, reader, links)
+
+    def _browser_url(self, reader: Subscriber, run_id: int) -> str:
+        token = tokens.for_reader(
+            self.settings.secret_key, tokens.Purpose.DIGEST, reader.id, reader.link_key, r=run_id
+        )
+        return f"{self.settings.base_url}/digest/{token}"

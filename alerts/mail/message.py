@@ -3,17 +3,28 @@
 The bytes are assembled directly rather than through email.message: the parts are encoded
 with binascii's quoted-printable (C), which makes building a message several times faster
 than the email package's generator, which was the largest cost of sending.
+
+A message is built in two steps. A `Skeleton` holds everything but the reader's own links,
+encoded once: an email rendered with markers in place of the links (`markers()`) becomes
+encoded static segments with the links' names between them. `fill()` then joins one
+reader's message from it: their headers, and their links encoded where the markers were.
+The same alert or digest to thousands of readers is rendered and encoded once per batch.
 """
 
 from __future__ import annotations
 
 import quopri
+import re
 import secrets
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from functools import lru_cache
+
+from markupsafe import escape
 
 from alerts.mail.render import RenderedEmail
 
@@ -63,23 +74,101 @@ def _quoted_printable(text: str) -> bytes:
     return quopri.encodestring(unified.encode("utf-8")).replace(b"\n", b"\r\n")
 
 
-def build(
-    rendered: RenderedEmail,
+# A marker stands for a reader's link in a rendered email: private-use characters, which no
+# template or article holds and which HTML escaping leaves as they are.
+_MARKER = re.compile("\ue000([a-z_]+)\ue001")
+
+
+def markers(links: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The links of a context as markers (a missing link stays None)."""
+    return {name: None if url is None else f"\ue000{name}\ue001" for name, url in links.items()}
+
+
+def _segment(text: str, followed: bool = True) -> bytes:
+    """Quoted-printable that another segment may follow: one that does not end a line ends
+    with a soft line break, so no encoded line grows past 76 characters."""
+    encoded = _quoted_printable(text)
+    if followed and encoded and not text.endswith("\n"):
+        encoded += b"=\r\n"
+    return encoded
+
+
+def _segments(text: str) -> tuple[bytes | str, ...]:
+    """Encoded static text and, between, the names of the links that go there."""
+    unified = text.replace("\r\n", "\n").replace("\r", "\n")
+    pieces = _MARKER.split(unified)
+    last = len(pieces) - 1
+    return tuple(
+        piece if index % 2 else _segment(piece, followed=index < last)
+        for index, piece in enumerate(pieces)
+        if index % 2 or piece
+    )
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """One email's subject and encoded parts, the readers' links left open."""
+
+    subject: str
+    subject_header: str  # encoded words when it is not ASCII
+    text: tuple[bytes | str, ...]
+    html: tuple[bytes | str, ...]
+    boundary: str
+
+    @classmethod
+    def of(cls, rendered: RenderedEmail) -> Skeleton:
+        if _MARKER.search(rendered.subject):
+            raise ValueError("a subject cannot hold a reader's link")
+        # "=_" never occurs in quoted-printable text, so the boundary cannot clash with a part.
+        subject = _clean("Subject", rendered.subject)
+        return cls(
+            subject,
+            _encoded(subject),
+            _segments(rendered.text),
+            _segments(rendered.html),
+            f"=_{secrets.token_hex(12)}",
+        )
+
+
+def _fill(segments: tuple[bytes | str, ...], links: Mapping[str, str], html: bool) -> bytes:
+    return b"".join(
+        segment
+        if isinstance(segment, bytes)
+        else _segment(str(escape(links[segment])) if html else links[segment])
+        for segment in segments
+    )
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date_now() -> str:
+    """The Date header, formatted once a second."""
+    global _date_cache
+    second = int(time.time())
+    if _date_cache[0] != second:
+        # "+0000": the time is UTC ("-0000" would say its zone is unknown, RFC 5322 3.3).
+        _date_cache = (second, format_datetime(datetime.fromtimestamp(second, UTC)))
+    return _date_cache[1]
+
+
+def fill(
+    skeleton: Skeleton,
     *,
     sender: str,
     recipient: str,
+    links: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> bytes:
-    """One message ready for SMTP, every header checked for CR/LF."""
+    """One reader's message ready for SMTP, every header checked for CR/LF."""
     from_header, domain = _from_header(sender)
-    # "=_" never occurs in quoted-printable text, so the boundary cannot clash with a part.
-    boundary = f"=_{secrets.token_hex(12)}"
+    links = links or {}
+    boundary = skeleton.boundary
     lines = [
         f"From: {from_header}",
         f"To: {ascii_address(_clean('To', recipient))}",
-        f"Subject: {_encoded(_clean('Subject', rendered.subject))}",
-        # "+0000": the time is UTC ("-0000" would say its zone is unknown, RFC 5322 3.3).
-        f"Date: {format_datetime(datetime.now(UTC))}",
+        f"Subject: {skeleton.subject_header}",
+        f"Date: {_date_now()}",
         f"Message-ID: {make_msgid(domain=domain)}",
         "MIME-Version: 1.0",
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
@@ -98,13 +187,24 @@ def build(
         (
             head,
             (part_head % "plain").encode("ascii"),
-            _quoted_printable(rendered.text),
+            _fill(skeleton.text, links, html=False),
             b"\r\n",
             (part_head % "html").encode("ascii"),
-            _quoted_printable(rendered.html),
+            _fill(skeleton.html, links, html=True),
             f"\r\n--{boundary}--\r\n".encode("ascii"),
         )
     )
+
+
+def build(
+    rendered: RenderedEmail,
+    *,
+    sender: str,
+    recipient: str,
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
+    """One message ready for SMTP from a fully rendered email (no markers in it)."""
+    return fill(Skeleton.of(rendered), sender=sender, recipient=recipient, headers=headers)
 
 
 def envelope_sender(sender: str) -> str:

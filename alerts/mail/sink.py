@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import email
 import email.policy
 import json
@@ -176,9 +177,12 @@ class SinkHandler:
         # Per actual address, not per rule: a glob rule with x1 refuses each address once.
         self.refused: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
-        # Benchmarks measure the sender, not this sink's disk: accept and count only.
+        # Benchmarks measure the sender, not this sink's disk: each recipient is a line of
+        # RECIPIENT_LOG (to check who got how many) and only the first message is kept whole
+        # (SAMPLE_FILE, the bytes the wire limit is measured with).
         self.discard = discard
         self.received = 0
+        self._recipient_log: Any = None
 
     async def handle_RCPT(
         self,
@@ -228,9 +232,11 @@ class SinkHandler:
         self.received += 1
         recipients = [str(r) for r in envelope.rcpt_tos]
         ack_lost = self._drop_reply(recipients)
+        raw = envelope.original_content or b""
         if not self.discard:
-            raw = envelope.original_content or b""
             self.store.save(str(envelope.mail_from), recipients, raw, ack_lost=ack_lost)
+        else:
+            self._count(recipients, raw)
         if ack_lost:
             # Stored first, then cut: exactly a relay that took the message and died before
             # answering. abort() discards anything unsent, so aiosmtpd's write of the reply
@@ -240,6 +246,39 @@ class SinkHandler:
             transport.abort()
             return "421 connection dropped by the test sink"
         return "250 Message accepted for delivery"
+
+    def _count(self, recipients: list[str], raw: bytes) -> None:
+        if self._recipient_log is None:
+            os.makedirs(self.store.directory, exist_ok=True)
+            with open(os.path.join(self.store.directory, SAMPLE_FILE), "wb") as sample:
+                sample.write(raw)
+            path = os.path.join(self.store.directory, RECIPIENT_LOG)
+            self._recipient_log = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._recipient_log.write("".join(f"{r}\n" for r in recipients))
+
+    def close(self) -> None:
+        if self._recipient_log is not None:
+            self._recipient_log.close()
+            self._recipient_log = None
+
+
+RECIPIENT_LOG = "recipients.log"
+SAMPLE_FILE = "sample.eml"
+
+
+def discarded(directory: str) -> tuple[collections.Counter[str], bytes]:
+    """What a discarding sink received: messages per recipient, and the first message."""
+    counts: collections.Counter[str] = collections.Counter()
+    log = os.path.join(directory, RECIPIENT_LOG)
+    if os.path.exists(log):
+        with open(log, encoding="utf-8") as lines:
+            counts.update(line.rstrip("\n") for line in lines)
+    sample = os.path.join(directory, SAMPLE_FILE)
+    raw = b""
+    if os.path.exists(sample):
+        with open(sample, "rb") as handle:
+            raw = handle.read()
+    return counts, raw
 
 
 class MailSink:
@@ -266,6 +305,7 @@ class MailSink:
 
     def stop(self) -> None:
         self.controller.stop()
+        self.handler.close()
 
     def __enter__(self) -> MailSink:
         self.start()

@@ -136,10 +136,12 @@ class AlertOutbox:
         self.why = matching.reasons(
             session, scope, claim.subscriber_ids, matching.alert_frequencies(article), tree
         )
+        self.shapes: emails.Shapes = {}  # the alert rendered once per language, time and reason
 
     def compose(self, key: int) -> tuple[str, bytes] | None:
         reader = self.readers[key]
-        return reader.email, emails.alert(self.settings, self.article, reader, self.why.get(key))
+        why = self.why.get(key)
+        return reader.email, emails.alert(self.settings, self.article, reader, why, self.shapes)
 
     def sent(self, key: int) -> None:
         ledger.record_sent(self.session, self.token, self.article.id, key)
