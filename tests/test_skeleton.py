@@ -69,7 +69,7 @@ def test_alerts_filled_from_shapes_equal_alerts_rendered_one_by_one(
         assert parts(shared) == parts(alone)
         assert_short_lines(shared)
         links = emails.reader_links(settings, reader)
-        subject, unsubscribe, text, html = parts(shared)
+        _subject, unsubscribe, text, html = parts(shared)
         assert unsubscribe == f"<{links['unsubscribe_url']}>"
         assert links["manage_url"] in text and links["manage_url"] in html
         for other in readers:
@@ -126,7 +126,6 @@ def test_digests_filled_from_shapes_equal_digests_rendered_one_by_one(
 )
 def test_segments_around_a_link_decode_to_the_text_with_the_link(text: str) -> None:
     marker = message.markers({"manage_url": "x"})["manage_url"]
-    assert marker is not None
     url = "https://news.example.org/manage/" + "Ab9_-." * 20
     rendered = RenderedEmail("Subject", f"{text}{marker}{text}", f"<p>{text}{marker}</p>")
     raw = message.fill(

@@ -79,9 +79,9 @@ def _quoted_printable(text: str) -> bytes:
 _MARKER = re.compile("\ue000([a-z_]+)\ue001")
 
 
-def markers(links: Mapping[str, str | None]) -> dict[str, str | None]:
-    """The links of a context as markers (a missing link stays None)."""
-    return {name: None if url is None else f"\ue000{name}\ue001" for name, url in links.items()}
+def markers(links: Mapping[str, str]) -> dict[str, str]:
+    """The reader's links of a context, as markers."""
+    return {name: f"\ue000{name}\ue001" for name in links}
 
 
 def _segment(text: str, followed: bool = True) -> bytes:
