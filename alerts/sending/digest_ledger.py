@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
-from alerts.db import insert_ignoring_duplicates
+from alerts.db import Prepared, insert_ignoring_duplicates
 from alerts.digests import next_send_time
 from alerts.models import (
     DELIVERY_PENDING,
@@ -37,8 +37,9 @@ from alerts.sending.policy import RetryPolicy
 _recipients = cast(Table, DigestRecipient.__table__)
 _deliveries = cast(Table, Delivery.__table__)
 _schedules = cast(Table, DigestSchedule.__table__)
+_subscribers = cast(Table, Subscriber.__table__)
 
-_FINISH_RECIPIENT = (
+_FINISH_RECIPIENT = Prepared(
     update(_recipients)
     .where(
         _recipients.c.run_id == bindparam("run"),
@@ -54,7 +55,7 @@ _FINISH_RECIPIENT = (
         claim_token=None,
     )
 )
-_FINISH_DELIVERIES = (
+_FINISH_DELIVERIES = Prepared(
     update(_deliveries)
     .where(
         _deliveries.c.subscriber_id == bindparam("subscriber"),
@@ -69,7 +70,7 @@ _FINISH_DELIVERIES = (
         claim_token=None,
     )
 )
-_RELEASE_DELIVERIES = (
+_RELEASE_DELIVERIES = Prepared(
     update(_deliveries)
     .where(
         _deliveries.c.subscriber_id == bindparam("subscriber"),
@@ -81,13 +82,33 @@ _RELEASE_DELIVERIES = (
         updated_at=bindparam("new_updated_at"),
     )
 )
-_MOVE_SCHEDULE = (
+_MOVE_SCHEDULE = Prepared(
     update(_schedules)
     .where(
         _schedules.c.subscriber_id == bindparam("subscriber"),
         _schedules.c.frequency == bindparam("schedule_frequency"),
     )
     .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
+)
+# The reader's hour and zone as they are now: they may have changed while the batch ran.
+_READER_CLOCK = Prepared(
+    select(_subscribers.c.timezone, _subscribers.c.send_hour, _subscribers.c.send_weekday).where(
+        _subscribers.c.id == bindparam("subscriber")
+    )
+)
+_CLAIM_ARTICLES = Prepared(
+    lambda dialect: insert_ignoring_duplicates(dialect, _deliveries),
+    columns=(
+        "subscriber_id",
+        "article_id",
+        "status",
+        "attempts",
+        "created_at",
+        "updated_at",
+        "digest_run_id",
+        "claim_token",
+        "claimed_at",
+    ),
 )
 
 
@@ -157,7 +178,7 @@ def claim_articles(
     ]
     if not rows:
         return {}
-    session.connection().execute(insert_ignoring_duplicates(session, _deliveries), rows)
+    _CLAIM_ARTICLES.run_many(session, rows)
     readers = list(wanted)
     # Rows an earlier attempt of this same run left behind (released, or a dead task's)
     # become ours: we hold these readers, and a reader's lease covers their articles.
@@ -203,9 +224,8 @@ def finish(
     first slot after both now and the slot this digest served (so a digest sent ahead of
     its time is not due again the same day)."""
     current = now()
-    connection = session.connection()
-    connection.execute(
-        _FINISH_RECIPIENT,
+    _FINISH_RECIPIENT.run(
+        session,
         {
             "run": run_id,
             "subscriber": reader.id,
@@ -218,8 +238,8 @@ def finish(
         },
     )
     if delivery_status is not None:
-        connection.execute(
-            _FINISH_DELIVERIES,
+        _FINISH_DELIVERIES.run(
+            session,
             {
                 "subscriber": reader.id,
                 "token": token,
@@ -231,9 +251,11 @@ def finish(
         )
     if status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
         # The reader may have changed their hour or zone while the batch ran.
-        session.refresh(reader, ["timezone", "send_hour", "send_weekday"])
-        connection.execute(
-            _MOVE_SCHEDULE,
+        timezone, send_hour, send_weekday = _READER_CLOCK.rows(session, {"subscriber": reader.id})[
+            0
+        ]
+        _MOVE_SCHEDULE.run(
+            session,
             {
                 "subscriber": reader.id,
                 "schedule_frequency": frequency,
@@ -241,11 +263,7 @@ def finish(
                 # an article arriving mid-batch belongs to the next digest.
                 "new_last_sent_at": until or current,
                 "new_next_at": next_send_time(
-                    frequency,
-                    reader.timezone,
-                    reader.send_hour,
-                    reader.send_weekday,
-                    max(current, slot or current),
+                    frequency, timezone, send_hour, send_weekday, max(current, slot or current)
                 ),
             },
         )
@@ -277,8 +295,8 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
 
 
 def _release_articles(session: Session, subscriber_id: int, token: str, error: str) -> None:
-    session.connection().execute(
-        _RELEASE_DELIVERIES,
+    _RELEASE_DELIVERIES.run(
+        session,
         {
             "subscriber": subscriber_id,
             "token": token,

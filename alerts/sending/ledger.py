@@ -17,7 +17,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
-from alerts.db import insert_ignoring_duplicates
+from alerts.db import Prepared, insert_ignoring_duplicates
 from alerts.models import DELIVERY_PENDING, Delivery, DeliveryStatus, Subscriber
 from alerts.sending import claims, suppression
 from alerts.sending.policy import RetryPolicy
@@ -95,7 +95,7 @@ def claim_next(session: Session, article_id: int, policy: RetryPolicy) -> Claim:
 
 
 # Built once: recording an outcome happens once per email, so it must cost little.
-_SENT = (
+_SENT = Prepared(
     update(_deliveries)
     .where(
         _deliveries.c.article_id == bindparam("article"),
@@ -115,8 +115,8 @@ _SENT = (
 
 
 def record_sent(session: Session, token: str, article_id: int, subscriber_id: int) -> None:
-    session.connection().execute(
-        _SENT, {"article": article_id, "subscriber": subscriber_id, "token": token, "at": now()}
+    _SENT.run(
+        session, {"article": article_id, "subscriber": subscriber_id, "token": token, "at": now()}
     )
 
 
