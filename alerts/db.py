@@ -130,11 +130,22 @@ class Prepared:
             self._compiled[dialect.name] = found
         return found
 
-    def _parameters(self, prepared: tuple, values: dict[str, Any]) -> Any:
+    def _parameters(
+        self, prepared: tuple, values: dict[str, Any], memo: dict[Any, Any] | None = None
+    ) -> Any:
         _sql, positions, defaults, processors = prepared
         merged = {**defaults, **values}
         for name, processor in processors.items():
-            merged[name] = processor(merged[name])
+            value = merged[name]
+            if memo is None or value is None:
+                merged[name] = processor(value)
+                continue
+            # Rows of one executemany mostly share their values (the same timestamp, the
+            # same status): each distinct value is converted once.
+            key = (name, id(value))
+            if key not in memo:
+                memo[key] = processor(value)
+            merged[name] = memo[key]
         return [merged[name] for name in positions] if positions is not None else merged
 
     def run(self, session: Session, values: dict[str, Any]) -> int:
@@ -153,7 +164,8 @@ class Prepared:
         prepared = self._for(connection.dialect)
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(prepared[0], [self._parameters(prepared, row) for row in rows])
+            memo: dict[Any, Any] = {}  # the rows keep every value alive: ids stay unique
+            cursor.executemany(prepared[0], [self._parameters(prepared, row, memo) for row in rows])
         finally:
             cursor.close()
 
