@@ -63,18 +63,33 @@ class FakeMailer:
         self.sent: list[str] = []
         self.in_data = False
 
+        self.recipient: str | None = None
+
     def send(self, message: bytes, sender: str, recipient: str) -> smtp.Rejection | None:
+        return self.envelope(sender, recipient, len(message)) or self.data(message)
+
+    def envelope(self, sender: str, recipient: str, size: int) -> smtp.Rejection | None:
+        self.recipient = recipient
+        answer = self.answers.get(recipient)
+        self.in_data = False
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, int):
+            return smtp.Rejection(answer, "no")
+        return None
+
+    def data(self, message: bytes) -> smtp.Rejection | None:
+        assert self.recipient is not None, "DATA before an envelope"
+        recipient, self.recipient = self.recipient, None
         answer = self.answers.get(recipient)
         if isinstance(answer, tuple):
             self.in_data = True
             raise answer[1]
-        self.in_data = False
-        if isinstance(answer, Exception):
-            raise answer
-        if answer is not None:
-            return smtp.Rejection(answer, "no")
         self.sent.append(recipient)
         return None
+
+    def reset(self) -> None:
+        self.recipient = None
 
 
 def connect_to(mailer: FakeMailer) -> Any:
@@ -252,7 +267,7 @@ def test_a_refusal_of_the_message_not_the_address_is_no_soft_bounce(
     article = published(session)
 
     class RefusesPolicy(FakeMailer):
-        def send(self, message: bytes, sender: str, recipient: str) -> smtp.Rejection | None:
+        def data(self, message: bytes) -> smtp.Rejection | None:
             return smtp.Rejection(451, "4.7.1 try later", recipient=False)
 
     for _ in range(20):
@@ -260,6 +275,40 @@ def test_a_refusal_of_the_message_not_the_address_is_no_soft_bounce(
         frozen_clock.advance(timedelta(minutes=10))
     assert rows(session, article.id)[reader.id].status is DeliveryStatus.FAILED
     assert session.scalar(select(func.count()).select_from(SoftBounce)) == 0
+
+
+def test_no_data_leaves_before_every_earlier_outcome_is_committed(
+    session: Session, database_url: str
+) -> None:
+    """The courier opens the next envelope while an outcome is committed, but a message's
+    data goes only once the outcomes before it are in the database: a crash can repeat at
+    most the one message in flight. Checked from another connection, at each DATA."""
+    readers = [factories.subscriber(session) for _ in range(6)]
+    readers[2].email = "refused@example.org"
+    session.commit()
+    article = published(session)
+    seen: list[tuple[str, int]] = []
+
+    class Auditor(FakeMailer):
+        def data(self, message: bytes) -> smtp.Rejection | None:
+            with Session(session.get_bind()) as other:
+                done = other.scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(
+                        Delivery.article_id == article.id,
+                        Delivery.status != DeliveryStatus.PENDING,
+                    )
+                )
+            seen.append((str(self.recipient), int(done or 0)))
+            return super().data(message)
+
+    mailer = Auditor({"refused@example.org": 550})
+    policy = RetryPolicy(**{**POLICY.__dict__, "batch_size": 10})
+    batches.drain_alerts(session, SETTINGS, policy, article.id, connect_to(mailer))
+    # Each DATA saw every earlier reader's outcome committed (the refused one included).
+    assert [done for _address, done in seen] == [0, 1, 3, 4, 5]
+    assert len(mailer.sent) == 5
 
 
 def test_a_drop_after_the_data_defers_that_reader_and_sends_the_rest(session: Session) -> None:
@@ -367,7 +416,7 @@ def test_the_alert_email_has_list_headers_and_why(session: Session) -> None:
     messages: list[bytes] = []
 
     class Recorder(FakeMailer):
-        def send(self, message: bytes, sender: str, recipient: str) -> smtp.Rejection | None:
+        def data(self, message: bytes) -> smtp.Rejection | None:
             messages.append(message)
             return None
 
@@ -400,12 +449,12 @@ def test_a_slow_relay_never_lets_a_second_task_take_over(
     taken: list[list[int]] = []
 
     class SlowMailer(FakeMailer):
-        def send(self, message: bytes, sender: str, recipient: str) -> smtp.Rejection | None:
-            if recipient == readers[0].email:
+        def data(self, message: bytes) -> smtp.Rejection | None:
+            if self.recipient == readers[0].email:
                 time.sleep(1.5)  # more than twice the stale limit
                 with Session(session.get_bind()) as other:
                     taken.append(ledger.claim_next(other, article.id, short).subscriber_ids)
-            return super().send(message, sender, recipient)
+            return super().data(message)
 
     mailer = SlowMailer()
     result = batches.drain_alerts(session, SETTINGS, short, article.id, connect_to(mailer))

@@ -79,20 +79,29 @@ class Mailer:
         and written for messages this service built: CRLF already, addresses already checked
         (so no per-message parsing or line-ending rewriting, which cost more than the rest).
         """
+        return self.envelope(sender, recipient, len(message)) or self.data(message)
+
+    def envelope(self, sender: str, recipient: str, size: int) -> Rejection | None:
+        """MAIL FROM and RCPT TO: nothing is delivered yet, and reset() takes it back."""
         recipient = ascii_address(recipient)
         if _UNSAFE.search(sender) or _UNSAFE.search(recipient):
             raise ValueError("an envelope address holds a character SMTP cannot carry")
         connection = self.connection
         connection.ehlo_or_helo_if_needed()
-        size = f" SIZE={len(message)}" if self.announces_size else ""
-        code, reply = self._command(f"MAIL FROM:<{sender}>{size}")
+        announced = f" SIZE={size}" if self.announces_size else ""
+        code, reply = self._command(f"MAIL FROM:<{sender}>{announced}")
         if code != 250:
-            self._reset()
+            self.reset()
             raise smtplib.SMTPSenderRefused(code, reply, sender)
         code, reply = self._command(f"RCPT TO:<{recipient}>")
         if code not in (250, 251):
-            self._reset()
+            self.reset()
             return Rejection(code, _text(reply), recipient=_about_address(code, _text(reply)))
+        return None
+
+    def data(self, message: bytes) -> Rejection | None:
+        """DATA, the message and the relay's answer: from the 354 on, a broken connection may
+        have delivered it (`in_data`)."""
         code, reply = self._command("DATA")
         if code == 354:
             self.in_data = True
@@ -102,13 +111,13 @@ class Mailer:
                 body = b"." + body
             if not body.endswith(b"\r\n"):
                 body += b"\r\n"
-            connection.send(body + b".\r\n")
-            code, reply = connection.getreply()
+            self.connection.send(body + b".\r\n")
+            code, reply = self.connection.getreply()
             self.in_data = False  # a reply came: whatever it says, it is not a lost one
             _closing(code, reply)
         if code != 250:
             # The message was refused, not the address: never a bounce of the reader.
-            self._reset()
+            self.reset()
             return Rejection(code, _text(reply), recipient=False)
         return None
 
@@ -123,8 +132,9 @@ class Mailer:
         _closing(code, reply)
         return code, reply
 
-    def _reset(self) -> None:
-        # A closed connection is reported by the next send.
+    def reset(self) -> None:
+        """RSET: the transaction under way is dropped (a closed connection is reported by
+        the next send)."""
         with contextlib.suppress(smtplib.SMTPServerDisconnected):
             self.connection.rset()
 
