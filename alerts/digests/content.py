@@ -152,6 +152,9 @@ def build_contents(
     )
 
     order = {root.name: (root.position, root.id) for root in tree.roots()}
+    # Readers of one shape (the same topics, languages, keywords) get the same answer for an
+    # article: worked out once per shape and article.
+    answers: dict[tuple[object, int], tuple[Reason, str] | None] = {}
     contents: dict[int, DigestContent] = {}
     for subscriber_id, reader in readers.items():
         content = DigestContent(reader, frequency, until=current)
@@ -164,13 +167,24 @@ def build_contents(
                 or (scoped is not None and not scoped[0].intersection(article_scope.topic_ids))
             ):
                 continue
-            reason = match(wants[subscriber_id], article_scope, tree)
-            if reason is None:
+            key = (wants[subscriber_id].shape, article.id)
+            if key not in answers:
+                reason = match(wants[subscriber_id], article_scope, tree)
+                # A str of the English name, shown in the reader's language.
+                answers[key] = (
+                    None
+                    if reason is None
+                    else (
+                        reason,
+                        tree.root(reason.topic_id).label
+                        if reason.topic_id is not None
+                        else KEYWORDS_GROUP,
+                    )
+                )
+            answer = answers[key]
+            if answer is None:
                 continue
-            # A str of the English name, shown in the reader's language.
-            group: str = (
-                tree.root(reason.topic_id).label if reason.topic_id is not None else KEYWORDS_GROUP
-            )
+            reason, group = answer
             grouped.setdefault(group, []).append(DigestItem(article, reason))
             content.article_ids.append(article.id)
         # The newest `limit` articles are shown, under their groups in site order.

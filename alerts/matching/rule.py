@@ -84,6 +84,18 @@ class Interest:
     has_keywords: bool  # at any frequency
     within_topics: bool
 
+    @property
+    def shape(self) -> tuple[object, ...]:
+        """Everything but who: readers of one shape get the same answer for an article."""
+        return (
+            self.languages,
+            self.topics,
+            self.any_topics,
+            self.keywords,
+            self.has_keywords,
+            self.within_topics,
+        )
+
 
 def interests(
     session: Session,
@@ -197,10 +209,14 @@ def reasons(
     """For each of these readers the article reaches, why."""
     tree = tree or TopicTree.load(session)
     found = {}
+    answers: dict[tuple[object, ...], Reason | None] = {}  # most readers share a shape
     for subscriber_id, interest in interests(
         session, subscriber_ids, frequencies, article_scope
     ).items():
-        reason = match(interest, article_scope, tree)
+        shape = interest.shape
+        if shape not in answers:
+            answers[shape] = match(interest, article_scope, tree)
+        reason = answers[shape]
         if reason is not None:
             found[subscriber_id] = reason
     return found

@@ -1,16 +1,9 @@
 """The one send loop, for alerts and digests alike: one SMTP connection per batch, each
-outcome committed before the next message's data, the relay's trouble kept apart from the
-readers'.
+outcome committed before the next message, the relay's trouble kept apart from the readers'.
 
 The loop knows nothing of articles or digests: an `Outbox` composes each reader's message
 and records what happened to it in its own ledger (listmonk's manager works the same way,
 against a store and a messenger).
-
-Waiting is overlapped, never the promise: a courier thread speaks SMTP while this one works
-on the database. While message k's outcome is committed, the courier opens k+1's envelope
-(MAIL FROM, RCPT TO: nothing is delivered by those); while k+1's data travels, this thread
-composes k+2. The data of a message leaves only once everything before it is committed, so
-at most one message is ever accepted by the relay and not yet recorded, as before.
 """
 
 from __future__ import annotations
@@ -19,8 +12,7 @@ import smtplib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, suppress
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -79,9 +71,6 @@ class Outcome:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
 
-Composed = tuple[str, bytes] | None
-
-
 def send(
     session: Session,
     outbox: Outbox,
@@ -97,107 +86,54 @@ def send(
     relay_key = relay.key_of(settings)
     remaining = deque(keys)
     failures = 0  # connections in a row that broke before the relay accepted anything
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smtp") as courier:
-        while remaining:
-            accepted = 0
-            mailer: smtp.Mailer | None = None
-            in_flight: Future[smtp.Rejection | None] | None = None
-            try:
-                with connect(settings) as mailer:
-                    # Composed ahead (None: nothing to send, recorded as skipped), and the
-                    # envelope opened ahead for the first of them: for this connection only.
-                    ready: dict[int, Composed] = {}
-                    opened: tuple[int, Future[smtp.Rejection | None]] | None = None
-                    try:
-                        while remaining:
-                            if lease is not None and lease.lost:
-                                # Another worker may take these over any moment: send none.
-                                if opened is not None:
-                                    _settle(opened[1])
-                                    mailer.reset()
-                                outcome.lease_lost = True
-                                session.rollback()
-                                return outcome
-                            key = remaining[0]
-                            composed = ready.pop(key) if key in ready else outbox.compose(key)
-                            if composed is None:
-                                outcome.skipped += 1
-                                session.commit()
-                                remaining.popleft()
-                                continue
-                            address, raw = composed
-                            if opened is not None and opened[0] == key:
-                                in_flight = opened[1]
-                            else:
-                                in_flight = courier.submit(
-                                    mailer.envelope, sender, address, len(raw)
-                                )
-                            opened = None
-                            rejection = in_flight.result()
-                            if rejection is None:
-                                # Everything before this message is committed: its data may go.
-                                in_flight = courier.submit(mailer.data, raw)
-                                following = _next(remaining)
-                                if following is not None and following not in ready:
-                                    ready[following] = outbox.compose(following)
-                                rejection = in_flight.result()
-                            in_flight = None
-                            if rejection is None:
-                                outbox.sent(key)
-                                outcome.sent += 1
-                                if not accepted:
-                                    # Only a message accepted proves the relay is back: one
-                                    # that answers connections and then refuses stays "down".
-                                    relay.recovered(session, relay_key)
-                                accepted += 1
-                                failures = 0
-                            else:
-                                outcome.count(outbox.refused(key, rejection))
-                            following = _next(remaining)
-                            upcoming = ready.get(following) if following is not None else None
-                            if following is not None and upcoming is not None:
-                                opened = (
-                                    following,
-                                    courier.submit(
-                                        mailer.envelope, sender, upcoming[0], len(upcoming[1])
-                                    ),
-                                )
-                            # Recorded before the next message's data: a crash from here on
-                            # repeats nothing.
-                            session.commit()
-                            remaining.popleft()
-                    finally:
-                        # Never leave the connection while the courier still uses it.
-                        for future in (in_flight, opened[1] if opened else None):
-                            if future is not None:
-                                _settle(future)
-            except (OSError, smtplib.SMTPException) as error:
-                session.rollback()
-                text = f"{type(error).__name__}: {error}"
-                if mailer is not None and mailer.in_data and remaining:
-                    # The relay may have kept it; SMTP cannot tell. Retried after a backoff of
-                    # its own, so a message that breaks the connection cannot stall the batch.
-                    outcome.count(outbox.dropped(remaining.popleft(), text))
-                    outcome.dropped += 1
+    while remaining:
+        accepted = 0
+        mailer: smtp.Mailer | None = None
+        try:
+            with connect(settings) as mailer:
+                while remaining:
+                    if lease is not None and lease.lost:
+                        # Another worker may take these over any moment: send none of them.
+                        outcome.lease_lost = True
+                        session.rollback()
+                        return outcome
+                    key = remaining[0]
+                    composed = outbox.compose(key)
+                    if composed is None:
+                        outcome.skipped += 1
+                    else:
+                        address, raw = composed
+                        rejection = mailer.send(raw, sender, address)
+                        if rejection is None:
+                            outbox.sent(key)
+                            outcome.sent += 1
+                            if not accepted:
+                                # Only a message accepted proves the relay is back: one
+                                # that answers connections and then refuses stays "down".
+                                relay.recovered(session, relay_key)
+                            accepted += 1
+                            failures = 0
+                        else:
+                            outcome.count(outbox.refused(key, rejection))
+                    # Recorded before the next message: a crash from here on repeats nothing.
                     session.commit()
-                if accepted == 0:
-                    failures += 1
-                if failures > policy.reconnects:
-                    outbox.release(list(remaining), text)
-                    outcome.relay_down_until = relay.trouble(session, relay_key, text, policy)
-                    session.commit()
-                    return outcome
-                if accepted == 0:
-                    time.sleep(min(0.2 * 2**failures, 2.0))
+                    remaining.popleft()
+        except (OSError, smtplib.SMTPException) as error:
+            session.rollback()
+            text = f"{type(error).__name__}: {error}"
+            if mailer is not None and mailer.in_data and remaining:
+                # The relay may have kept it; SMTP cannot tell. Retried after a backoff of
+                # its own, so a message that breaks the connection cannot stall the batch.
+                outcome.count(outbox.dropped(remaining.popleft(), text))
+                outcome.dropped += 1
+                session.commit()
+            if accepted == 0:
+                failures += 1
+            if failures > policy.reconnects:
+                outbox.release(list(remaining), text)
+                outcome.relay_down_until = relay.trouble(session, relay_key, text, policy)
+                session.commit()
+                return outcome
+            if accepted == 0:
+                time.sleep(min(0.2 * 2**failures, 2.0))
     return outcome
-
-
-def _next(remaining: deque[int]) -> int | None:
-    return remaining[1] if len(remaining) > 1 else None
-
-
-def _settle(future: Future[smtp.Rejection | None]) -> None:
-    """Wait for the courier's step; its error, if any, is the connection's and shows on the
-    next use."""
-    with suppress(Exception):
-        future.result()
