@@ -9,9 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import alerts, digests, keywords, report
+from bench import alerts, digests, fanout, keywords, report, signup
 
-BENCHMARKS = {"alerts": alerts.run, "digests": digests.run, "keywords": keywords.run}
+BENCHMARKS = {
+    "alerts": alerts.run,
+    "digests": digests.run,
+    "fanout": fanout.run,
+    "signup": signup.run,
+    "keywords": keywords.run,
+}
 
 
 def main() -> None:
@@ -25,6 +31,18 @@ def main() -> None:
         "--wire-messages", type=int, default=30_000, help="messages sent to measure the wire"
     )
     parser.add_argument("--readers", type=int, default=100_000, help="keywords benchmark")
+    parser.add_argument(
+        "--fanout-readers",
+        type=int,
+        nargs=2,
+        default=(100_000, 1_000_000),
+        metavar=("SMALL", "LARGE"),
+        help="fanout: all readers, of whom 10,000 match",
+    )
+    parser.add_argument(
+        "--memory-digests", type=int, default=100_000, help="fanout: digests sent while sampled"
+    )
+    parser.add_argument("--signups", type=int, default=6_000, help="signup: POST /subscribe")
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
     parser.add_argument(
         "--database-url",

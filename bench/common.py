@@ -32,16 +32,17 @@ def add_readers(
     count: int,
     frequency: Frequency = Frequency.IMMEDIATE,
     others: int | None = None,
-    label: str = "readers",
+    others_frequency: Frequency | None = None,
 ) -> list[str]:
     """`count` active readers of WIPO at `frequency`, in English, and `others` readers of
-    Patents (default: one for every ten), spread among them; returns the WIPO readers'
-    addresses."""
+    Patents (default: one for every ten) at `others_frequency` (default: the same), spread
+    among them; returns the WIPO readers' addresses."""
     session = db.session()
     wipo = session.scalar(select(Topic.id).where(Topic.slug == "wipo"))
     patents = session.scalar(select(Topic.id).where(Topic.slug == "patents"))
     start = int(session.scalar(select(func.coalesce(func.max(Subscriber.id), 0))) or 0) + 1
     others = count // 10 if others is None else others
+    others_frequency = others_frequency or frequency
     total = count + others
     # Every `step`-th reader follows WIPO: the matching readers are spread over all ids.
     step = total / count if count else 0.0
@@ -65,24 +66,27 @@ def add_readers(
         session.execute(
             insert(SubscriberLanguage), [{"subscriber_id": i, "language_code": "en"} for i in ids]
         )
+        wanted = {i: frequency if i in chosen else others_frequency for i in ids}
         session.execute(
             insert(Subscription),
             [
                 {
                     "subscriber_id": i,
                     "topic_id": wipo if i in chosen else patents,
-                    "frequency": frequency,
+                    "frequency": wanted[i],
                 }
                 for i in ids
             ],
         )
-        if frequency is not Frequency.IMMEDIATE:
-            session.execute(
-                insert(DigestSchedule),
-                [{"subscriber_id": i, "frequency": frequency, "next_at": confirmed} for i in ids],
-            )
+        schedules = [
+            {"subscriber_id": i, "frequency": wanted[i], "next_at": confirmed}
+            for i in ids
+            if wanted[i] is not Frequency.IMMEDIATE
+        ]
+        if schedules:
+            session.execute(insert(DigestSchedule), schedules)
         session.commit()
-        bar(offset + len(ids), total, started, label)
+        bar(offset + len(ids), total, started, "readers added")
     print(file=sys.stderr)
     return [f"reader{i}@example.org" for i in sorted(chosen)]
 
@@ -98,7 +102,7 @@ def api(base_url: str, path: str, body: dict[str, object] | None = None) -> dict
         return result
 
 
-def publish(base_url: str, title: str) -> int:
+def publish(base_url: str, title: str, topic: str = "WIPO") -> int:
     """One article through the HTTP API, as a publisher sends it; returns its id."""
     body = api(
         base_url,
@@ -110,7 +114,7 @@ def publish(base_url: str, title: str) -> int:
             "treaty.</p>",
             "author": "Bench Reporter",
             "language": "en",
-            "topics": ["WIPO"],
+            "topics": [topic],
         },
     )
     return int(body["id"])  # type: ignore[call-overload]

@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts import digests
 from alerts.clock import now
@@ -65,6 +66,7 @@ def subscribe(
     the result: it never tells whether the address was known.
     """
     subscriber = find_by_email(session, email)
+    created = subscriber is None
     if subscriber is None:
         subscriber = _create_pending(session, email)
 
@@ -84,7 +86,10 @@ def subscribe(
         subscriber.status = SubscriberStatus.PENDING
         subscriber.confirm_nonce = None
         subscriber.confirmed_at = None
-    clear_choices(session, subscriber)
+    if created:
+        _no_choices(subscriber)  # nothing to delete, nothing to load
+    else:
+        clear_choices(session, subscriber)
     _add_choices(session, subscriber, choices)
     subscriber.locale = choices.locale or subscriber.locale
     subscriber.timezone = choices.timezone or subscriber.timezone
@@ -127,8 +132,16 @@ def _claim_confirmation(
         .values(confirmation_sent_at=current, confirm_nonce=nonce, updated_at=current)
         .execution_options(synchronize_session=False)
     )
-    session.refresh(subscriber)
-    return bool(getattr(claimed, "rowcount", 0) == 1)
+    if getattr(claimed, "rowcount", 0) != 1:
+        return False
+    # What the UPDATE wrote, without reading the row back.
+    for name, value in (
+        ("confirmation_sent_at", current),
+        ("confirm_nonce", nonce),
+        ("updated_at", current),
+    ):
+        set_committed_value(subscriber, name, value)
+    return True
 
 
 def clear_choices(session: Session, subscriber: Subscriber) -> None:
@@ -138,7 +151,13 @@ def clear_choices(session: Session, subscriber: Subscriber) -> None:
         delete(SubscriberLanguage).where(SubscriberLanguage.subscriber_id == subscriber.id)
     )
     session.execute(delete(Keyword).where(Keyword.subscriber_id == subscriber.id))
-    session.expire(subscriber, ["subscriptions", "languages", "keywords"])
+    _no_choices(subscriber)
+
+
+def _no_choices(subscriber: Subscriber) -> None:
+    """The reader follows nothing now (just deleted, or just created): known without a query."""
+    for name in ("subscriptions", "languages", "keywords"):
+        set_committed_value(subscriber, name, [])
 
 
 def _add_choices(session: Session, subscriber: Subscriber, choices: Choices) -> None:
