@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -148,16 +151,13 @@ class Prepared:
             merged[name] = memo[key]
         return [merged[name] for name in positions] if positions is not None else merged
 
-    def run(self, session: Session, values: dict[str, Any]) -> int:
-        """Run once; returns the rows it matched."""
-        connection = session.connection()
-        prepared = self._for(connection.dialect)
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
+    def run(self, session: Session | Cursor, values: dict[str, Any]) -> int:
+        """Run once (in the session's transaction, or on a cursor() of it); returns the rows
+        it matched."""
+        with _cursor(session) as (cursor, dialect):
+            prepared = self._for(dialect)
             cursor.execute(prepared[0], self._parameters(prepared, values))
             return int(cursor.rowcount)
-        finally:
-            cursor.close()
 
     def run_many(self, session: Session, rows: list[dict[str, Any]]) -> None:
         connection = session.connection()
@@ -169,16 +169,40 @@ class Prepared:
         finally:
             cursor.close()
 
-    def rows(self, session: Session, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def rows(self, session: Session | Cursor, values: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run a SELECT; values as the driver returns them (no result processing)."""
-        connection = session.connection()
-        prepared = self._for(connection.dialect)
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with _cursor(session) as (cursor, dialect):
+            prepared = self._for(dialect)
             cursor.execute(prepared[0], self._parameters(prepared, values))
             return [tuple(row) for row in cursor.fetchall()]
-        finally:
-            cursor.close()
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The driver's cursor in a session's transaction, for several Prepared statements in a
+    row (asking the session for its connection costs as much as a one-row UPDATE)."""
+
+    raw: Any
+    dialect: Any
+
+
+@contextmanager
+def cursor(session: Session) -> Iterator[Cursor]:
+    connection = session.connection()
+    raw = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield Cursor(raw, connection.dialect)
+    finally:
+        raw.close()
+
+
+@contextmanager
+def _cursor(source: Session | Cursor) -> Iterator[tuple[Any, Any]]:
+    if isinstance(source, Cursor):
+        yield source.raw, source.dialect
+        return
+    with cursor(source) as opened:
+        yield opened.raw, opened.dialect
 
 
 def rowcount(result: Any) -> int:

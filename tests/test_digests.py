@@ -435,3 +435,63 @@ def test_the_digest_reads_well_in_an_inbox(
     page = re.search(r"View in your browser: http://alerts.test(/digest/\S+)", text)
     assert page and "Treaty" in client.get(page.group(1)).get_data(as_text=True)
     assert 'class="why" style="' in message.body("html")  # styled smaller than the summary
+
+
+def test_a_reader_changing_their_hour_while_their_batch_runs_gets_the_new_hour(
+    session: Session, frozen_clock: Any
+) -> None:
+    """The batch loaded the reader with 08:00; at 08:00 they chose 18:00, before their digest
+    was recorded: their next digest comes at 18:00 today, not tomorrow at 08:00."""
+    from sqlalchemy import update
+
+    from alerts.sending import digest_ledger
+
+    frozen_clock(utc(2026, 11, 2, 8, 0))
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    reader.send_hour = 8
+    digests.sync_schedules(session, reader)
+    session.commit()
+    run, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.commit()
+    claim = digest_ledger.claim_next(session, run.id, digests_policy())
+    assert claim.subscriber_ids == [reader.id]
+    # The preference centre, meanwhile, in another transaction.
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == reader.id)
+        .values(send_hour=18)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    assert reader.send_hour == 8  # what the batch holds
+    digest_ledger.finish(
+        session,
+        run.id,
+        reader,
+        claim.token,
+        RecipientStatus.SENT,
+        frequency=DAILY,
+        slot=claim.slots[reader.id],
+    )
+    session.commit()
+    schedule = session.scalar(
+        select(DigestSchedule).where(DigestSchedule.subscriber_id == reader.id)
+    )
+    assert schedule is not None
+    session.refresh(schedule)
+    assert schedule.next_at == utc(2026, 11, 2, 18, 0)
+
+
+def digests_policy() -> Any:
+    from alerts.sending.policy import RetryPolicy
+
+    return RetryPolicy(
+        backoff=10,
+        backoff_max=100,
+        horizon=timedelta(hours=1),
+        stale_after=timedelta(seconds=90),
+        batch_size=10,
+        relay_backoff=5,
+        relay_backoff_max=60,
+    )

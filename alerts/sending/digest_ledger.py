@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
+from alerts import db
 from alerts.clock import now
 from alerts.db import Prepared, insert_ignoring_duplicates
 from alerts.digests import next_send_time
@@ -90,7 +91,23 @@ _MOVE_SCHEDULE = Prepared(
     )
     .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
 )
-# The reader's hour and zone as they are now: they may have changed while the batch ran.
+# Moved on only while the reader's hour and zone are those the next slot was worked out
+# from: they may have changed while the batch ran.
+_MOVE_SCHEDULE_ON_CLOCK = Prepared(
+    update(_schedules)
+    .where(
+        _schedules.c.subscriber_id == bindparam("subscriber"),
+        _schedules.c.frequency == bindparam("schedule_frequency"),
+        exists().where(
+            _subscribers.c.id == bindparam("subscriber"),
+            _subscribers.c.timezone == bindparam("timezone"),
+            _subscribers.c.send_hour == bindparam("send_hour"),
+            _subscribers.c.send_weekday.is_not_distinct_from(bindparam("send_weekday")),
+        ),
+    )
+    .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
+)
+# The reader's hour and zone as they are now.
 _READER_CLOCK = Prepared(
     select(_subscribers.c.timezone, _subscribers.c.send_hour, _subscribers.c.send_weekday).where(
         _subscribers.c.id == bindparam("subscriber")
@@ -224,8 +241,40 @@ def finish(
     first slot after both now and the slot this digest served (so a digest sent ahead of
     its time is not due again the same day)."""
     current = now()
+    with db.cursor(session) as cursor:
+        _finish(
+            cursor,
+            run_id,
+            reader,
+            token,
+            status,
+            frequency=frequency,
+            slot=slot,
+            until=until,
+            current=current,
+            article_count=article_count,
+            error=error,
+            delivery_status=delivery_status,
+        )
+
+
+def _finish(
+    cursor: db.Cursor,
+    run_id: int,
+    reader: Subscriber,
+    token: str,
+    status: RecipientStatus,
+    *,
+    frequency: Frequency,
+    slot: datetime | None,
+    until: datetime | None,
+    current: datetime,
+    article_count: int,
+    error: str | None,
+    delivery_status: DeliveryStatus | None,
+) -> None:
     _FINISH_RECIPIENT.run(
-        session,
+        cursor,
         {
             "run": run_id,
             "subscriber": reader.id,
@@ -239,7 +288,7 @@ def finish(
     )
     if delivery_status is not None:
         _FINISH_DELIVERIES.run(
-            session,
+            cursor,
             {
                 "subscriber": reader.id,
                 "token": token,
@@ -249,24 +298,37 @@ def finish(
                 "new_updated_at": current,
             },
         )
-    if status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
-        # The reader may have changed their hour or zone while the batch ran.
-        timezone, send_hour, send_weekday = _READER_CLOCK.rows(session, {"subscriber": reader.id})[
-            0
-        ]
-        _MOVE_SCHEDULE.run(
-            session,
-            {
-                "subscriber": reader.id,
-                "schedule_frequency": frequency,
-                # The end of the window this digest covered, not the time it finished:
-                # an article arriving mid-batch belongs to the next digest.
-                "new_last_sent_at": until or current,
-                "new_next_at": next_send_time(
-                    frequency, timezone, send_hour, send_weekday, max(current, slot or current)
-                ),
-            },
-        )
+    if status not in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
+        return
+    # The end of the window this digest covered, not the time it finished: an article
+    # arriving mid-batch belongs to the next digest.
+    moved = {
+        "subscriber": reader.id,
+        "schedule_frequency": frequency,
+        "new_last_sent_at": until or current,
+    }
+    after = max(current, slot or current)
+    clock = (reader.timezone, reader.send_hour, reader.send_weekday)
+    if _MOVE_SCHEDULE_ON_CLOCK.run(
+        cursor,
+        {
+            **moved,
+            "timezone": clock[0],
+            "send_hour": clock[1],
+            "send_weekday": clock[2],
+            "new_next_at": next_send_time(frequency, *clock, after),
+        },
+    ):
+        return
+    # The reader changed their hour or zone while the batch ran (or has no schedule row).
+    timezone, send_hour, send_weekday = _READER_CLOCK.rows(cursor, {"subscriber": reader.id})[0]
+    _MOVE_SCHEDULE.run(
+        cursor,
+        {
+            **moved,
+            "new_next_at": next_send_time(frequency, timezone, send_hour, send_weekday, after),
+        },
+    )
 
 
 def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str) -> None:
