@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
+from typing import Any
 
 import pytest
 
@@ -98,6 +99,35 @@ def test_one_connection_sends_many_messages(sink: MailSink) -> None:
         "r1@example.org",
         "r2@example.org",
     ]
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_refused_reader_between_two_others_on_one_connection(
+    tmp_path: Any, pipelining: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With PIPELINING (the envelope and DATA in one write) or without, a refused address
+    is returned as a refusal, its pending DATA is answered and dropped, and the connection
+    goes on to the next reader."""
+    from alerts.devstack import free_port
+    from alerts.mail.sink import FailureRule
+
+    if not pipelining:
+        monkeypatch.setattr(smtp.Mailer, "pipelining", property(lambda self: False))
+    rules = [FailureRule("r1@example.org", 550), FailureRule("r2@example.org", 451)]
+    with MailSink(str(tmp_path / "mail"), port=free_port(), rules=rules) as sink:
+        settings = smtp.SmtpSettings("127.0.0.1", sink.controller.port, "none")
+        answers = []
+        with smtp.connect(settings) as mailer:
+            for number in range(4):
+                address = f"r{number}@example.org"
+                raw = message.build(RENDERED, sender="a@news.test", recipient=address)
+                answers.append(mailer.send(raw, "a@news.test", address))
+            assert mailer.pipelining is pipelining  # known since the EHLO
+        delivered = sorted(m.recipients[0] for m in sink.store.all())
+    assert answers[0] is None and answers[3] is None
+    assert answers[1] is not None and answers[1].permanent and answers[1].code == 550
+    assert answers[2] is not None and not answers[2].permanent and answers[2].code == 451
+    assert delivered == ["r0@example.org", "r3@example.org"]
 
 
 def test_starttls_verifies_certificates(sink: MailSink) -> None:

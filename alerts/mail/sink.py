@@ -184,6 +184,19 @@ class SinkHandler:
         self.received = 0
         self._recipient_log: Any = None
 
+    async def handle_EHLO(
+        self,
+        server: SMTPServer,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """aiosmtpd reads commands one after another, so it takes pipelined ones (RFC 2920)
+        as any relay does; it only never says so."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]  # the last: "250 HELP"
+
     async def handle_RCPT(
         self,
         server: SMTPServer,
