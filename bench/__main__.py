@@ -37,7 +37,10 @@ def main() -> None:
         nargs=2,
         default=(100_000, 1_000_000),
         metavar=("SMALL", "LARGE"),
-        help="fanout: all readers, of whom 10,000 match",
+        help="fanout: all readers, of whom --fanout-matching match",
+    )
+    parser.add_argument(
+        "--fanout-matching", type=int, default=10_000, help="fanout: readers the article reaches"
     )
     parser.add_argument(
         "--memory-digests", type=int, default=100_000, help="fanout: digests sent while sampled"

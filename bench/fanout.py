@@ -17,10 +17,8 @@ from bench.alerts import SinkTail
 from bench.common import add_readers, api, bar, publish
 from bench.stack import BenchStack, running
 
-MATCHING = 10_000
 
-
-def _fan_out(stack: BenchStack, readers: int) -> tuple[float, float]:
+def _fan_out(stack: BenchStack, matching: int) -> tuple[float, float]:
     """Seconds from publish to the fan-out written, and to the last alert accepted."""
     tail = SinkTail(stack)
     before = tail.poll()
@@ -28,13 +26,13 @@ def _fan_out(stack: BenchStack, readers: int) -> tuple[float, float]:
     article_id = publish(stack.base_url, "WIPO story")
     fanned = None
     session = db.session()
-    while (done := tail.poll() - before) < MATCHING:
+    while (done := tail.poll() - before) < matching:
         if fanned is None:
             finished = session.scalar(select(Article.fanned_out_at).where(Article.id == article_id))
             session.rollback()
             if finished is not None:
                 fanned = time.perf_counter() - started
-        bar(done, MATCHING, started)
+        bar(done, matching, started)
         time.sleep(0.02)
     delivered = time.perf_counter() - started
     print(file=sys.stderr)
@@ -45,10 +43,11 @@ def _fan_out(stack: BenchStack, readers: int) -> tuple[float, float]:
 
 def run(args: argparse.Namespace) -> None:
     small, large = args.fanout_readers
+    matching = args.fanout_matching
     costs = {}
     for total in (small, large):
         print(
-            f"fan-out: an article reaching {MATCHING:,} immediate readers among {total:,} "
+            f"fan-out: an article reaching {matching:,} immediate readers among {total:,} "
             "(the others: daily readers of another topic)"
         )
         memory = total == large
@@ -56,17 +55,17 @@ def run(args: argparse.Namespace) -> None:
             running(args.database_url, args.concurrency, beat=memory) as stack,
             stack.app.app_context(),
         ):
-            add_readers(MATCHING, Frequency.IMMEDIATE, total - MATCHING, Frequency.DAILY)
-            costs[total] = _fan_out(stack, total)
+            add_readers(matching, Frequency.IMMEDIATE, total - matching, Frequency.DAILY)
+            costs[total] = _fan_out(stack, matching)
             print(
                 f"  fan-out written in {costs[total][0]:.2f} s, "
-                f"{MATCHING:,} alerts accepted in {costs[total][1]:.1f} s"
+                f"{matching:,} alerts accepted in {costs[total][1]:.1f} s"
             )
             if memory:
                 _digest_run_memory(stack, args.memory_digests)
     (small_fanout, small_all), (large_fanout, large_all) = costs[small], costs[large]
     report.add(
-        f"fan-out to {MATCHING:,} of {large:,} vs of {small:,} readers",
+        f"fan-out to {matching:,} of {large:,} vs of {small:,} readers",
         f"{large_fanout / small_fanout:.2f}x ({large_fanout:.2f} s vs {small_fanout:.2f} s); "
         f"to the last alert {large_all / small_all:.2f}x ({large_all:.1f} s vs {small_all:.1f} s)",
         "<= 1.5x",
