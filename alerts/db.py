@@ -159,15 +159,11 @@ class Prepared:
             cursor.execute(prepared[0], self._parameters(prepared, values))
             return int(cursor.rowcount)
 
-    def run_many(self, session: Session, rows: list[dict[str, Any]]) -> None:
-        connection = session.connection()
-        prepared = self._for(connection.dialect)
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
+    def run_many(self, session: Session | Cursor, rows: list[dict[str, Any]]) -> None:
+        with _cursor(session) as (cursor, dialect):
+            prepared = self._for(dialect)
             memo: dict[Any, Any] = {}  # the rows keep every value alive: ids stay unique
             cursor.executemany(prepared[0], [self._parameters(prepared, row, memo) for row in rows])
-        finally:
-            cursor.close()
 
     def rows(self, session: Session | Cursor, values: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run a SELECT; values as the driver returns them (no result processing)."""
