@@ -5,12 +5,14 @@ zone and hour (daily), weekday (weekly) or the 1st (monthly), kept as UTC times.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, exists, select
+from sqlalchemy import Table, and_, bindparam, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now, zone
+from alerts.db import Cursor, Prepared
 from alerts.models import DigestSchedule, Frequency, Keyword, Subscriber, Subscription
 
 DIGEST_FREQUENCIES = (Frequency.DAILY, Frequency.WEEKLY, Frequency.MONTHLY)
@@ -129,3 +131,70 @@ def due_frequencies(session: Session) -> list[Frequency]:
             )
         )
     ]
+
+
+# Statements run once per digest sent (alerts.db.Prepared): the schedule moved on after it.
+_schedules = cast(Table, DigestSchedule.__table__)
+_subscribers = cast(Table, Subscriber.__table__)
+_MOVE = Prepared(
+    update(_schedules)
+    .where(
+        _schedules.c.subscriber_id == bindparam("subscriber"),
+        _schedules.c.frequency == bindparam("schedule_frequency"),
+    )
+    .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
+)
+# Moved on only while the reader's hour and zone are those the next slot was worked out
+# from: they may have changed since the reader was loaded.
+_MOVE_ON_CLOCK = Prepared(
+    update(_schedules)
+    .where(
+        _schedules.c.subscriber_id == bindparam("subscriber"),
+        _schedules.c.frequency == bindparam("schedule_frequency"),
+        exists().where(
+            _subscribers.c.id == bindparam("subscriber"),
+            _subscribers.c.timezone == bindparam("timezone"),
+            _subscribers.c.send_hour == bindparam("send_hour"),
+            _subscribers.c.send_weekday.is_not_distinct_from(bindparam("send_weekday")),
+        ),
+    )
+    .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
+)
+_READER_CLOCK = Prepared(
+    select(_subscribers.c.timezone, _subscribers.c.send_hour, _subscribers.c.send_weekday).where(
+        _subscribers.c.id == bindparam("subscriber")
+    )
+)
+
+
+def move_on(
+    cursor: Cursor, reader: Subscriber, frequency: Frequency, covered: datetime, after: datetime
+) -> None:
+    """After a reader's digest (sent or skipped): it covered up to `covered`; the next is
+    due at their first slot after `after`, in their hour and zone as they are now."""
+    moved = {
+        "subscriber": reader.id,
+        "schedule_frequency": frequency,
+        "new_last_sent_at": covered,
+    }
+    clock = (reader.timezone, reader.send_hour, reader.send_weekday)
+    if _MOVE_ON_CLOCK.run(
+        cursor,
+        {
+            **moved,
+            "timezone": clock[0],
+            "send_hour": clock[1],
+            "send_weekday": clock[2],
+            "new_next_at": next_send_time(frequency, *clock, after),
+        },
+    ):
+        return
+    # The reader changed their hour or zone meanwhile (or has no schedule row).
+    timezone, send_hour, send_weekday = _READER_CLOCK.rows(cursor, {"subscriber": reader.id})[0]
+    _MOVE.run(
+        cursor,
+        {
+            **moved,
+            "new_next_at": next_send_time(frequency, timezone, send_hour, send_weekday, after),
+        },
+    )

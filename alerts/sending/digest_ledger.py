@@ -14,19 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from alerts import db
 from alerts.clock import now
 from alerts.db import Prepared, insert_ignoring_duplicates
-from alerts.digests import next_send_time
+from alerts.digests.schedules import move_on
 from alerts.models import (
     DELIVERY_PENDING,
     Delivery,
     DeliveryStatus,
     DigestRecipient,
-    DigestSchedule,
     Frequency,
     RecipientStatus,
     Subscriber,
@@ -37,8 +36,6 @@ from alerts.sending.policy import RetryPolicy
 # Statements built once: they run once or twice per digest sent, so they must cost little.
 _recipients = cast(Table, DigestRecipient.__table__)
 _deliveries = cast(Table, Delivery.__table__)
-_schedules = cast(Table, DigestSchedule.__table__)
-_subscribers = cast(Table, Subscriber.__table__)
 
 _FINISH_RECIPIENT = Prepared(
     update(_recipients)
@@ -81,36 +78,6 @@ _RELEASE_DELIVERIES = Prepared(
         claim_token=None,
         last_error=bindparam("new_error"),
         updated_at=bindparam("new_updated_at"),
-    )
-)
-_MOVE_SCHEDULE = Prepared(
-    update(_schedules)
-    .where(
-        _schedules.c.subscriber_id == bindparam("subscriber"),
-        _schedules.c.frequency == bindparam("schedule_frequency"),
-    )
-    .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
-)
-# Moved on only while the reader's hour and zone are those the next slot was worked out
-# from: they may have changed while the batch ran.
-_MOVE_SCHEDULE_ON_CLOCK = Prepared(
-    update(_schedules)
-    .where(
-        _schedules.c.subscriber_id == bindparam("subscriber"),
-        _schedules.c.frequency == bindparam("schedule_frequency"),
-        exists().where(
-            _subscribers.c.id == bindparam("subscriber"),
-            _subscribers.c.timezone == bindparam("timezone"),
-            _subscribers.c.send_hour == bindparam("send_hour"),
-            _subscribers.c.send_weekday.is_not_distinct_from(bindparam("send_weekday")),
-        ),
-    )
-    .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
-)
-# The reader's hour and zone as they are now.
-_READER_CLOCK = Prepared(
-    select(_subscribers.c.timezone, _subscribers.c.send_hour, _subscribers.c.send_weekday).where(
-        _subscribers.c.id == bindparam("subscriber")
     )
 )
 _CLAIM_ARTICLES = Prepared(
@@ -298,37 +265,10 @@ def _finish(
                 "new_updated_at": current,
             },
         )
-    if status not in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
-        return
-    # The end of the window this digest covered, not the time it finished: an article
-    # arriving mid-batch belongs to the next digest.
-    moved = {
-        "subscriber": reader.id,
-        "schedule_frequency": frequency,
-        "new_last_sent_at": until or current,
-    }
-    after = max(current, slot or current)
-    clock = (reader.timezone, reader.send_hour, reader.send_weekday)
-    if _MOVE_SCHEDULE_ON_CLOCK.run(
-        cursor,
-        {
-            **moved,
-            "timezone": clock[0],
-            "send_hour": clock[1],
-            "send_weekday": clock[2],
-            "new_next_at": next_send_time(frequency, *clock, after),
-        },
-    ):
-        return
-    # The reader changed their hour or zone while the batch ran (or has no schedule row).
-    timezone, send_hour, send_weekday = _READER_CLOCK.rows(cursor, {"subscriber": reader.id})[0]
-    _MOVE_SCHEDULE.run(
-        cursor,
-        {
-            **moved,
-            "new_next_at": next_send_time(frequency, timezone, send_hour, send_weekday, after),
-        },
-    )
+    if status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
+        # The end of the window this digest covered, not the time it finished: an article
+        # arriving mid-batch belongs to the next digest.
+        move_on(cursor, reader, frequency, until or current, max(current, slot or current))
 
 
 def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str) -> None:
