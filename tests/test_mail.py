@@ -130,6 +130,21 @@ def test_a_refused_reader_between_two_others_on_one_connection(
     assert delivered == ["r0@example.org", "r3@example.org"]
 
 
+def test_an_address_smtp_cannot_carry_is_refused_not_sent(sink: MailSink) -> None:
+    """A stored address with a line break or angle bracket (never from the forms, which
+    validate it) bounces as a relay would refuse it, and the connection goes on."""
+    settings = smtp.SmtpSettings("127.0.0.1", sink.controller.port, "none")
+    raw = message.build(RENDERED, sender="a@news.test", recipient="ok@example.org")
+    with smtp.connect(settings) as mailer:
+        for bad in ("x@example.org>\r\nRCPT TO:<y@example.org", "a<b@example.org"):
+            rejection = mailer.send(raw, "a@news.test", bad)
+            assert rejection is not None and rejection.permanent and rejection.code == 553
+        assert mailer.send(raw, "a@news.test", "ok@example.org") is None
+        with pytest.raises(smtplib.SMTPSenderRefused):
+            mailer.send(raw, "a@news.test>\r\nRSET", "ok@example.org")
+    assert [m.recipients for m in sink.store.all()] == [["ok@example.org"]]
+
+
 def test_starttls_verifies_certificates(sink: MailSink) -> None:
     # The sink offers no TLS: asking for STARTTLS must fail, never fall back to plain text.
     settings = smtp.SmtpSettings("127.0.0.1", sink.controller.port, "starttls")

@@ -86,8 +86,12 @@ class Mailer:
     def envelope(self, sender: str, recipient: str, size: int) -> Rejection | None:
         """MAIL FROM and RCPT TO: nothing is delivered yet, and reset() takes it back."""
         recipient = ascii_address(recipient)
-        if _UNSAFE.search(sender) or _UNSAFE.search(recipient):
-            raise ValueError("an envelope address holds a character SMTP cannot carry")
+        if _UNSAFE.search(sender):
+            # Our own configuration: the relay's kind of trouble, no reader is charged.
+            raise smtplib.SMTPSenderRefused(553, b"sender address not allowed", sender)
+        if _UNSAFE.search(recipient):
+            # Refused here as a relay would (RFC 5321's 553): that address bounces.
+            return Rejection(553, "5.1.3 mailbox name not allowed")
         connection = self.connection
         connection.ehlo_or_helo_if_needed()
         announced = f" SIZE={size}" if self.announces_size else ""
