@@ -15,6 +15,7 @@ import urllib.parse
 from http.cookies import SimpleCookie
 
 from bench import report
+from bench.alerts import SinkTail
 from bench.common import bar, check_received
 from bench.stack import running
 
@@ -110,8 +111,6 @@ def run(args: argparse.Namespace) -> None:
         assert len(latencies) == total, "a client thread failed"
         # Every confirmation out before the sink is read.
         deadline = time.monotonic() + 120
-        from bench.alerts import SinkTail
-
         tail = SinkTail(stack)
         while tail.poll() < total and time.monotonic() < deadline:
             time.sleep(0.2)

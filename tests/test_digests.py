@@ -445,6 +445,7 @@ def test_a_reader_changing_their_hour_while_their_batch_runs_gets_the_new_hour(
     from sqlalchemy import update
 
     from alerts.sending import digest_ledger
+    from alerts.sending.policy import RetryPolicy
 
     frozen_clock(utc(2026, 11, 2, 8, 0))
     reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
@@ -454,7 +455,7 @@ def test_a_reader_changing_their_hour_while_their_batch_runs_gets_the_new_hour(
     run, _ = digests.start_run(session, DAILY, "", "admin")
     digests.enqueue(session, run, due_only=False)
     session.commit()
-    claim = digest_ledger.claim_next(session, run.id, digests_policy())
+    claim = digest_ledger.claim_next(session, run.id, RetryPolicy())
     assert claim.subscriber_ids == [reader.id]
     # The preference centre, meanwhile, in another transaction.
     session.execute(
@@ -481,17 +482,3 @@ def test_a_reader_changing_their_hour_while_their_batch_runs_gets_the_new_hour(
     assert schedule is not None
     session.refresh(schedule)
     assert schedule.next_at == utc(2026, 11, 2, 18, 0)
-
-
-def digests_policy() -> Any:
-    from alerts.sending.policy import RetryPolicy
-
-    return RetryPolicy(
-        backoff=10,
-        backoff_max=100,
-        horizon=timedelta(hours=1),
-        stale_after=timedelta(seconds=90),
-        batch_size=10,
-        relay_backoff=5,
-        relay_backoff_max=60,
-    )

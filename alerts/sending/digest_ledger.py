@@ -209,66 +209,35 @@ def finish(
     its time is not due again the same day)."""
     current = now()
     with db.cursor(session) as cursor:
-        _finish(
-            cursor,
-            run_id,
-            reader,
-            token,
-            status,
-            frequency=frequency,
-            slot=slot,
-            until=until,
-            current=current,
-            article_count=article_count,
-            error=error,
-            delivery_status=delivery_status,
-        )
-
-
-def _finish(
-    cursor: db.Cursor,
-    run_id: int,
-    reader: Subscriber,
-    token: str,
-    status: RecipientStatus,
-    *,
-    frequency: Frequency,
-    slot: datetime | None,
-    until: datetime | None,
-    current: datetime,
-    article_count: int,
-    error: str | None,
-    delivery_status: DeliveryStatus | None,
-) -> None:
-    _FINISH_RECIPIENT.run(
-        cursor,
-        {
-            "run": run_id,
-            "subscriber": reader.id,
-            "token": token,
-            "new_status": status,
-            "new_count": article_count,
-            "new_error": error[:2000] if error else None,
-            "new_updated_at": current,
-            "tried": 1 if delivery_status is not None else 0,
-        },
-    )
-    if delivery_status is not None:
-        _FINISH_DELIVERIES.run(
+        _FINISH_RECIPIENT.run(
             cursor,
             {
+                "run": run_id,
                 "subscriber": reader.id,
                 "token": token,
-                "new_status": delivery_status,
-                "new_sent_at": current if delivery_status is DeliveryStatus.SENT else None,
+                "new_status": status,
+                "new_count": article_count,
                 "new_error": error[:2000] if error else None,
                 "new_updated_at": current,
+                "tried": 1 if delivery_status is not None else 0,
             },
         )
-    if status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
-        # The end of the window this digest covered, not the time it finished: an article
-        # arriving mid-batch belongs to the next digest.
-        move_on(cursor, reader, frequency, until or current, max(current, slot or current))
+        if delivery_status is not None:
+            _FINISH_DELIVERIES.run(
+                cursor,
+                {
+                    "subscriber": reader.id,
+                    "token": token,
+                    "new_status": delivery_status,
+                    "new_sent_at": current if delivery_status is DeliveryStatus.SENT else None,
+                    "new_error": error[:2000] if error else None,
+                    "new_updated_at": current,
+                },
+            )
+        if status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
+            # The end of the window this digest covered, not the time it finished: an article
+            # arriving mid-batch belongs to the next digest.
+            move_on(cursor, reader, frequency, until or current, max(current, slot or current))
 
 
 def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str) -> None:
