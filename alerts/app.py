@@ -27,6 +27,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings.normalize(app.config)
     settings.check_production(app.config)
     settings.check_sending(app.config)
+    if test_config is None:
+        from alerts import logs
+
+        logs.configure(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
     if app.config["ENV"] == "production":
         app.config.update(SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True)
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:

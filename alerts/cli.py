@@ -14,12 +14,16 @@ from flask.cli import FlaskGroup, with_appcontext
 from alerts import create_app
 from alerts.digests import DIGEST_FREQUENCIES
 from alerts.errors import InvalidInput, UnknownTopic
+from alerts.web.metrics_server import serve_metrics
 from worker.tasks import fanout_article
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, load_dotenv=False, set_debug_flag=False)
 def main() -> None:
     """News alerts: the free email alerts of a news site."""
+
+
+main.add_command(serve_metrics)
 
 
 @main.command("dev")

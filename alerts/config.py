@@ -35,6 +35,9 @@ STRING_SETTINGS = (
     "RATELIMIT_SUBSCRIBE_ADDRESS",
     "RATELIMIT_API",
     "RATELIMIT_LOGIN",
+    "METRICS_TOKEN",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
 )
 
 
@@ -96,6 +99,14 @@ def defaults() -> dict[str, Any]:
         # service uses and every task's run time (checked at start).
         "BROKER_VISIBILITY_TIMEOUT": 3600,
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+        # GET /metrics answers only with "Authorization: Bearer <METRICS_TOKEN>"; unset, it is
+        # not served by the web app at all (`alerts metrics serve` gives a separate address).
+        "METRICS_TOKEN": None,
+        # /readyz: beat is counted as stopped once it has not ticked for this long.
+        "BEAT_MAX_SILENCE": 120,
+        # "json": one JSON object per log line (production); "text": readable lines.
+        "LOG_FORMAT": "text",
+        "LOG_LEVEL": "INFO",
         "DIGEST_CHECK_INTERVAL": 300,
         "FEED_CHECK_INTERVAL": 60,
         "FEED_TIMEOUT": 20,
@@ -131,6 +142,11 @@ def defaults() -> dict[str, Any]:
             "enable_utc": True,
             "task_eager_propagates": True,
             "worker_hijack_root_logger": False,
+            # Task events, for Flower (`celery -A worker flower`) and `celery events`.
+            "worker_send_task_events": True,
+            "task_send_sent_event": True,
+            # Celery's scheduler, recording each tick for /readyz (worker/beat.py).
+            "beat_scheduler": "worker.beat:Scheduler",
             # Feeds are polled by their own worker pool (`-Q feeds`): a slow feed server can
             # hold a feed worker up to FEED_TIMEOUT, never a sending one.
             "task_routes": {

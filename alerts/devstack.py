@@ -285,7 +285,7 @@ def run(host: str, port: int, smtp_port: int) -> None:
         print(
             f"\n* signup page:  {base}/\n* mail sink:    {base}/dev/mail\n"
             f"* admin:        {admin}\n"
-            f"* health:       {base}/healthz\n* Ctrl-C stops everything.\n",
+            f"* health:       {base}/readyz\n* Ctrl-C stops everything.\n",
             flush=True,
         )
         from werkzeug.serving import run_simple

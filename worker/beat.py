@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
+import redis
+from celery.beat import PersistentScheduler
 from celery.schedules import crontab
+
+log = logging.getLogger(__name__)
+
+BEAT_TICK_KEY = "alerts:beat:last-tick"
+TICK_EVERY = 5.0  # seconds: how often beat wakes up at least, and records that it did
 
 
 def schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -27,3 +36,30 @@ def schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             "schedule": crontab(minute="17", hour="3"),
         },
     }
+
+
+class Scheduler(PersistentScheduler):
+    """Celery's own scheduler, that also says when it last ticked (in the broker, under
+    BEAT_TICK_KEY): /readyz reports beat as stopped once that is too long ago."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._client = redis.Redis.from_url(self.app.conf.broker_url, socket_timeout=2)
+        self._recorded = 0.0
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        delay: float = super().tick(*args, **kwargs)
+        current = time.time()
+        if current - self._recorded >= TICK_EVERY:
+            try:
+                self._client.set(BEAT_TICK_KEY, f"{current:.3f}", ex=24 * 3600)
+                self._recorded = current
+            except redis.RedisError:
+                log.warning("beat could not record its tick: the broker does not answer")
+        return min(delay, TICK_EVERY)
+
+
+def last_tick(client: redis.Redis) -> float | None:
+    """When beat last ticked (a Unix time), or None if it never has."""
+    value = client.get(BEAT_TICK_KEY)
+    return float(value) if value is not None else None

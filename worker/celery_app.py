@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery, Task, signals
 from celery.app.defaults import NAMESPACES, flatten
 from flask import Flask
 
+from alerts import logs
 from alerts.config import ConfigError
 from worker.beat import schedule
 
@@ -24,7 +27,49 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.conf.update(celery_config(app.config))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
+
+    # Celery's logs through the service's formatter (Celery configures nothing itself once
+    # a receiver is connected), each line with the ids of the task it comes from.
+    def setup_logging(loglevel: Any = None, **_: Any) -> None:
+        logs.configure(app.config["LOG_FORMAT"], loglevel or app.config["LOG_LEVEL"])
+
+    signals.setup_logging.connect(setup_logging, weak=False)
     return celery_app
+
+
+# A task's arguments that name what it is about, as log fields.
+_ID_ARGUMENTS = {
+    "article_id": "article_id",
+    "run_id": "run_id",
+    "feed_id": "feed_id",
+    "subscriber_id": "reader_id",
+}
+
+
+# The log context each running task replaced, put back when it ends (a task run eagerly
+# inside a web request must leave the request's ids in place).
+_replaced: dict[str, Any] = {}
+
+
+@signals.task_prerun.connect
+def _task_fields(
+    task_id: str | None = None, task: Any = None, args: Any = (), kwargs: Any = None, **_: Any
+) -> None:
+    named: dict[str, Any] = {}
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        named = inspect.signature(task.run).bind_partial(*args, **(kwargs or {})).arguments
+    _replaced[task_id or ""] = logs.set_fields(
+        task_id=task_id,
+        task=getattr(task, "name", None),
+        **{field: named.get(argument) for argument, field in _ID_ARGUMENTS.items()},
+    )
+
+
+@signals.task_postrun.connect
+def _task_done(task_id: str | None = None, **_: Any) -> None:
+    token = _replaced.pop(task_id or "", None)
+    if token is not None:
+        logs.restore(token)
 
 
 def celery_config(config: Any) -> dict[str, Any]:

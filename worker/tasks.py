@@ -11,7 +11,7 @@ from celery import shared_task
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from alerts import db, digests, feeds, subscriptions
+from alerts import db, digests, feeds, metrics, subscriptions
 from alerts.config import CONFIRMATION_RETRY_MAX
 from alerts.db import queue_after_commit
 from alerts.mail import emails
@@ -271,6 +271,7 @@ def poll_feed(feed_id: int) -> str:
     for article_id in report.to_alert:
         queue_after_commit(session, fanout_article, article_id)
     session.commit()
+    metrics.feed_polled(report.status)
     log.info(
         "feed %s: %s, %d new (%d alerting), %d updated",
         feed_id,

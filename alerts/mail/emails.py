@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from alerts import i18n, tokens
+from alerts import i18n, metrics, tokens
 from alerts.clock import now, zone
 from alerts.mail import message, smtp
 from alerts.mail.render import RenderedEmail, renderer
@@ -107,7 +108,11 @@ def send_confirmation(
     if raw is None:
         return None
     with smtp.connect(settings.smtp) as mailer:
-        return mailer.send(raw, message.envelope_sender(settings.mail_from), subscriber.email)
+        started = time.perf_counter()
+        rejection = mailer.send(raw, message.envelope_sender(settings.mail_from), subscriber.email)
+        metrics.SMTP_SECONDS.labels("confirmation").observe(time.perf_counter() - started)
+    metrics.replied("confirmation", rejection)
+    return rejection
 
 
 def welcome(settings: MailSettings, subscriber: Subscriber) -> bytes | None:
@@ -147,8 +152,9 @@ def send_welcome(
     raw = welcome(settings, subscriber) if subscriber is not None else None
     if subscriber is None or raw is None:
         return None
-    with smtp.connect(settings.smtp) as mailer:
+    with smtp.connect(settings.smtp) as mailer, metrics.SMTP_SECONDS.labels("welcome").time():
         rejection = mailer.send(raw, message.envelope_sender(settings.mail_from), subscriber.email)
+    metrics.replied("welcome", rejection)
     if rejection is None or rejection.permanent:
         subscriber.welcomed_at = now()
         session.commit()

@@ -112,6 +112,8 @@ def _drain(
 class AlertOutbox:
     """One batch of one article's alerts."""
 
+    kind = "alert"
+
     def __init__(
         self,
         session: Session,
@@ -203,6 +205,8 @@ def drain_alerts(
 
 class DigestOutbox:
     """One batch of one run's digests."""
+
+    kind = "digest"
 
     def __init__(
         self,

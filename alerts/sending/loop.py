@@ -19,6 +19,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from alerts import metrics
 from alerts.mail import smtp
 from alerts.sending import relay
 from alerts.sending.lease import Lease
@@ -30,6 +31,8 @@ Connect = Callable[[smtp.SmtpSettings], AbstractContextManager[smtp.Mailer]]
 class Outbox(Protocol):
     """One batch of one kind of email, as the send loop sees it. Every method records in the
     session; the loop commits after each message."""
+
+    kind: str  # "alert" or "digest", as the metrics name it
 
     def compose(self, key: int) -> tuple[str, bytes] | None:
         """(address, message bytes) for this reader, or None when nothing is to be sent
@@ -86,6 +89,7 @@ def send(
     relay_key = relay.key_of(settings)
     remaining = deque(keys)
     failures = 0  # connections in a row that broke before the relay accepted anything
+    latency = metrics.SMTP_SECONDS.labels(outbox.kind)
     while remaining:
         accepted = 0
         mailer: smtp.Mailer | None = None
@@ -99,14 +103,18 @@ def send(
                         return outcome
                     key = remaining[0]
                     composed = outbox.compose(key)
+                    result = "skipped"
                     if composed is None:
                         outcome.skipped += 1
                     else:
                         address, raw = composed
+                        started = time.perf_counter()
                         rejection = mailer.send(raw, sender, address)
+                        latency.observe(time.perf_counter() - started)
                         if rejection is None:
                             outbox.sent(key)
                             outcome.sent += 1
+                            result = "sent"
                             if not accepted:
                                 # Only a message accepted proves the relay is back: one
                                 # that answers connections and then refuses stays "down".
@@ -114,9 +122,11 @@ def send(
                             accepted += 1
                             failures = 0
                         else:
-                            outcome.count(outbox.refused(key, rejection))
+                            result = outbox.refused(key, rejection)
+                            outcome.count(result)
                     # Recorded before the next message: a crash from here on repeats nothing.
                     session.commit()
+                    metrics.email(outbox.kind, result)
                     remaining.popleft()
         except (OSError, smtplib.SMTPException) as error:
             session.rollback()
@@ -124,9 +134,11 @@ def send(
             if mailer is not None and mailer.in_data and remaining:
                 # The relay may have kept it; SMTP cannot tell. Retried after a backoff of
                 # its own, so a message that breaks the connection cannot stall the batch.
-                outcome.count(outbox.dropped(remaining.popleft(), text))
+                result = outbox.dropped(remaining.popleft(), text)
+                outcome.count(result)
                 outcome.dropped += 1
                 session.commit()
+                metrics.email(outbox.kind, result)
             if accepted == 0:
                 failures += 1
             if failures > policy.reconnects:

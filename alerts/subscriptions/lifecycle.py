@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from alerts import digests
+from alerts import digests, metrics
 from alerts.clock import now
 from alerts.errors import LinkNotValid
 from alerts.matching import MAX_KEYWORDS, words
@@ -98,6 +98,7 @@ def subscribe(
     nonce = subscriber.confirm_nonce or secrets.token_hex(8)
     if not _claim_confirmation(session, subscriber, resend_interval, nonce):
         return None
+    metrics.SIGNUPS.inc()
     return ConfirmationRequest(subscriber.id, nonce)
 
 
@@ -238,6 +239,7 @@ def confirm(
 
     if changes is None and subscriber.status is SubscriberStatus.PENDING:
         result = ConfirmResult.CONFIRMED
+        metrics.CONFIRMATIONS.inc()
         subscriber.status = SubscriberStatus.ACTIVE
         subscriber.confirmed_at = now()
         subscriber.unsubscribed_at = None
@@ -282,6 +284,7 @@ def unsubscribe(session: Session, subscriber_id: int, how: str) -> Subscriber | 
         subscriber.confirm_nonce = None
         digests.drop_schedules(session, subscriber.id)
         session.flush()
+        metrics.unsubscribed(how)
     return subscriber
 
 
@@ -311,6 +314,7 @@ def resend_confirmation(
     nonce = subscriber.confirm_nonce or secrets.token_hex(8)
     if not _claim_confirmation(session, subscriber, resend_interval, nonce):
         return None
+    metrics.SIGNUPS.inc()
     return ConfirmationRequest(subscriber.id, nonce)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import time
+import uuid
 from typing import Any
 
-from flask import Flask, jsonify, make_response, render_template, request
+from flask import Flask, Response, g, jsonify, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -13,6 +17,7 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
+from alerts import logs
 from alerts.i18n import N_
 from alerts.i18n import gettext as _
 
@@ -29,6 +34,35 @@ class RowId(IntegerConverter):
     def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("max", 2**63 - 1)
         super().__init__(map, *args, **kwargs)
+
+
+request_log = logging.getLogger("alerts.request")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _request_started() -> None:
+    """Every log line of a request carries its id: the proxy's X-Request-ID when it sent a
+    sane one, else a new one (returned in the response's X-Request-ID)."""
+    given = request.headers.get("X-Request-ID", "")
+    g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+    logs.clear()
+    logs.set_fields(request_id=g.request_id)
+
+
+def _request_finished(response: Response) -> Response:
+    """One line per request, naming the view (its URL may hold a reader's token), not the path."""
+    started = g.get("request_started")
+    if started is not None:
+        request_log.info(
+            "%s %s %s %.1fms",
+            request.method,
+            request.endpoint or "-",
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        response.headers["X-Request-ID"] = g.request_id
+    return response
 
 
 def init_app(app: Flask) -> None:
@@ -69,6 +103,10 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(TooManyRequests, _too_many)
     app.register_error_handler(HTTPException, _http_error)
+
+    app.before_request(_request_started)
+    app.after_request(_request_finished)
+    app.teardown_request(lambda _error: logs.clear())
 
     @app.after_request
     def _security_headers(response):  # type: ignore[no-untyped-def]

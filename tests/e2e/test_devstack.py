@@ -49,11 +49,15 @@ def run_once(cwd: Path) -> str:
     dev = start_dev(cwd, port, smtp_port)
     try:
         wait_for(lambda: get(f"http://127.0.0.1:{port}/")[0] == 200, 60, "alerts dev")
-        status, body = get(f"http://127.0.0.1:{port}/healthz")
-        assert status == 200 and json.loads(body) == {
+        assert get(f"http://127.0.0.1:{port}/healthz") == (200, b'{"status":"ok"}\n')
+        # Ready once the worker answers a ping and beat has ticked.
+        wait_for(lambda: get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 60, "/readyz")
+        assert json.loads(get(f"http://127.0.0.1:{port}/readyz")[1]) == {
             "status": "ok",
             "database": "ok",
             "broker": "ok",
+            "worker": "ok",
+            "beat": "ok",
         }
         assert get(f"http://127.0.0.1:{port}/dev/mail/")[0] == 200
         children = psutil.Process(dev.pid).children(recursive=True)

@@ -1,0 +1,202 @@
+"""What the people who run the service watch, in Prometheus' exposition format.
+
+Two kinds of figures:
+- **counters** each process adds to as things happen (signups, emails by kind and outcome,
+  SMTP latency, feed polls). With PROMETHEUS_MULTIPROC_DIR set (prometheus-client's
+  multiprocess mode), every process (each gunicorn worker, each Celery pool process) writes
+  its own files there and a scrape adds them all up; unset, a process counts in memory.
+- **the state of the work**, read from the database at each scrape (what is waiting and for
+  how long, fan-out and digest runs in progress, the relay): the database is the one place
+  every worker node shares, so these are right whichever process serves the scrape.
+
+No label ever holds an address, a token or an id: only small fixed sets of values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from alerts.clock import now
+from alerts.models import (
+    DELIVERY_PENDING,
+    Article,
+    Delivery,
+    DigestRecipient,
+    DigestRun,
+    RecipientStatus,
+    RelayStatus,
+)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+SIGNUPS = Counter("alerts_signups", "Signups recorded (a confirmation email owed).")
+CONFIRMATIONS = Counter("alerts_confirmations", "Subscriptions confirmed from the emailed link.")
+UNSUBSCRIBES = Counter("alerts_unsubscribes", "Readers who unsubscribed, by way.", ["way"])
+EMAILS = Counter(
+    "alerts_emails",
+    "Emails handed to the relay or given up on, by kind (confirmation, welcome, alert, "
+    "digest) and outcome (sent, retried, failed, bounced).",
+    ["kind", "outcome"],
+)
+SMTP_SECONDS = Histogram(
+    "alerts_smtp_send_seconds",
+    "Time from the first SMTP command of a message to the relay's answer to its data.",
+    ["kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+FEED_POLLS = Counter(
+    "alerts_feed_polls", "Feed polls, by result (ok, not_modified, error).", ["result"]
+)
+
+# The send loop's outcomes, as operators name them.
+_OUTCOMES = {"sent": "sent", "deferred": "retried", "failed": "failed", "bounced": "bounced"}
+_WAYS = ("one-click", "unsubscribe page", "admin")
+
+
+def email(kind: str, outcome: str) -> None:
+    """Count one email's outcome ("sent", "deferred", "failed", "bounced"; "skipped" is no
+    email and is not counted)."""
+    name = _OUTCOMES.get(outcome)
+    if name is not None:
+        EMAILS.labels(kind, name).inc()
+
+
+def replied(kind: str, rejection: object | None) -> None:
+    """Count a one-off email (a confirmation, a welcome) by the relay's answer: None is
+    accepted; a rejection's `permanent` tells a bounce from a refusal retried later."""
+    if rejection is None:
+        email(kind, "sent")
+    else:
+        email(kind, "bounced" if getattr(rejection, "permanent", False) else "deferred")
+
+
+def unsubscribed(how: str) -> None:
+    """`how` is what the reader's record keeps ("one-click (mail client)", "unsubscribe page:
+    last topic", "admin"): counted under its way, never under free text."""
+    way = next((way for way in _WAYS if how.startswith(way)), "other")
+    UNSUBSCRIBES.labels(way).inc()
+
+
+def feed_polled(status: str) -> None:
+    result = "error" if status.startswith("error") else status.replace(" ", "_")
+    FEED_POLLS.labels(result if result in ("ok", "not_modified") else "error").inc()
+
+
+class WorkCollector(Collector):
+    """Gauges of the work in the database, read when Prometheus scrapes."""
+
+    def __init__(self, session: Callable[[], Session]) -> None:
+        self.session = session
+
+    def collect(self) -> Iterator[Metric]:
+        session = self.session()
+        current = now()
+        try:
+            yield from self._waiting(session, current)
+            yield from self._runs(session)
+            yield from self._relays(session, current)
+        finally:
+            session.rollback()
+
+    def _waiting(self, session: Session, current: datetime) -> Iterator[Metric]:
+        waiting = GaugeMetricFamily(
+            "alerts_deliveries_waiting",
+            "Emails owed and not yet sent, by kind (alert, digest).",
+            labels=["kind"],
+        )
+        oldest = GaugeMetricFamily(
+            "alerts_deliveries_oldest_waiting_seconds",
+            "How long the oldest email owed has been waiting, by kind (0 when none is).",
+            labels=["kind"],
+        )
+        alerts, alerts_since = session.execute(
+            select(func.count(), func.min(Delivery.created_at)).where(DELIVERY_PENDING)
+        ).one()
+        digests, digests_since = session.execute(
+            select(func.count(), func.min(DigestRecipient.slot)).where(
+                DigestRecipient.status == RecipientStatus.QUEUED
+            )
+        ).one()
+        for kind, count, since in (
+            ("alert", alerts, alerts_since),
+            ("digest", digests, digests_since),
+        ):
+            waiting.add_metric([kind], int(count or 0))
+            age = (current - since).total_seconds() if since is not None else 0.0
+            oldest.add_metric([kind], max(age, 0.0))
+        yield waiting
+        yield oldest
+        fanout = GaugeMetricFamily(
+            "alerts_fanout_articles_waiting",
+            "Published articles whose readers are not all written down yet (fan-out running).",
+        )
+        fanout.add_metric([], int(session.scalar(
+            select(func.count()).select_from(Article).where(Article.fanned_out_at.is_(None))
+        ) or 0))  # fmt: skip
+        yield fanout
+
+    def _runs(self, session: Session) -> Iterator[Metric]:
+        runs = GaugeMetricFamily("alerts_digest_runs_running", "Digest runs not finished.")
+        recipients = GaugeMetricFamily(
+            "alerts_digest_run_recipients",
+            "Readers of the digest runs not finished, by status (queued, sent, skipped, failed).",
+            labels=["status"],
+        )
+        running = select(DigestRun.id).where(DigestRun.finished_at.is_(None))
+        runs.add_metric(
+            [], int(session.scalar(select(func.count()).select_from(running.subquery())) or 0)
+        )
+        counts: dict[RecipientStatus, int] = {
+            status: count
+            for status, count in session.execute(
+                select(DigestRecipient.status, func.count())
+                .where(DigestRecipient.run_id.in_(running))
+                .group_by(DigestRecipient.status)
+            )
+        }
+        for status in RecipientStatus:
+            recipients.add_metric([status.value], int(counts.get(status, 0)))
+        yield runs
+        yield recipients
+
+    def _relays(self, session: Session, current: datetime) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "alerts_relay_up",
+            "1 while the SMTP relay takes mail, 0 while the service holds sending back from it.",
+            labels=["relay"],
+        )
+        failures = GaugeMetricFamily(
+            "alerts_relay_failures", "Failed connections to the relay in a row.", labels=["relay"]
+        )
+        for row in session.scalars(select(RelayStatus)):
+            up.add_metric([row.relay], 0 if row.failures else 1)
+            failures.add_metric([row.relay], row.failures)
+        yield up
+        yield failures
+
+
+def exposition(session: Callable[[], Session]) -> bytes:
+    """Every figure, for one scrape: the counters of every process (multiprocess mode) or of
+    this one, and the database's gauges."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        for metric in (SIGNUPS, CONFIRMATIONS, UNSUBSCRIBES, EMAILS, SMTP_SECONDS, FEED_POLLS):
+            registry.register(metric)
+    registry.register(WorkCollector(session))
+    return generate_latest(registry)

@@ -1,0 +1,41 @@
+"""`alerts metrics --bind HOST:PORT`: /metrics on an address of its own, with no token.
+
+For a Prometheus that reaches the service on a private network: bind it there, and leave
+METRICS_TOKEN unset so the public web app serves no /metrics at all. On a host that runs
+only workers (no gunicorn), this is how their counters are read: it adds up the files of
+every process that shares its PROMETHEUS_MULTIPROC_DIR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from alerts import db, metrics
+
+
+@click.command("metrics")
+@click.option("--bind", default="127.0.0.1:9100", show_default=True, help="HOST:PORT to serve on.")
+@with_appcontext
+def serve_metrics(bind: str) -> None:
+    """Serve GET /metrics (Prometheus) on a separate address."""
+    from werkzeug.serving import run_simple
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    host, _, port = bind.rpartition(":")
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found: try /metrics\n"]
+        with app.app_context():  # its teardown closes the session
+            body = metrics.exposition(db.session)
+        start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE)])
+        return [body]
+
+    click.echo(f"* metrics on http://{host or '0.0.0.0'}:{port}/metrics")  # noqa: S104
+    run_simple(host or "0.0.0.0", int(port), wsgi, threaded=True)  # noqa: S104
