@@ -8,7 +8,8 @@ COPY worker ./worker
 COPY templates ./templates
 # Editable, so the package finds templates/ beside it as in a checkout.
 RUN pip install --no-cache-dir -e . && pybabel compile -d alerts/translations \
-    && useradd --system --home /app alerts
+    && useradd --system --home /app alerts \
+    && mkdir /metrics-data && chown alerts /metrics-data
 USER alerts
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "alerts:create_app()"]
+CMD ["gunicorn", "-c", "python:alerts.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "2", "alerts:create_app()"]

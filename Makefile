@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench faults format clean catalogs translations
+.PHONY: run test lint bench faults topology format clean catalogs translations
 
 # Compiled catalogs of the site's languages (alerts/translations/<locale>/LC_MESSAGES).
 PO_FILES := $(wildcard alerts/translations/*/LC_MESSAGES/messages.po)
@@ -26,7 +26,7 @@ run: $(STAMP) catalogs
 	$(BIN)/alerts dev --port $(PORT) --smtp-port $(SMTP_PORT)
 
 test: $(STAMP) lint catalogs
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 -m "not topology"
 
 catalogs: $(MO_FILES)
 
@@ -59,6 +59,12 @@ bench: $(STAMP) catalogs
 faults: $(STAMP) catalogs
 	ALERTS_FAULT_READERS=5000 ALERTS_FAULT_DEFAULT_TIMINGS=1 $(BIN)/pytest \
 		-s -q --timeout 1800 tests/e2e/test_faults.py
+
+# docker-compose.yml's production topology without Docker, on the PostgreSQL server at
+# 127.0.0.1:5432 (ALERTS_TOPOLOGY_POSTGRES_URL): signup, alerts, a digest run across two
+# sending nodes with one killed mid-run, one-click unsubscribe; prints its figures.
+topology: $(STAMP) catalogs
+	ALERTS_REQUIRE_POSTGRES=1 $(BIN)/pytest -s -q -m topology tests/e2e/test_topology.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(MO_FILES)

@@ -14,7 +14,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from alerts import create_app
 from alerts.digests import DIGEST_FREQUENCIES
 from alerts.errors import InvalidInput, UnknownTopic
-from alerts.web.metrics_server import serve_metrics
+from alerts.web.metrics_server import metrics_group
 from worker.tasks import fanout_article
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     """News alerts: the free email alerts of a news site."""
 
 
-main.add_command(serve_metrics)
+main.add_command(metrics_group)
 
 
 @main.command("dev")

@@ -22,7 +22,7 @@ FIELDS = ("request_id", "task_id", "task", "article_id", "run_id", "reader_id", 
 
 _context: ContextVar[dict[str, Any]] = ContextVar("alerts_log_context", default={})  # noqa: B039 - never mutated
 
-_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[\w-]+\.)+[A-Za-z][\w-]*")
 # A UUID (Celery's task ids) is kept; any other long run of URL-safe characters holding a
 # letter and a digit is a token (signed links, nonces, secrets) and is masked.
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -112,6 +112,7 @@ def configure(kind: str = "text", level: str | int = "INFO") -> None:
     handler.setFormatter(formatter(kind))
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
+    logging.captureWarnings(True)  # a library's warning is a log record too
     for name in ("gunicorn.error", "gunicorn.access", "celery", "werkzeug"):
         logger = logging.getLogger(name)
         logger.handlers = []

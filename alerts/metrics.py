@@ -43,6 +43,10 @@ from alerts.models import (
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Each process's files are opened as its first metric is made: the folder must exist.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 SIGNUPS = Counter("alerts_signups", "Signups recorded (a confirmation email owed).")
 CONFIRMATIONS = Counter("alerts_confirmations", "Subscriptions confirmed from the emailed link.")
 UNSUBSCRIBES = Counter("alerts_unsubscribes", "Readers who unsubscribed, by way.", ["way"])

@@ -114,7 +114,7 @@ def running(
 ) -> Iterator[BenchStack]:
     with (
         tempfile.TemporaryDirectory(prefix="alerts-bench-") as directory,
-        _fresh_database(database_url, directory) as url,
+        fresh_database(database_url, directory) as url,
     ):
         migrations.upgrade(url)
         engine = make_engine(url)
@@ -188,7 +188,7 @@ def running(
 
 
 @contextmanager
-def _fresh_database(server_url: str | None, directory: str) -> Iterator[str]:
+def fresh_database(server_url: str | None, directory: str) -> Iterator[str]:
     """A new SQLite file, or a new database on the PostgreSQL server of `server_url`,
     dropped afterwards: a benchmark never touches data of its own or anyone else's."""
     if not server_url:

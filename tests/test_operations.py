@@ -260,3 +260,5 @@ def test_masking_keeps_task_ids_and_hides_tokens() -> None:
     signed = "eyJpIjoxMjMsInAiOiJ1bnN1YnNjcmliZSJ9.ZzX4Bg.k3J9s0dLq1w2e3r4t5y6"
     masked = logs.mask(f"task {task_id} for someone@example.org via /unsubscribe/{signed}")
     assert masked == f"task {task_id} for <address> via /unsubscribe/<token>"
+    broker = "Connected to redis://:**@127.0.0.1:6379/0"
+    assert logs.mask(broker) == broker
