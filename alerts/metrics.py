@@ -15,8 +15,9 @@ No label ever holds an address, a token or an id: only small fixed sets of value
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -103,8 +104,9 @@ def feed_polled(status: str) -> None:
 class WorkCollector(Collector):
     """Gauges of the work in the database, read when Prometheus scrapes."""
 
-    def __init__(self, session: Callable[[], Session]) -> None:
+    def __init__(self, session: Callable[[], Session], relay: str) -> None:
         self.session = session
+        self.relay = relay  # the configured relay, "host:port": reported up until it fails
 
     def collect(self) -> Iterator[Metric]:
         session = self.session()
@@ -112,7 +114,7 @@ class WorkCollector(Collector):
         try:
             yield from self._waiting(session, current)
             yield from self._runs(session)
-            yield from self._relays(session, current)
+            yield from self._relays(session)
         finally:
             session.rollback()
 
@@ -177,7 +179,7 @@ class WorkCollector(Collector):
         yield runs
         yield recipients
 
-    def _relays(self, session: Session, current: datetime) -> Iterator[Metric]:
+    def _relays(self, session: Session) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "alerts_relay_up",
             "1 while the SMTP relay takes mail, 0 while the service holds sending back from it.",
@@ -186,14 +188,24 @@ class WorkCollector(Collector):
         failures = GaugeMetricFamily(
             "alerts_relay_failures", "Failed connections to the relay in a row.", labels=["relay"]
         )
-        for row in session.scalars(select(RelayStatus)):
-            up.add_metric([row.relay], 0 if row.failures else 1)
-            failures.add_metric([row.relay], row.failures)
+        known = {row.relay: row.failures for row in session.scalars(select(RelayStatus))}
+        known.setdefault(self.relay, 0)
+        for relay, count in sorted(known.items()):
+            up.add_metric([relay], 0 if count else 1)
+            failures.add_metric([relay], count)
         yield up
         yield failures
 
 
-def exposition(session: Callable[[], Session]) -> bytes:
+def relay_of(config: Mapping[str, Any]) -> str:
+    """The configured relay as the breaker names it ("host:port")."""
+    from alerts.mail.smtp import SmtpSettings
+    from alerts.sending.relay import key_of
+
+    return key_of(SmtpSettings.from_url(str(config["SMTP_URL"])))
+
+
+def exposition(session: Callable[[], Session], relay: str) -> bytes:
     """Every figure, for one scrape: the counters of every process (multiprocess mode) or of
     this one, and the database's gauges."""
     registry = CollectorRegistry()
@@ -202,5 +214,5 @@ def exposition(session: Callable[[], Session]) -> bytes:
     else:
         for metric in (SIGNUPS, CONFIRMATIONS, UNSUBSCRIBES, EMAILS, SMTP_SECONDS, FEED_POLLS):
             registry.register(metric)
-    registry.register(WorkCollector(session))
+    registry.register(WorkCollector(session, relay))
     return generate_latest(registry)

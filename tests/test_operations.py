@@ -158,6 +158,8 @@ def test_metrics_count_a_readers_life_and_the_emails_sent(
     assert value(after, "alerts_deliveries_waiting", kind="alert") == 0
     assert value(after, "alerts_deliveries_oldest_waiting_seconds", kind="digest") == 0
     assert value(after, "alerts_fanout_articles_waiting") == 0
+    relay = ops_app.config["SMTP_URL"].removeprefix("smtp://")
+    assert value(after, "alerts_relay_up", relay=relay) == 1
 
 
 def test_waiting_email_shows_its_age(ops_app: Flask, session: Session, frozen_clock: Any) -> None:
@@ -262,3 +264,15 @@ def test_masking_keeps_task_ids_and_hides_tokens() -> None:
     assert masked == f"task {task_id} for <address> via /unsubscribe/<token>"
     broker = "Connected to redis://:**@127.0.0.1:6379/0"
     assert logs.mask(broker) == broker
+
+
+def test_relay_down_shows_as_zero(ops_app: Flask, session: Session) -> None:
+    from alerts.sending import relay
+    from alerts.sending.policy import RetryPolicy
+
+    key = ops_app.config["SMTP_URL"].removeprefix("smtp://")
+    relay.trouble(session, key, "ConnectionRefusedError", RetryPolicy())
+    session.commit()
+    samples = scrape(ops_app.test_client())
+    assert value(samples, "alerts_relay_up", relay=key) == 0
+    assert value(samples, "alerts_relay_failures", relay=key) == 1

@@ -75,4 +75,7 @@ def metrics_page() -> ResponseReturnValue:
         response = jsonify(error="unauthorized", message="A valid Bearer token is required.")
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response, 401
-    return Response(metrics.exposition(db.session), content_type=metrics.CONTENT_TYPE)
+    return Response(
+        metrics.exposition(db.session, metrics.relay_of(current_app.config)),
+        content_type=metrics.CONTENT_TYPE,
+    )

@@ -57,7 +57,7 @@ def serve_metrics(bind: str) -> None:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found: try /metrics\n"]
         with app.app_context():  # its teardown closes the session
-            body = metrics.exposition(db.session)
+            body = metrics.exposition(db.session, metrics.relay_of(app.config))
         start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE)])
         return [body]
 

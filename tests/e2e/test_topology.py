@@ -335,6 +335,13 @@ def test_the_production_topology_end_to_end(database: str, tmp_path: Path) -> No
         )
         entry = json.loads(json_line)
         assert entry["run_id"] == run_id and entry["task_id"] and "@" not in json_line
+        # gunicorn's, Celery's and beat's own lines come through the same formatter: no
+        # banners, no plain prints.
+        for name in ("web", "worker-b", "feeds", "beat"):
+            lines = topology.log(name).read_text().splitlines()
+            plain = [line for line in lines if line.strip() and not line.startswith("{")]
+            assert lines and plain == [], f"{name}: {plain[:5]}"
+            assert all(json.loads(line)["level"] for line in lines if line.strip())
         app.extensions["alerts.engine"].dispose()
 
     report.append(f"whole run: {time.monotonic() - started:.1f} s")
