@@ -163,6 +163,9 @@ class Subscriber(Base):
     link_key: Mapped[str] = mapped_column(
         String(16), nullable=True, default=lambda: secrets.token_hex(8)
     )
+    # The secret in the address of the reader's private Atom feed (/feed/<key>); a new one
+    # revokes the old address. None until the preference centre first shows it.
+    feed_key: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
     # Changes with every confirmation email; a link carrying an older one is spent.
     confirm_nonce: Mapped[str | None] = mapped_column(String(32))
     confirmation_sent_at: Mapped[datetime | None]

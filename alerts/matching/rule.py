@@ -102,8 +102,10 @@ def interests(
     subscriber_ids: Collection[int],
     frequencies: Collection[Frequency],
     article_scope: Scope | None = None,
+    receiving: bool = True,
 ) -> dict[int, Interest]:
-    """The interests of these readers who are receiving now (active, not paused).
+    """The interests of these readers who are receiving now (active, not paused); with
+    `receiving` False, of any of them (a paused reader's private feed goes on).
 
     With an article's scope, only the rows that can matter to it are read (its topics, the
     keywords starting with one of its words): a fan-out page costs what it matches.
@@ -114,8 +116,10 @@ def interests(
     wanted = set(frequencies)
     has_keywords = exists().where(Keyword.subscriber_id == Subscriber.id)
     readers_query = select(Subscriber.id, Subscriber.keywords_within_topics, has_keywords).where(
-        Subscriber.id.in_(ids), Subscriber.receiving(now())
+        Subscriber.id.in_(ids)
     )
+    if receiving:
+        readers_query = readers_query.where(Subscriber.receiving(now()))
     languages: dict[int, set[str]] = {}
     if article_scope is not None:
         # Only readers of the article's language can match: one query for the page.

@@ -84,13 +84,14 @@ def init_app(app: Flask) -> None:
         hops = int(app.config["PROXY_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
-    from alerts.web import admin, api, health, locale, public, reader
+    from alerts.web import admin, api, feed, health, locale, public, reader
 
     locale.init_app(app)
 
     app.register_blueprint(public.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(reader.bp)
+    app.register_blueprint(feed.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     csrf.exempt(api.bp)

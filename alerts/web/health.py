@@ -60,8 +60,11 @@ def _broker_worker_beat() -> dict[str, str]:
         beat = f"error: no tick for {time.time() - tick:.0f}s"
     else:
         beat = "ok"
-    replies = current_app.extensions["celery"].control.ping(timeout=1.0, limit=1)
-    worker = "ok" if replies else "error: no worker answered a ping within 1s"
+    try:
+        replies = current_app.extensions["celery"].control.ping(timeout=1.0, limit=1)
+        worker = "ok" if replies else "error: no worker answered a ping within 1s"
+    except Exception as error:  # the broker went away between the checks (kombu raises)
+        worker = f"error: {type(error).__name__}"
     return {"broker": "ok", "worker": worker, "beat": beat}
 
 

@@ -19,6 +19,7 @@ from alerts import clock, db, i18n, subscriptions, taxonomy, tokens
 from alerts.errors import InvalidInput
 from alerts.i18n import Text
 from alerts.i18n import gettext as _
+from alerts.matching import feed as private_feed
 from alerts.models import Article, Delivery, DigestRun, Subscriber, SubscriberStatus
 from alerts.subscriptions import FREQUENCY_LABELS, Consent, unsubscribe
 from alerts.web import csrf, locale
@@ -265,7 +266,7 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
     errors: dict[str, str] = {}
     # What the last POST did, shown once after its redirect.
     saved = request.args.get("saved", "") if request.method == "GET" else ""
-    if saved not in ("saved", "paused", "resumed"):
+    if saved not in ("saved", "paused", "resumed", "feed"):
         saved = ""
     if request.method == "POST" and subscriber.status is SubscriberStatus.ACTIVE:
         form = request.form
@@ -305,6 +306,11 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
             session.rollback()
             errors = invalid.errors
     following = {s.topic.slug: s.frequency.value for s in subscriber.subscriptions}
+    feed_url = None
+    if subscriber.status is SubscriberStatus.ACTIVE:
+        # The private feed's key is made the first time the reader sees its address.
+        feed_url = f"{current_app.config['BASE_URL']}/feed/{private_feed.key(session, subscriber)}"
+        session.commit()
     # A topic ticked now starts at the frequency the reader uses most.
     usual = Counter(following.values()).most_common(1)
     usual_frequency = usual[0][0] if usual else "daily"
@@ -340,6 +346,7 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
             usual_frequency=usual_frequency,
             errors=errors,
             saved=saved,
+            feed_url=feed_url,
             **_links(subscriber),
         ),
         400 if errors else 200,
