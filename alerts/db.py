@@ -33,7 +33,9 @@ def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        # A server that stops answering fails a connection in 10 s (psycopg waits forever by
+        # default): a probe gets its 503, a worker its error, instead of hanging.
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     if parsed.database and parsed.database != ":memory:":
         os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
@@ -227,10 +229,21 @@ def queue_after_commit(
     session.info.setdefault(_AFTER_COMMIT, []).append((task, args, countdown))
 
 
+def call_after_commit(session: Session, call: Any) -> None:
+    """Call `call()` once this session's transaction commits (never if it rolls back): a
+    metric counts what happened, not what was attempted."""
+    session.info.setdefault(_AFTER_COMMIT_CALLS, []).append(call)
+
+
+_AFTER_COMMIT_CALLS = "alerts.after_commit_calls"
+
+
 @event.listens_for(Session, "after_commit")
 def _queue_committed(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint released: the outer transaction may still roll back
+    for call in session.info.pop(_AFTER_COMMIT_CALLS, []):
+        call()
     for task, args, countdown in session.info.pop(_AFTER_COMMIT, []):
         try:
             task.apply_async(args, countdown=countdown)
@@ -242,3 +255,4 @@ def _queue_committed(session: Session) -> None:
 def _forget_rolled_back(session: Session, previous_transaction: Any) -> None:
     if not session.in_transaction():
         session.info.pop(_AFTER_COMMIT, None)
+        session.info.pop(_AFTER_COMMIT_CALLS, None)

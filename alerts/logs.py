@@ -22,7 +22,9 @@ FIELDS = ("request_id", "task_id", "task", "article_id", "run_id", "reader_id", 
 
 _context: ContextVar[dict[str, Any]] = ContextVar("alerts_log_context", default={})  # noqa: B039 - never mutated
 
-_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[\w-]+\.)+[A-Za-z][\w-]*")
+_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[\w-]+\.)+[^\W\d_][\w-]*")
+# A reader's link: whatever follows these in a path is their secret.
+_LINK = re.compile(r"(/(?:feed|manage|unsubscribe|confirm|digest)/)[^/\s?#\"'<>]+")
 # A UUID (Celery's task ids) is kept; any other long run of URL-safe characters holding a
 # letter and a digit is a token (signed links, nonces, secrets) and is masked.
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -31,7 +33,7 @@ _TOKENISH = re.compile(rf"({_UUID})|(?=[\w.-]*\d)(?=[\w.-]*[A-Za-z])[\w.-]{{20,}
 
 def mask(text: str) -> str:
     """The text with email addresses and token-like strings replaced."""
-    text = _ADDRESS.sub("<address>", text)
+    text = _ADDRESS.sub("<address>", _LINK.sub(r"\1<token>", text))
     return _TOKENISH.sub(lambda match: match.group(1) or "<token>", text)
 
 

@@ -14,7 +14,10 @@ No label ever holds an address, a token or an id: only small fixed sets of value
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -25,10 +28,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
@@ -47,6 +52,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # Each process's files are opened as its first metric is made: the folder must exist.
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    # Files named by host and pid, not pid alone: containers sharing the folder each have
+    # their own pid 1, 7, 8... and would write into one another's files.
+    values.ValueClass = values.MultiProcessValue(lambda: f"{socket.gethostname()}_{os.getpid()}")
 
 SIGNUPS = Counter("alerts_signups", "Signups recorded (a confirmation email owed).")
 CONFIRMATIONS = Counter("alerts_confirmations", "Subscriptions confirmed from the emailed link.")
@@ -67,11 +75,29 @@ FEED_POLLS = Counter(
     "alerts_feed_polls", "Feed polls, by result (ok, not_modified, error).", ["result"]
 )
 
+log = logging.getLogger(__name__)
+
+
+def _never_raises(count: Callable[..., None]) -> Callable[..., None]:
+    """A figure is never worth an email: whatever goes wrong counting (a full disk under
+    the metrics folder), the send loop carries on as if nothing was counted."""
+
+    @functools.wraps(count)
+    def safe(*args: Any, **kwargs: Any) -> None:
+        try:
+            count(*args, **kwargs)
+        except Exception:
+            log.exception("a metric could not be counted")
+
+    return safe
+
+
 # The send loop's outcomes, as operators name them.
 _OUTCOMES = {"sent": "sent", "deferred": "retried", "failed": "failed", "bounced": "bounced"}
 _WAYS = ("one-click", "unsubscribe page", "admin")
 
 
+@_never_raises
 def email(kind: str, outcome: str) -> None:
     """Count one email's outcome ("sent", "deferred", "failed", "bounced"; "skipped" is no
     email and is not counted)."""
@@ -80,6 +106,12 @@ def email(kind: str, outcome: str) -> None:
         EMAILS.labels(kind, name).inc()
 
 
+@_never_raises
+def smtp_latency(kind: str, seconds: float) -> None:
+    SMTP_SECONDS.labels(kind).observe(seconds)
+
+
+@_never_raises
 def replied(kind: str, rejection: object | None) -> None:
     """Count a one-off email (a confirmation, a welcome) by the relay's answer: None is
     accepted; a rejection's `permanent` tells a bounce from a refusal retried later."""
@@ -89,6 +121,17 @@ def replied(kind: str, rejection: object | None) -> None:
         email(kind, "bounced" if getattr(rejection, "permanent", False) else "deferred")
 
 
+@_never_raises
+def signed_up() -> None:
+    SIGNUPS.inc()
+
+
+@_never_raises
+def confirmed() -> None:
+    CONFIRMATIONS.inc()
+
+
+@_never_raises
 def unsubscribed(how: str) -> None:
     """`how` is what the reader's record keeps ("one-click (mail client)", "unsubscribe page:
     last topic", "admin"): counted under its way, never under free text."""
@@ -96,6 +139,7 @@ def unsubscribed(how: str) -> None:
     UNSUBSCRIBES.labels(way).inc()
 
 
+@_never_raises
 def feed_polled(status: str) -> None:
     result = "error" if status.startswith("error") else status.replace(" ", "_")
     FEED_POLLS.labels(result if result in ("ok", "not_modified") else "error").inc()
@@ -109,43 +153,80 @@ class WorkCollector(Collector):
         self.relay = relay  # the configured relay, "host:port": reported up until it fails
 
     def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("alerts_database_up", "1 while the database answers the scrape.")
         session = self.session()
-        current = now()
         try:
-            yield from self._waiting(session, current)
-            yield from self._runs(session)
-            yield from self._relays(session)
+            found = [
+                *self._waiting(session, now()),
+                *self._runs(session),
+                *self._relays(session),
+            ]
+        except SQLAlchemyError:
+            log.exception("the database did not answer the metrics scrape")
+            found = []
         finally:
             session.rollback()
+        up.add_metric([], 1 if found else 0)
+        yield up
+        yield from found
 
     def _waiting(self, session: Session, current: datetime) -> Iterator[Metric]:
+        """Owed and due now (a reader waiting for a retry after a refusal is apart: their
+        wait is the relay's answer, not ours)."""
         waiting = GaugeMetricFamily(
             "alerts_deliveries_waiting",
-            "Emails owed and not yet sent, by kind (alert, digest).",
+            "Emails owed and due now, not sent yet, by kind (alert, digest).",
             labels=["kind"],
         )
         oldest = GaugeMetricFamily(
             "alerts_deliveries_oldest_waiting_seconds",
-            "How long the oldest email owed has been waiting, by kind (0 when none is).",
+            "How long the oldest email owed and due has been waiting, by kind (0 when none).",
             labels=["kind"],
         )
-        alerts, alerts_since = session.execute(
-            select(func.count(), func.min(Delivery.created_at)).where(DELIVERY_PENDING)
-        ).one()
-        digests, digests_since = session.execute(
-            select(func.count(), func.min(DigestRecipient.slot)).where(
-                DigestRecipient.status == RecipientStatus.QUEUED
-            )
-        ).one()
-        for kind, count, since in (
-            ("alert", alerts, alerts_since),
-            ("digest", digests, digests_since),
-        ):
+        retrying = GaugeMetricFamily(
+            "alerts_deliveries_retrying",
+            "Emails the relay refused for now, waiting for their next try, by kind.",
+            labels=["kind"],
+        )
+        alert_due = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= current)
+        alerts = select(Delivery).where(DELIVERY_PENDING, Delivery.digest_run_id.is_(None))
+        running = select(DigestRun.id).where(DigestRun.finished_at.is_(None))
+        digest_due = or_(
+            DigestRecipient.next_attempt_at.is_(None), DigestRecipient.next_attempt_at <= current
+        )
+        digests = select(DigestRecipient).where(
+            DigestRecipient.run_id.in_(running), DigestRecipient.status == RecipientStatus.QUEUED
+        )
+        rows = {
+            "alert": (
+                session.execute(
+                    alerts.with_only_columns(
+                        func.count(),
+                        func.min(func.coalesce(Delivery.next_attempt_at, Delivery.created_at)),
+                    ).where(alert_due)
+                ).one(),
+                session.scalar(alerts.with_only_columns(func.count()).where(~alert_due)),
+            ),
+            "digest": (
+                session.execute(
+                    digests.with_only_columns(
+                        func.count(),
+                        func.min(
+                            func.coalesce(DigestRecipient.next_attempt_at, DigestRecipient.slot)
+                        ),
+                    ).where(digest_due)
+                ).one(),
+                session.scalar(digests.with_only_columns(func.count()).where(~digest_due)),
+            ),
+        }
+        for kind, ((count, since), later) in rows.items():
             waiting.add_metric([kind], int(count or 0))
             age = (current - since).total_seconds() if since is not None else 0.0
             oldest.add_metric([kind], max(age, 0.0))
+            retrying.add_metric([kind], int(later or 0))
         yield waiting
         yield oldest
+        yield retrying
         fanout = GaugeMetricFamily(
             "alerts_fanout_articles_waiting",
             "Published articles whose readers are not all written down yet (fan-out running).",
@@ -188,11 +269,12 @@ class WorkCollector(Collector):
         failures = GaugeMetricFamily(
             "alerts_relay_failures", "Failed connections to the relay in a row.", labels=["relay"]
         )
-        known = {row.relay: row.failures for row in session.scalars(select(RelayStatus))}
-        known.setdefault(self.relay, 0)
-        for relay, count in sorted(known.items()):
-            up.add_metric([relay], 0 if count else 1)
-            failures.add_metric([relay], count)
+        # The configured relay only: a relay replaced while it was down must not page forever.
+        count = int(
+            session.scalar(select(RelayStatus.failures).where(RelayStatus.relay == self.relay)) or 0
+        )
+        up.add_metric([self.relay], 0 if count else 1)
+        failures.add_metric([self.relay], count)
         yield up
         yield failures
 

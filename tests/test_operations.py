@@ -87,7 +87,7 @@ def test_readyz_knows_when_beat_stopped_and_no_worker_answers(
 ) -> None:
     body = client.get("/readyz").get_json()
     assert body["broker"] == "ok" and body["beat"] == "error: beat has never ticked"
-    assert body["worker"].startswith("error: no worker answered")
+    assert body["worker"].startswith("error: no sending worker answered")
     broker.set(BEAT_TICK_KEY, str(time.time() - 600))
     assert client.get("/readyz").get_json()["beat"] == "error: no tick for 600s"
     broker.set(BEAT_TICK_KEY, str(time.time() - 5))
@@ -276,3 +276,52 @@ def test_relay_down_shows_as_zero(ops_app: Flask, session: Session) -> None:
     samples = scrape(ops_app.test_client())
     assert value(samples, "alerts_relay_up", relay=key) == 0
     assert value(samples, "alerts_relay_failures", relay=key) == 1
+
+
+def test_a_reader_refused_for_now_is_retrying_not_waiting(
+    ops_app: Flask, session: Session, frozen_clock: Any
+) -> None:
+    from alerts.models import Delivery
+
+    reader = factories.subscriber(session, ["itu-icann"])
+    article = factories.article(session)
+    later = frozen_clock.now() + timedelta(hours=2)
+    session.add(Delivery(subscriber_id=reader.id, article_id=article.id, next_attempt_at=later))
+    session.commit()
+    frozen_clock.advance(timedelta(hours=1))
+    samples = scrape(ops_app.test_client())
+    assert value(samples, "alerts_deliveries_waiting", kind="alert") == 0
+    assert value(samples, "alerts_deliveries_oldest_waiting_seconds", kind="alert") == 0
+    assert value(samples, "alerts_deliveries_retrying", kind="alert") == 1
+
+
+def test_counting_never_stops_the_send_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alerts import metrics
+
+    def full_disk(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(metrics.EMAILS, "labels", full_disk)
+    monkeypatch.setattr(metrics.SMTP_SECONDS, "labels", full_disk)
+    metrics.email("alert", "sent")  # logged, not raised: the loop must not resend
+    metrics.smtp_latency("alert", 0.01)
+
+
+def test_a_database_outage_still_serves_the_counters(ops_app: Flask) -> None:
+    ops_app.extensions["alerts.engine"].dispose()
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    gone = create_engine("sqlite:////nonexistent-folder/none.db")
+    ops_app.extensions["alerts.sessionmaker"] = sessionmaker(gone)
+    samples = scrape(ops_app.test_client())
+    assert value(samples, "alerts_database_up") == 0
+    assert ("alerts_signups_total", ()) in samples  # the counters are all still there
+    assert not any(name == "alerts_deliveries_waiting" for name, _ in samples)
+
+
+def test_readers_links_are_masked_whatever_their_letters() -> None:
+    assert logs.mask("GET /feed/abcdefghijklmnopqrstuvwxyzABCDEF HTTP/1.1") == (
+        "GET /feed/<token> HTTP/1.1"
+    )
+    assert logs.mask("for иван@пример.рф") == "for <address>"

@@ -110,7 +110,8 @@ def send_confirmation(
     with smtp.connect(settings.smtp) as mailer:
         started = time.perf_counter()
         rejection = mailer.send(raw, message.envelope_sender(settings.mail_from), subscriber.email)
-        metrics.SMTP_SECONDS.labels("confirmation").observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+    metrics.smtp_latency("confirmation", took)
     metrics.replied("confirmation", rejection)
     return rejection
 

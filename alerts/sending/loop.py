@@ -89,7 +89,6 @@ def send(
     relay_key = relay.key_of(settings)
     remaining = deque(keys)
     failures = 0  # connections in a row that broke before the relay accepted anything
-    latency = metrics.SMTP_SECONDS.labels(outbox.kind)
     while remaining:
         accepted = 0
         mailer: smtp.Mailer | None = None
@@ -110,7 +109,7 @@ def send(
                         address, raw = composed
                         started = time.perf_counter()
                         rejection = mailer.send(raw, sender, address)
-                        latency.observe(time.perf_counter() - started)
+                        took = time.perf_counter() - started
                         if rejection is None:
                             outbox.sent(key)
                             outcome.sent += 1
@@ -126,8 +125,10 @@ def send(
                             outcome.count(result)
                     # Recorded before the next message: a crash from here on repeats nothing.
                     session.commit()
-                    metrics.email(outbox.kind, result)
                     remaining.popleft()
+                    if composed is not None:  # counted once recorded; counting never raises
+                        metrics.smtp_latency(outbox.kind, took)
+                        metrics.email(outbox.kind, result)
         except (OSError, smtplib.SMTPException) as error:
             session.rollback()
             text = f"{type(error).__name__}: {error}"

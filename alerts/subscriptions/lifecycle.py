@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts import digests, metrics
 from alerts.clock import now
+from alerts.db import call_after_commit
 from alerts.errors import LinkNotValid
 from alerts.matching import MAX_KEYWORDS, words
 from alerts.models import (
@@ -98,7 +99,7 @@ def subscribe(
     nonce = subscriber.confirm_nonce or secrets.token_hex(8)
     if not _claim_confirmation(session, subscriber, resend_interval, nonce):
         return None
-    metrics.SIGNUPS.inc()
+    call_after_commit(session, metrics.signed_up)
     return ConfirmationRequest(subscriber.id, nonce)
 
 
@@ -239,7 +240,7 @@ def confirm(
 
     if changes is None and subscriber.status is SubscriberStatus.PENDING:
         result = ConfirmResult.CONFIRMED
-        metrics.CONFIRMATIONS.inc()
+        call_after_commit(session, metrics.confirmed)
         subscriber.status = SubscriberStatus.ACTIVE
         subscriber.confirmed_at = now()
         subscriber.unsubscribed_at = None
@@ -284,7 +285,7 @@ def unsubscribe(session: Session, subscriber_id: int, how: str) -> Subscriber | 
         subscriber.confirm_nonce = None
         digests.drop_schedules(session, subscriber.id)
         session.flush()
-        metrics.unsubscribed(how)
+        call_after_commit(session, lambda: metrics.unsubscribed(how))
     return subscriber
 
 
@@ -314,7 +315,7 @@ def resend_confirmation(
     nonce = subscriber.confirm_nonce or secrets.token_hex(8)
     if not _claim_confirmation(session, subscriber, resend_interval, nonce):
         return None
-    metrics.SIGNUPS.inc()
+    call_after_commit(session, metrics.signed_up)
     return ConfirmationRequest(subscriber.id, nonce)
 
 

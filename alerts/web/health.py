@@ -61,8 +61,10 @@ def _broker_worker_beat() -> dict[str, str]:
     else:
         beat = "ok"
     try:
-        replies = current_app.extensions["celery"].control.ping(timeout=1.0, limit=1)
-        worker = "ok" if replies else "error: no worker answered a ping within 1s"
+        replies = current_app.extensions["celery"].control.ping(timeout=1.0)
+        # A sending node, not only the feeds node (its own queue): someone sends the mail.
+        sending = [name for reply in replies for name in reply if not name.startswith("feeds@")]
+        worker = "ok" if sending else "error: no sending worker answered a ping within 1s"
     except Exception as error:  # the broker went away between the checks (kombu raises)
         worker = f"error: {type(error).__name__}"
     return {"broker": "ok", "worker": worker, "beat": beat}

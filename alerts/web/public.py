@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
@@ -65,7 +66,9 @@ def signup_form() -> ResponseReturnValue:
 
 def _address_key() -> str:
     """Rate-limit key for the address being signed up, however it is spelt."""
-    return "address:" + request.form.get("email", "").strip().lower()[:320]
+    typed = request.form.get("email", "").strip().lower()[:320]
+    # Hashed: the key is stored in Redis and may be logged when the limit is hit.
+    return "address:" + hashlib.sha256(typed.encode()).hexdigest()[:32]
 
 
 @bp.post("/subscribe")
