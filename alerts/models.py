@@ -29,6 +29,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import false as sa_false
+from sqlalchemy import true as sa_true
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -98,6 +99,9 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "failed"  # temporary refusals of this reader for longer than the retry horizon
     BOUNCED = "bounced"
     SKIPPED = "skipped"  # the reader left or paused before it went out: no longer owed
+    # Kept back from an instant alert (`held`): in quiet hours, sent in one email when they
+    # end (`held_until`); past the reader's daily cap, carried by their next digest.
+    HELD = "held"
 
 
 class RecipientStatus(enum.StrEnum):
@@ -181,6 +185,14 @@ class Subscriber(Base):
     suppressed_at: Mapped[datetime | None]
     # No email at all until then (the preference centre's pause).
     paused_until: Mapped[datetime | None]
+    # At most this many instant alerts a day (the reader's day); the rest go in the next
+    # digest. None: no limit.
+    daily_cap: Mapped[int | None] = mapped_column(Integer)
+    # Quiet hours, minutes after local midnight (from > until: across midnight); None: none.
+    quiet_from: Mapped[int | None] = mapped_column(Integer)
+    quiet_until: Mapped[int | None] = mapped_column(Integer)
+    # Urgent articles come at once even in quiet hours.
+    urgent_in_quiet: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
     # True: a keyword counts only in articles of the reader's topics; False: topics or keywords.
     keywords_within_topics: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=sa_false()
@@ -353,6 +365,14 @@ class Delivery(Base):
         Index("ix_deliveries_status_updated", "status", "updated_at"),
         # A digest batch takes its readers' rows of the run (not every row of the run).
         Index("ix_deliveries_digest_run_subscriber", "digest_run_id", "subscriber_id"),
+        # Alerts held back (quiet hours, the daily cap), found by when they may go.
+        Index(
+            "ix_deliveries_held",
+            "held_until",
+            "subscriber_id",
+            sqlite_where=text("status = 'held'"),
+            postgresql_where=text("status = 'held'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -374,6 +394,10 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
     sent_at: Mapped[datetime | None]
+    # Why an alert was kept back: "quiet" (quiet hours; until `held_until`) or "cap" (the
+    # daily cap: its next digest carries it). Kept once sent, so it is not counted again.
+    held: Mapped[str | None] = mapped_column(String(10))
+    held_until: Mapped[datetime | None]
     # Set when the article went out in a digest (None: an alert).
     digest_run_id: Mapped[int | None] = mapped_column(
         ForeignKey("digest_runs.id", ondelete="SET NULL")

@@ -31,6 +31,11 @@ def schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             "task": "alerts.reconcile",
             "schedule": float(config.get("RECONCILE_INTERVAL", 30)),
         },
+        # Alerts held in quiet hours go out in one email once they end.
+        "quiet-hours-roundups": {
+            "task": "alerts.send_roundups",
+            "schedule": float(config.get("RECONCILE_INTERVAL", 30)),
+        },
         "purge-unconfirmed": {
             "task": "alerts.purge_unconfirmed",
             "schedule": crontab(minute="17", hour="3"),

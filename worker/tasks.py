@@ -16,7 +16,7 @@ from alerts.config import CONFIRMATION_RETRY_MAX
 from alerts.db import queue_after_commit
 from alerts.mail import emails
 from alerts.models import Feed
-from alerts.sending import batches, fanout, ledger, reconcile, relay
+from alerts.sending import batches, fanout, ledger, reconcile, relay, roundup
 from alerts.sending.policy import RetryPolicy
 from alerts.subscriptions import Choices
 
@@ -130,6 +130,19 @@ def send_digests(run_id: int) -> None:
     drain = batches.drain_digests(session, _mail_settings(), policy, run_id)
     _come_back(session, drain, policy, send_digests, run_id)
     _log_drain(f"digest run {run_id}", drain)
+
+
+@shared_task(name="alerts.send_roundups")
+def send_roundups() -> None:
+    """Beat, about every 30 s: each reader whose quiet hours are over gets what was held
+    during them, in one email."""
+    session = db.session()
+    drain = roundup.drain(session, _mail_settings(), _policy())
+    if drain.more and not current_app.config["CELERY_ALWAYS_EAGER"]:
+        queue_after_commit(session, send_roundups)
+        session.commit()
+    if drain.outcome.sent or drain.outcome.deferred or drain.outcome.failed:
+        _log_drain("quiet-hours round-ups", drain)
 
 
 def _come_back(

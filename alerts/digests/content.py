@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
@@ -16,6 +16,7 @@ from alerts.digests.runs import scope_topic_ids
 from alerts.i18n import Text
 from alerts.matching import Reason, interests, match, scope_of
 from alerts.models import (
+    DELIVERY_PENDING,
     Article,
     ArticleTopic,
     Delivery,
@@ -126,6 +127,16 @@ def build_contents(
             .order_by(Article.published_at.desc(), Article.id.desc())
         )
     )
+    # Instant alerts held past a reader's daily cap: this digest carries them, whenever they
+    # arrived, for the reason their alert had (a digest scoped to one topic does not).
+    overflow = _held_past_cap(session, list(readers)) if not scope else {}
+    if overflow:
+        known = {article.id for article in articles}
+        extra = {article_id for held in overflow.values() for article_id in held} - known
+        if extra:
+            articles += session.scalars(select(Article).where(Article.id.in_(extra)))
+            articles.sort(key=lambda a: (a.published_at, a.id), reverse=True)
+        alert_interests = interests(session, list(overflow), tuple(Frequency))
     if not articles:
         return {
             subscriber_id: DigestContent(readers[subscriber_id], frequency, until=current)
@@ -161,6 +172,17 @@ def build_contents(
         grouped: dict[str, list[DigestItem]] = {}
         for article in articles:
             article_scope = scopes[article.id]
+            if article.id in overflow.get(subscriber_id, ()):
+                reason = match(alert_interests[subscriber_id], article_scope, tree)
+                if reason is not None:
+                    heading = (
+                        tree.root(reason.topic_id).label
+                        if reason.topic_id is not None
+                        else KEYWORDS_GROUP
+                    )
+                    grouped.setdefault(heading, []).append(DigestItem(article, reason))
+                    content.article_ids.append(article.id)
+                continue
             if (
                 article.created_at < since[subscriber_id]
                 or (subscriber_id, article.id) in delivered
@@ -195,3 +217,21 @@ def build_contents(
                 content.groups.append((group, items))
         contents[subscriber_id] = content
     return contents
+
+
+def _held_past_cap(session: Session, subscriber_ids: list[int]) -> dict[int, set[int]]:
+    """Reader -> the articles whose instant alert their daily cap held back (and those a
+    digest took and has not sent yet: a retry of that digest carries them again)."""
+    held: dict[int, set[int]] = {}
+    for subscriber_id, article_id in session.execute(
+        select(Delivery.subscriber_id, Delivery.article_id).where(
+            Delivery.subscriber_id.in_(subscriber_ids),
+            Delivery.held == "cap",
+            or_(
+                Delivery.status == DeliveryStatus.HELD,
+                and_(DELIVERY_PENDING, Delivery.digest_run_id.is_not(None)),
+            ),
+        )
+    ):
+        held.setdefault(subscriber_id, set()).add(article_id)
+    return held

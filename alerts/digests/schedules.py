@@ -66,6 +66,9 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
         )
     )
     wanted = {frequency for frequency in followed if frequency in DIGEST_FREQUENCIES}
+    if subscriber.daily_cap is not None and not wanted:
+        # Alerts past the cap go in the next digest: a reader with none gets a daily one.
+        wanted.add(Frequency.DAILY)
     existing = {
         schedule.frequency: schedule
         for schedule in session.scalars(
@@ -110,6 +113,15 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
             )
         )
     session.flush()
+
+
+def ensure_digest(session: Session, subscriber: Subscriber) -> None:
+    """Make sure the reader has a digest to carry alerts held past their cap."""
+    if (
+        session.scalar(select(exists().where(DigestSchedule.subscriber_id == subscriber.id)))
+        is not True
+    ):
+        sync_schedules(session, subscriber)
 
 
 def drop_schedules(session: Session, subscriber_id: int) -> None:

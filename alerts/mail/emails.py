@@ -217,9 +217,11 @@ def alert(
     subscriber: Subscriber,
     reason: Any | None,
     shapes: Shapes | None = None,
+    last_before_cap: bool = False,
 ) -> bytes:
     """An instant alert for one article to one reader, saying what matched (a matching.Reason:
-    a topic they follow or a keyword the article mentions).
+    a topic they follow or a keyword the article mentions). `last_before_cap`: the last one
+    the reader's daily cap allows today, which says the rest will come in their digest.
 
     `shapes` keeps the alert rendered per shape (language, local time, reason) for one batch
     of this article: readers of the same shape differ by their links only.
@@ -227,7 +229,8 @@ def alert(
     links = reader_links(settings, subscriber)
     with i18n.using(subscriber.locale):
         published = _local_time(subscriber, article)
-        key = (i18n.current(), published, reason and (reason.kind, str(reason.name)))
+        cap = subscriber.daily_cap if last_before_cap else None
+        key = (i18n.current(), published, reason and (reason.kind, str(reason.name)), cap)
         skeleton = shapes.get(key) if shapes is not None else None
         if skeleton is None:
             context = {
@@ -236,6 +239,7 @@ def alert(
                 "article": article,
                 "published": published,
                 "reason": reason,
+                "cap": cap,
                 **message.markers(links),
             }
             skeleton = message.Skeleton.of(renderer().render("alert", context))
@@ -351,3 +355,19 @@ class DigestRenderer:
             self.settings.secret_key, tokens.Purpose.DIGEST, reader.id, reader.link_key, r=run_id
         )
         return f"{self.settings.base_url}/digest/{token}"
+
+
+def roundup(settings: MailSettings, subscriber: Subscriber, items: list[Any]) -> bytes:
+    """The email at the end of a reader's quiet hours: every alert held during them (a list
+    of digest items: article and reason), newest first."""
+    links = reader_links(settings, subscriber)
+    blocks = DigestRenderer(settings)
+    with i18n.using(subscriber.locale):
+        context = {
+            "site_name": settings.site_name,
+            "base_url": settings.base_url,
+            "items": [(item, blocks.block(item.article)) for item in items],
+            **message.markers(links),
+        }
+        skeleton = message.Skeleton.of(renderer().render("roundup", context))
+    return list_message(settings, skeleton, subscriber, links)

@@ -29,7 +29,7 @@ from alerts.models import (
     RecipientStatus,
     Subscriber,
 )
-from alerts.sending import digest_ledger, ledger, loop, relay
+from alerts.sending import digest_ledger, hold, ledger, loop, relay
 from alerts.sending.lease import Lease
 from alerts.sending.policy import RetryPolicy
 from alerts.topic_tree import TopicTree
@@ -55,7 +55,7 @@ class Drain:
         return None
 
 
-def _drain(
+def drain_batches(
     session: Session,
     settings: emails.MailSettings,
     policy: RetryPolicy,
@@ -139,11 +139,21 @@ class AlertOutbox:
             session, scope, claim.subscriber_ids, matching.alert_frequencies(article), tree
         )
         self.shapes: emails.Shapes = {}  # the alert rendered once per language, time and reason
+        # Instant alerts each capped reader got today (the batch holds one row per reader).
+        self.sent_today = hold.sent_today(session, self.readers.values(), now())
 
     def compose(self, key: int) -> tuple[str, bytes] | None:
         reader = self.readers[key]
+        decision = hold.decide(reader, self.article, self.sent_today.get(key, 0), now())
+        if decision.hold is not None:
+            hold.record_held(self.session, self.token, self.article.id, key, decision)
+            if decision.hold == hold.CAP:
+                digests.ensure_digest(self.session, reader)
+            return None
         why = self.why.get(key)
-        return reader.email, emails.alert(self.settings, self.article, reader, why, self.shapes)
+        return reader.email, emails.alert(
+            self.settings, self.article, reader, why, self.shapes, decision.last_before_cap
+        )
 
     def sent(self, key: int) -> None:
         ledger.record_sent(self.session, self.token, self.article.id, key)
@@ -187,7 +197,7 @@ def drain_alerts(
     # Worked out once per task, and only once there is a batch to send.
     tree = lru_cache(maxsize=1)(lambda: TopicTree.load(session))
     scope = lru_cache(maxsize=1)(lambda: matching.scope(session, article, tree()))
-    drain = _drain(
+    drain = drain_batches(
         session,
         settings,
         policy,
@@ -318,7 +328,7 @@ def drain_digests(
         return Drain()
     render = render or emails.DigestRenderer(settings)
     tree = TopicTree.load(session)
-    drain = _drain(
+    drain = drain_batches(
         session,
         settings,
         policy,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from alerts import db
@@ -164,6 +164,26 @@ def claim_articles(
         return {}
     _CLAIM_ARTICLES.run_many(session, rows)
     readers = list(wanted)
+    # Alerts held past the readers' daily cap: the row exists, and becomes this digest's.
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id.in_(readers),
+            Delivery.status == DeliveryStatus.HELD,
+            Delivery.held == "cap",
+            tuple_(Delivery.subscriber_id, Delivery.article_id).in_(
+                [(row["subscriber_id"], row["article_id"]) for row in rows]
+            ),
+        )
+        .values(
+            status=DeliveryStatus.PENDING,
+            digest_run_id=run_id,
+            claim_token=token,
+            claimed_at=current,
+            updated_at=current,
+        )
+        .execution_options(synchronize_session=False)
+    )
     # Rows an earlier attempt of this same run left behind (released, or a dead task's)
     # become ours: we hold these readers, and a reader's lease covers their articles.
     session.execute(

@@ -5,6 +5,7 @@ preference centre (`preferences`), their own data (`personal_data`) and consent 
 from alerts.errors import InvalidInput, LinkNotValid
 from alerts.subscriptions.consent import Consent, record
 from alerts.subscriptions.forms import (
+    DAILY_CAPS,
     FREQUENCY_LABELS,
     MAX_EMAIL_LENGTH,
     MAX_KEYWORD_LENGTH,
@@ -40,6 +41,7 @@ from alerts.subscriptions.preferences import (
 )
 
 __all__ = [
+    "DAILY_CAPS",
     "FREQUENCY_LABELS",
     "MAX_EMAIL_LENGTH",
     "MAX_KEYWORD_LENGTH",

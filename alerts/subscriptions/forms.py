@@ -233,6 +233,26 @@ class Preferences:
     keyword_frequency: Frequency = Frequency.IMMEDIATE
     within_topics: bool = False
     locale: str = i18n.DEFAULT
+    daily_cap: int | None = None  # at most this many instant alerts a day; None: no limit
+    quiet: tuple[int, int] | None = None  # quiet hours, minutes after local midnight
+    urgent_in_quiet: bool = True
+
+
+# The choices the preference centre offers (any other value is refused).
+DAILY_CAPS = (1, 2, 3, 5, 10, 20)
+QUIET_STEP = 30  # quiet hours start and end on the hour or the half hour
+
+
+def _check_quiet(start: str, end: str) -> tuple[tuple[int, int] | None, Text | None]:
+    if not start.strip() and not end.strip():
+        return None, None
+    first, last = form_int(start), form_int(end)
+    valid = all(0 <= m < 24 * 60 and m % QUIET_STEP == 0 for m in (first, last))
+    if not valid:
+        return None, Text("Choose when quiet hours start and end from the lists.")
+    if first == last:
+        return None, Text("Quiet hours must end at another time than they start.")
+    return (first, last), None
 
 
 def validate_preferences(
@@ -246,12 +266,16 @@ def validate_preferences(
     keyword_frequency: str = "immediate",
     within_topics: bool = False,
     locale: str = i18n.DEFAULT,
+    daily_cap: str = "",
+    quiet_from: str = "",
+    quiet_until: str = "",
+    urgent_in_quiet: bool = True,
 ) -> Preferences:
     """Check the preference form; every bad field is reported at once.
 
     Raises:
         InvalidInput: every bad field ("keywords", "topics", "languages", "timezone",
-            "send_hour", "send_weekday", "locale") with its message.
+            "send_hour", "send_weekday", "locale", "daily_cap", "quiet") with its message.
     """
     errors: dict[str, str] = {}
     phrases: tuple[str, ...] = ()
@@ -287,6 +311,12 @@ def validate_preferences(
         errors["send_weekday"] = Text("Choose a day from the list.")
     if problem := _check_locale(locale):
         errors["locale"] = problem
+    cap = form_int(daily_cap) if daily_cap.strip() else None
+    if cap is not None and cap not in DAILY_CAPS:
+        errors["daily_cap"] = Text("Choose a daily limit from the list.")
+    quiet, problem = _check_quiet(quiet_from, quiet_until)
+    if problem is not None:
+        errors["quiet"] = problem
     if errors:
         raise InvalidInput(errors)
     return Preferences(
@@ -299,4 +329,7 @@ def validate_preferences(
         chosen_keyword_frequency,
         within_topics,
         locale,
+        cap,
+        quiet,
+        urgent_in_quiet,
     )

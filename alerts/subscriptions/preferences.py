@@ -51,6 +51,9 @@ def update_preferences(
     subscriber.locale = preferences.locale
     subscriber.send_hour = preferences.send_hour
     subscriber.send_weekday = preferences.send_weekday
+    subscriber.daily_cap = preferences.daily_cap
+    subscriber.quiet_from, subscriber.quiet_until = preferences.quiet or (None, None)
+    subscriber.urgent_in_quiet = preferences.urgent_in_quiet
     session.flush()
     session.expire(subscriber, ["subscriptions", "languages", "keywords"])
     digests.sync_schedules(session, subscriber)

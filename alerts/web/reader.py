@@ -293,6 +293,10 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
                     keyword_frequency=form.get("keyword_frequency", "immediate"),
                     within_topics=form.get("within_topics") == "yes",
                     locale=form.get("locale", subscriber.locale),
+                    daily_cap=form.get("daily_cap", ""),
+                    quiet_from=form.get("quiet_from", ""),
+                    quiet_until=form.get("quiet_until", ""),
+                    urgent_in_quiet=form.get("urgent_in_quiet") == "yes",
                 )
                 subscriptions.update_preferences(
                     session, subscriber, preferences, _consent("manage")
@@ -347,6 +351,8 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
             errors=errors,
             saved=saved,
             feed_url=feed_url,
+            daily_caps=subscriptions.DAILY_CAPS,
+            quiet_times=[(m, f"{m // 60:02d}:{m % 60:02d}") for m in range(0, 1440, 30)],
             **_links(subscriber),
         ),
         400 if errors else 200,

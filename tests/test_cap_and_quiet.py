@@ -1,0 +1,180 @@
+"""A daily cap on instant alerts (the rest in the next digest) and quiet hours (held alerts
+in one round-up when they end), through the API with tasks run eagerly into a real SMTP
+sink, the clock moved by the clock fixture."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from test_reader import token
+
+from alerts import tokens
+from alerts.mail.sink import MailSink
+from alerts.models import Article, Delivery, DeliveryStatus, DigestSchedule, Frequency, Subscriber
+from worker import tasks
+
+import factories
+from support import CLOCK, csrf_from
+
+AUTH = {"Authorization": "Bearer dev-api-token"}
+NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)  # a Monday, 13:00 in Paris
+
+
+def publish(client: FlaskClient, title: str, urgent: bool = False) -> None:
+    payload = factories.article_payload(
+        topics=["wipo"], title=title, urgent=urgent, published_at=None
+    )
+    assert client.post("/api/v1/articles", json=payload, headers=AUTH).status_code == 201
+
+
+def held(session: Session, reader: Subscriber) -> dict[str, str | None]:
+    session.expire_all()
+    return dict(
+        session.execute(
+            select(Article.title, Delivery.held)
+            .join(Article, Article.id == Delivery.article_id)
+            .where(Delivery.subscriber_id == reader.id, Delivery.status == DeliveryStatus.HELD)
+        ).all()
+    )
+
+
+def test_past_the_cap_alerts_wait_for_the_digest(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(NOON)
+    reader = factories.subscriber(session, ["wipo"], timezone="Europe/Paris")
+    reader.daily_cap = 2
+    session.commit()
+    for number in (1, 2, 3, 4):
+        publish(client, f"WIPO story {number}")
+    publish(client, "WIPO emergency", urgent=True)
+
+    subjects = [m.subject for m in sink.store.to(reader.email)]
+    assert subjects == ["WIPO story 1", "WIPO story 2", "Urgent: WIPO emergency"]
+    first, last_before_cap = sink.store.to(reader.email)[:2]
+    note = "That is your last instant alert today (your limit is 2 a day)"
+    assert note in last_before_cap.body("plain") and note not in first.body("plain")
+    assert held(session, reader) == {"WIPO story 3": "cap", "WIPO story 4": "cap"}
+    # They had no digest: a daily one is made to carry the rest.
+    schedules = session.scalars(
+        select(DigestSchedule).where(DigestSchedule.subscriber_id == reader.id)
+    )
+    assert [s.frequency for s in schedules] == [Frequency.DAILY]
+
+    # The next morning (08:00 in Paris), the daily digest carries the two held stories.
+    CLOCK.freeze(datetime(2026, 12, 1, 7, 0, tzinfo=UTC))
+    with app.app_context():
+        tasks.run_due_digests()
+    digest = sink.store.to(reader.email)[-1]
+    assert "2 new articles" in digest.subject
+    assert "WIPO story 3" in digest.body("plain") and "WIPO story 4" in digest.body("plain")
+    assert "WIPO story 1" not in digest.body("plain")
+    assert held(session, reader) == {}
+    rows = session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id)).all()
+    assert {row.status for row in rows} == {DeliveryStatus.SENT}
+    # A new day: the cap starts again.
+    publish(client, "WIPO story 5")
+    assert sink.store.to(reader.email)[-1].subject == "WIPO story 5"
+
+
+def test_quiet_hours_hold_alerts_for_one_round_up(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    # 23:00 in Paris; quiet from 22:00 to 07:00.
+    frozen_clock(datetime(2026, 11, 30, 22, 0, tzinfo=UTC))
+    reader = factories.subscriber(session, ["wipo"], timezone="Europe/Paris")
+    reader.quiet_from, reader.quiet_until = 22 * 60, 7 * 60
+    session.commit()
+    publish(client, "Night story 1")
+    publish(client, "Night story 2")
+    publish(client, "Night emergency", urgent=True)
+    assert [m.subject for m in sink.store.to(reader.email)] == ["Urgent: Night emergency"]
+    assert held(session, reader) == {"Night story 1": "quiet", "Night story 2": "quiet"}
+
+    with app.app_context():
+        tasks.send_roundups()  # still quiet: nothing goes
+    assert len(sink.store.to(reader.email)) == 1
+
+    CLOCK.freeze(datetime(2026, 12, 1, 6, 0, tzinfo=UTC))  # 07:00 in Paris
+    with app.app_context():
+        tasks.send_roundups()
+        tasks.send_roundups()  # a second pass finds nothing more to send
+    roundups = sink.store.to(reader.email)[1:]
+    assert [m.subject for m in roundups] == ["While your quiet hours were on: 2 articles"]
+    text = roundups[0].body("plain")
+    assert "Night story 1" in text and "Night story 2" in text
+    assert 'You follow "WIPO".' in text
+    assert roundups[0].parsed()["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert held(session, reader) == {}
+    # Sent, and not counted against a daily cap: the round-up is not an alert of the day.
+    rows = session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id)).all()
+    assert sorted((row.status.value, row.held or "") for row in rows) == [
+        ("sent", ""),
+        ("sent", "quiet"),
+        ("sent", "quiet"),
+    ]
+
+
+def test_a_reader_who_leaves_during_quiet_hours_gets_no_round_up(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(datetime(2026, 11, 30, 22, 0, tzinfo=UTC))
+    reader = factories.subscriber(session, ["wipo"], timezone="Europe/Paris")
+    reader.quiet_from, reader.quiet_until = 22 * 60, 7 * 60
+    session.commit()
+    publish(client, "Night story")
+    client.post(
+        f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader)}",
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    CLOCK.freeze(datetime(2026, 12, 1, 6, 0, tzinfo=UTC))
+    with app.app_context():
+        tasks.send_roundups()
+    assert sink.store.to(reader.email) == []
+    session.expire_all()
+    [row] = session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id)).all()
+    assert row.status is DeliveryStatus.SKIPPED
+
+
+def test_the_preference_centre_sets_both(client: FlaskClient, session: Session) -> None:
+    reader = factories.subscriber(session, ["wipo"])
+    link = f"/manage/{token(tokens.Purpose.MANAGE, reader)}"
+    page = client.get(link).get_data(as_text=True)
+    assert 'id="daily_cap"' in page and 'id="quiet_from"' in page and 'id="feed-address"' in page
+    form = {
+        "csrf_token": csrf_from(page),
+        "action": "save",
+        "topics": ["wipo"],
+        "frequency-wipo": "immediate",
+        "languages": ["en"],
+        "timezone": "Europe/Paris",
+        "send_hour": "8",
+        "send_weekday": "0",
+        "locale": "en",
+        "daily_cap": "3",
+        "quiet_from": str(22 * 60),
+        "quiet_until": str(7 * 60),
+    }
+    assert client.post(link, data=form).status_code == 303
+    session.refresh(reader)
+    assert (reader.daily_cap, reader.quiet_from, reader.quiet_until) == (3, 1320, 420)
+    assert reader.urgent_in_quiet is False  # the box was not ticked
+    for bad, field in (
+        ({"daily_cap": "7"}, "Choose a daily limit from the list."),
+        ({"quiet_until": "1320"}, "Quiet hours must end at another time than they start."),
+        ({"quiet_from": "65"}, "Choose when quiet hours start and end from the lists."),
+    ):
+        response = client.post(link, data={**form, **bad, "urgent_in_quiet": "yes"})
+        assert response.status_code == 400 and field in response.get_data(as_text=True)
+    session.refresh(reader)
+    assert reader.daily_cap == 3  # nothing changed
+    off = {**form, "daily_cap": "", "quiet_from": "", "quiet_until": "", "urgent_in_quiet": "yes"}
+    assert client.post(link, data=off).status_code == 303
+    session.refresh(reader)
+    assert (reader.daily_cap, reader.quiet_from, reader.urgent_in_quiet) == (None, None, True)
