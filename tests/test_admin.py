@@ -27,6 +27,7 @@ ADMIN_PAGES = [
     "/admin/digests",
     "/admin/digests/1",
     "/admin/preview",
+    "/admin/preview/alert",
     "/admin/runs",
     "/admin/readers",
     "/admin/readers/1",

@@ -1,5 +1,5 @@
 """/admin/digests, /admin/runs and /admin/preview: a digest run's dry run, start and progress;
-a reader's digest previewed and sent as a test."""
+a reader's digest previewed and sent as a test; whether a reader would get an article."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from alerts import db, digests, stats
+from alerts.clock import now
 from alerts.errors import InvalidInput, UnknownTopic
 from alerts.mail import emails, message, smtp
-from alerts.models import DigestRun, Frequency
+from alerts.models import Article, DigestRun, Frequency
+from alerts.sending.explain import explain
 from alerts.subscriptions import find_by_email, normalize_email
 from alerts.web.admin import admin_required, bp
 from worker.tasks import queue_digest_run
@@ -123,6 +125,37 @@ def preview() -> ResponseReturnValue:
             return render_template("admin/preview.html", **context), 502
         context["sent_to"] = recipient
     return render_template("admin/preview.html", **context)
+
+
+@bp.get("/preview/alert")
+@admin_required
+def preview_alert() -> ResponseReturnValue:
+    """For a reader and an article: would they get it, how, when, and why (or why not)."""
+    db_session = db.session()
+    address = request.args.get("email", "").strip()
+    wanted = request.args.get("article", "").strip()
+    context: dict[str, Any] = {"email": address, "article_ref": wanted, "verdict": None}
+    if not address or not wanted:
+        return render_template("admin/preview_alert.html", **context)
+    reader = find_by_email(db_session, address)
+    article = db_session.scalar(
+        select(Article).where(
+            (Article.id == int(wanted))
+            if wanted.isdigit() and len(wanted) < 18
+            else (Article.guid == wanted) | (Article.url == wanted)
+        )
+    )
+    if reader is None or article is None:
+        context["error"] = (
+            "No subscriber has that address."
+            if reader is None
+            else ("No article has that id, guid or URL.")
+        )
+        return render_template("admin/preview_alert.html", **context), 404
+    context.update(
+        verdict=explain(db_session, reader, article, now()), reader=reader, article=article
+    )
+    return render_template("admin/preview_alert.html", **context)
 
 
 @bp.get("/runs")
