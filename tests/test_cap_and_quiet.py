@@ -15,7 +15,16 @@ from test_reader import token
 
 from alerts import tokens
 from alerts.mail.sink import MailSink
-from alerts.models import Article, Delivery, DeliveryStatus, DigestSchedule, Frequency, Subscriber
+from alerts.models import (
+    Article,
+    Delivery,
+    DeliveryStatus,
+    DigestSchedule,
+    Frequency,
+    Subscriber,
+    Subscription,
+    Topic,
+)
 from worker import tasks
 
 import factories
@@ -157,6 +166,7 @@ def test_the_preference_centre_sets_both(client: FlaskClient, session: Session) 
         "send_hour": "8",
         "send_weekday": "0",
         "locale": "en",
+        "instant_fields": "1",
         "daily_cap": "3",
         "quiet_from": str(22 * 60),
         "quiet_until": str(7 * 60),
@@ -174,7 +184,94 @@ def test_the_preference_centre_sets_both(client: FlaskClient, session: Session) 
         assert response.status_code == 400 and field in response.get_data(as_text=True)
     session.refresh(reader)
     assert reader.daily_cap == 3  # nothing changed
+    # A page from before these settings existed posts none of them: they are kept.
+    older = {
+        k: v
+        for k, v in form.items()
+        if k not in ("instant_fields", "daily_cap", "quiet_from", "quiet_until")
+    }
+    assert client.post(link, data=older).status_code == 303
+    session.refresh(reader)
+    assert (reader.daily_cap, reader.quiet_from, reader.urgent_in_quiet) == (3, 1320, False)
     off = {**form, "daily_cap": "", "quiet_from": "", "quiet_until": "", "urgent_in_quiet": "yes"}
     assert client.post(link, data=off).status_code == 303
     session.refresh(reader)
     assert (reader.daily_cap, reader.quiet_from, reader.urgent_in_quiet) == (None, None, True)
+
+
+def test_lifting_the_cap_keeps_the_digest_that_carries_what_was_held(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    from alerts import digests
+
+    frozen_clock(NOON)
+    reader = factories.subscriber(session, ["wipo"], timezone="Europe/Paris")
+    reader.daily_cap = 1
+    session.commit()
+    publish(client, "WIPO story 1")
+    publish(client, "WIPO story 2")
+    assert held(session, reader) == {"WIPO story 2": "cap"}
+    reader = session.get(Subscriber, reader.id)
+    assert reader is not None
+    reader.daily_cap = None
+    digests.sync_schedules(session, reader)  # what saving the preference centre does
+    session.commit()
+    CLOCK.freeze(datetime(2026, 12, 1, 7, 0, tzinfo=UTC))
+    with app.app_context():
+        tasks.run_due_digests()
+    assert "WIPO story 2" in sink.store.to(reader.email)[-1].body("plain")
+    assert held(session, reader) == {}
+
+
+def test_turning_quiet_hours_off_releases_what_they_held(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(datetime(2026, 11, 30, 22, 0, tzinfo=UTC))
+    reader = factories.subscriber(session, ["wipo"], timezone="Europe/Paris")
+    reader.quiet_from, reader.quiet_until = 22 * 60, 7 * 60
+    session.commit()
+    publish(client, "Night story")
+    link = f"/manage/{token(tokens.Purpose.MANAGE, reader)}"
+    page = client.get(link).get_data(as_text=True)
+    form = {
+        "csrf_token": csrf_from(page), "action": "save", "topics": ["wipo"],
+        "frequency-wipo": "immediate", "languages": ["en"], "timezone": "Europe/Paris",
+        "send_hour": "8", "send_weekday": "0", "locale": "en", "instant_fields": "1",
+        "daily_cap": "", "quiet_from": "", "quiet_until": "", "urgent_in_quiet": "yes",
+    }  # fmt: skip
+    assert client.post(link, data=form).status_code == 303
+    with app.app_context():
+        tasks.send_roundups()  # no need to wait for 07:00 any more
+    assert [m.subject for m in sink.store.to(reader.email)] == [
+        "While your quiet hours were on: 1 article"
+    ]
+
+
+def test_a_held_alert_the_reader_no_longer_follows_is_closed_not_kept(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(NOON)
+    reader = factories.subscriber(
+        session, {"wipo": Frequency.IMMEDIATE, "patents": Frequency.DAILY}, timezone="Europe/Paris"
+    )
+    reader.daily_cap = 1
+    session.commit()
+    publish(client, "WIPO story 1")
+    publish(client, "WIPO story 2")
+    assert held(session, reader) == {"WIPO story 2": "cap"}
+    session.execute(
+        Subscription.__table__.delete().where(  # type: ignore[attr-defined]
+            Subscription.subscriber_id == reader.id,
+            Subscription.topic_id == select(Topic.id).where(Topic.slug == "wipo").scalar_subquery(),
+        )
+    )
+    session.commit()
+    CLOCK.freeze(datetime(2026, 12, 1, 7, 0, tzinfo=UTC))
+    with app.app_context():
+        tasks.run_due_digests()
+    assert [m.subject for m in sink.store.to(reader.email)] == ["WIPO story 1"]  # no digest
+    session.expire_all()
+    statuses = session.scalars(
+        select(Delivery.status).where(Delivery.subscriber_id == reader.id)
+    ).all()
+    assert sorted(status.value for status in statuses) == ["sent", "skipped"]

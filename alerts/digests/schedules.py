@@ -13,7 +13,15 @@ from sqlalchemy.orm import Session
 
 from alerts.clock import now, zone
 from alerts.db import Cursor, Prepared
-from alerts.models import DigestSchedule, Frequency, Keyword, Subscriber, Subscription
+from alerts.models import (
+    Delivery,
+    DeliveryStatus,
+    DigestSchedule,
+    Frequency,
+    Keyword,
+    Subscriber,
+    Subscription,
+)
 
 DIGEST_FREQUENCIES = (Frequency.DAILY, Frequency.WEEKLY, Frequency.MONTHLY)
 
@@ -66,8 +74,11 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
         )
     )
     wanted = {frequency for frequency in followed if frequency in DIGEST_FREQUENCIES}
-    if subscriber.daily_cap is not None and not wanted:
-        # Alerts past the cap go in the next digest: a reader with none gets a daily one.
+    if not wanted and (
+        subscriber.daily_cap is not None or _holds_alerts_past_cap(session, subscriber)
+    ):
+        # Alerts past the cap go in the next digest: a reader with none gets a daily one,
+        # and keeps it while alerts held that way wait (a cap lifted since included).
         wanted.add(Frequency.DAILY)
     existing = {
         schedule.frequency: schedule
@@ -113,6 +124,20 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
             )
         )
     session.flush()
+
+
+def _holds_alerts_past_cap(session: Session, subscriber: Subscriber) -> bool:
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Delivery.subscriber_id == subscriber.id,
+                    Delivery.status == DeliveryStatus.HELD,
+                    Delivery.held == "cap",
+                )
+            )
+        )
+    )
 
 
 def ensure_digest(session: Session, subscriber: Subscriber) -> None:

@@ -139,12 +139,18 @@ class AlertOutbox:
             session, scope, claim.subscriber_ids, matching.alert_frequencies(article), tree
         )
         self.shapes: emails.Shapes = {}  # the alert rendered once per language, time and reason
-        # Instant alerts each capped reader got today (the batch holds one row per reader).
-        self.sent_today = hold.sent_today(session, self.readers.values(), now())
 
     def compose(self, key: int) -> tuple[str, bytes] | None:
         reader = self.readers[key]
-        decision = hold.decide(reader, self.article, self.sent_today.get(key, 0), now())
+        current = now()
+        # A capped reader is counted when their alert is about to go, under a lock: another
+        # article's task may be sending them one at the same moment.
+        sent = (
+            hold.sent_today_locked(self.session, reader, current)
+            if reader.daily_cap is not None
+            else 0
+        )
+        decision = hold.decide(reader, self.article, sent, current)
         if decision.hold is not None:
             hold.record_held(self.session, self.token, self.article.id, key, decision)
             if decision.hold == hold.CAP:
@@ -234,6 +240,7 @@ class DigestOutbox:
         self.frequency = run.frequency
         self.claim = claim
         self.render = render
+        built_at = now()
         self.contents = digests.build_contents(
             session, run.frequency, claim.subscriber_ids, run.scope, tree
         )
@@ -245,6 +252,7 @@ class DigestOutbox:
                 for subscriber_id, content in self.contents.items()
             },
             claim.token,
+            carries_held_from=None if run.scope else built_at,
         )
 
     def _finish(self, key: int, status: RecipientStatus, **kwargs: object) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select, tuple_, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from alerts import db
@@ -141,9 +141,12 @@ def claim_articles(
     run_id: int,
     wanted: dict[int, list[int]],
     token: str,
+    carries_held_from: datetime | None = None,
 ) -> dict[int, list[int]]:
     """Record each digest's articles in the send ledger (reader -> article ids); returns what
-    each digest may carry: an alert or another digest may have taken an article meanwhile."""
+    each digest may carry: an alert or another digest may have taken an article meanwhile.
+    `carries_held_from`: when the digests were built; the run takes the alerts held past its
+    readers' daily cap (a run scoped to one topic passes None, and takes none)."""
     current = now()
     rows = [
         {
@@ -160,30 +163,13 @@ def claim_articles(
         for subscriber_id, article_ids in wanted.items()
         for article_id in article_ids
     ]
+    if carries_held_from is not None and wanted:
+        _take_held_past_cap(session, run_id, wanted, token, current, carries_held_from)
     if not rows:
+        session.commit()
         return {}
     _CLAIM_ARTICLES.run_many(session, rows)
     readers = list(wanted)
-    # Alerts held past the readers' daily cap: the row exists, and becomes this digest's.
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.subscriber_id.in_(readers),
-            Delivery.status == DeliveryStatus.HELD,
-            Delivery.held == "cap",
-            tuple_(Delivery.subscriber_id, Delivery.article_id).in_(
-                [(row["subscriber_id"], row["article_id"]) for row in rows]
-            ),
-        )
-        .values(
-            status=DeliveryStatus.PENDING,
-            digest_run_id=run_id,
-            claim_token=token,
-            claimed_at=current,
-            updated_at=current,
-        )
-        .execution_options(synchronize_session=False)
-    )
     # Rows an earlier attempt of this same run left behind (released, or a dead task's)
     # become ours: we hold these readers, and a reader's lease covers their articles.
     session.execute(
@@ -208,6 +194,41 @@ def claim_articles(
         subscriber_id: [a for a in article_ids if a in held.get(subscriber_id, ())]
         for subscriber_id, article_ids in wanted.items()
     }
+
+
+def _take_held_past_cap(
+    session: Session,
+    run_id: int,
+    wanted: dict[int, list[int]],
+    token: str,
+    current: datetime,
+    built_at: datetime,
+) -> None:
+    """Alerts held past these readers' daily cap: the rows exist, and become this digest's.
+    A held alert the digest does not carry no longer matches the reader (they changed what
+    they follow): it is closed, not left waiting for a digest that will never take it. One
+    held after the digests were built is left for the next digest."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.subscriber_id, Delivery.article_id, Delivery.updated_at).where(
+            Delivery.subscriber_id.in_(list(wanted)),
+            Delivery.status == DeliveryStatus.HELD,
+            Delivery.held == "cap",
+        )
+    ).all()
+    carried = [row.id for row in rows if row.article_id in set(wanted[row.subscriber_id])]
+    dropped = [row.id for row in rows if row.id not in set(carried) and row.updated_at < built_at]
+    for ids, values in (
+        (carried, {"status": DeliveryStatus.PENDING, "digest_run_id": run_id,
+                   "claim_token": token, "claimed_at": current}),
+        (dropped, {"status": DeliveryStatus.SKIPPED, "last_error": "no longer matches"}),
+    ):  # fmt: skip
+        if ids:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids))
+                .values(updated_at=current, **values)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def finish(

@@ -122,6 +122,15 @@ def sent_today(session: Session, readers: Collection[Subscriber], at: datetime) 
     return counts
 
 
+def sent_today_locked(session: Session, subscriber: Subscriber, at: datetime) -> int:
+    """The reader's count today, their row locked until the outcome commits (PostgreSQL):
+    two tasks sending to one capped reader at once take turns, so the cap holds."""
+    query = select(Subscriber.id).where(Subscriber.id == subscriber.id)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(query.with_for_update())
+    return sent_today(session, [subscriber], at).get(subscriber.id, 0)
+
+
 def record_held(
     session: Session, token: str, article_id: int, subscriber_id: int, decision: Decision
 ) -> None:
@@ -137,6 +146,10 @@ def record_held(
             status=DeliveryStatus.HELD,
             held=decision.hold,
             held_until=decision.until,
+            # The held email starts afresh: an earlier refusal of the alert does not count.
+            attempts=0,
+            retry_until=None,
+            next_attempt_at=None,
             claim_token=None,
             updated_at=now(),
         )

@@ -26,6 +26,7 @@ def suppress(session: Session, subscriber_id: int, error: str) -> None:
             status=SubscriberStatus.BOUNCED,
             unsubscribe_reason=f"bounced: {error}"[:500],
             suppressed_at=now(),
+            feed_key=None,
             updated_at=now(),
         )
         .execution_options(synchronize_session=False)

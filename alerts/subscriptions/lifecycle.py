@@ -283,6 +283,7 @@ def unsubscribe(session: Session, subscriber_id: int, how: str) -> Subscriber | 
         subscriber.unsubscribed_at = now()
         subscriber.unsubscribe_reason = how[:500]
         subscriber.confirm_nonce = None
+        subscriber.feed_key = None  # the private feed's address dies with the subscription
         digests.drop_schedules(session, subscriber.id)
         session.flush()
         call_after_commit(session, lambda: metrics.unsubscribed(how))

@@ -13,6 +13,8 @@ from alerts import digests
 from alerts.clock import now
 from alerts.errors import InvalidInput
 from alerts.models import (
+    Delivery,
+    DeliveryStatus,
     Frequency,
     Keyword,
     Subscriber,
@@ -21,6 +23,7 @@ from alerts.models import (
     Subscription,
     Topic,
 )
+from alerts.sending.hold import QUIET, quiet_until
 from alerts.subscriptions.consent import Consent, record
 from alerts.subscriptions.forms import Preferences
 from alerts.subscriptions.lifecycle import add_keywords, clear_choices, unsubscribe
@@ -54,6 +57,18 @@ def update_preferences(
     subscriber.daily_cap = preferences.daily_cap
     subscriber.quiet_from, subscriber.quiet_until = preferences.quiet or (None, None)
     subscriber.urgent_in_quiet = preferences.urgent_in_quiet
+    # Alerts held in quiet hours wait for the new end (now, if quiet hours are off or over).
+    current = now()
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id == subscriber.id,
+            Delivery.status == DeliveryStatus.HELD,
+            Delivery.held == QUIET,
+        )
+        .values(held_until=quiet_until(subscriber, current) or current)
+        .execution_options(synchronize_session=False)
+    )
     session.flush()
     session.expire(subscriber, ["subscriptions", "languages", "keywords"])
     digests.sync_schedules(session, subscriber)

@@ -60,8 +60,9 @@ def new_feed_address(subscriber: Subscriber, token: str) -> ResponseReturnValue:
 
 
 def _updated(subscriber: Subscriber, found: list[tuple[Article, Reason]]) -> datetime:
+    # The reader's own changes too (topics, languages, locale change what the feed holds).
     times = [max(article.updated_at, article.published_at) for article, _ in found]
-    latest = max(times, default=subscriber.confirmed_at or subscriber.created_at)
+    latest = max([*times, subscriber.updated_at])
     return latest.replace(tzinfo=UTC, microsecond=0)
 
 

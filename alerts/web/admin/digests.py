@@ -141,7 +141,7 @@ def preview_alert() -> ResponseReturnValue:
     article = db_session.scalar(
         select(Article).where(
             (Article.id == int(wanted))
-            if wanted.isdigit() and len(wanted) < 18
+            if wanted.isascii() and wanted.isdigit() and len(wanted) < 18
             else (Article.guid == wanted) | (Article.url == wanted)
         )
     )
