@@ -41,6 +41,15 @@ def publish(client: FlaskClient, title: str, urgent: bool = False) -> None:
     assert client.post("/api/v1/articles", json=payload, headers=AUTH).status_code == 201
 
 
+def night_owl(session: Session, frozen_clock: Any) -> Subscriber:
+    """A Paris reader with quiet hours from 22:00 to 07:00, at 23:00 their time."""
+    frozen_clock(datetime(2026, 11, 30, 22, 0, tzinfo=UTC))
+    reader = factories.subscriber(session, ["wipo"], timezone="Europe/Paris")
+    reader.quiet_from, reader.quiet_until = 22 * 60, 7 * 60
+    session.commit()
+    return reader
+
+
 def held(session: Session, reader: Subscriber) -> dict[str, str | None]:
     session.expire_all()
     return dict(
@@ -94,11 +103,7 @@ def test_past_the_cap_alerts_wait_for_the_digest(
 def test_quiet_hours_hold_alerts_for_one_round_up(
     app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
 ) -> None:
-    # 23:00 in Paris; quiet from 22:00 to 07:00.
-    frozen_clock(datetime(2026, 11, 30, 22, 0, tzinfo=UTC))
-    reader = factories.subscriber(session, ["wipo"], timezone="Europe/Paris")
-    reader.quiet_from, reader.quiet_until = 22 * 60, 7 * 60
-    session.commit()
+    reader = night_owl(session, frozen_clock)
     publish(client, "Night story 1")
     publish(client, "Night story 2")
     publish(client, "Night emergency", urgent=True)
@@ -132,10 +137,7 @@ def test_quiet_hours_hold_alerts_for_one_round_up(
 def test_a_reader_who_leaves_during_quiet_hours_gets_no_round_up(
     app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
 ) -> None:
-    frozen_clock(datetime(2026, 11, 30, 22, 0, tzinfo=UTC))
-    reader = factories.subscriber(session, ["wipo"], timezone="Europe/Paris")
-    reader.quiet_from, reader.quiet_until = 22 * 60, 7 * 60
-    session.commit()
+    reader = night_owl(session, frozen_clock)
     publish(client, "Night story")
     client.post(
         f"/unsubscribe/{token(tokens.Purpose.UNSUBSCRIBE, reader)}",
@@ -226,10 +228,7 @@ def test_lifting_the_cap_keeps_the_digest_that_carries_what_was_held(
 def test_turning_quiet_hours_off_releases_what_they_held(
     app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
 ) -> None:
-    frozen_clock(datetime(2026, 11, 30, 22, 0, tzinfo=UTC))
-    reader = factories.subscriber(session, ["wipo"], timezone="Europe/Paris")
-    reader.quiet_from, reader.quiet_until = 22 * 60, 7 * 60
-    session.commit()
+    reader = night_owl(session, frozen_clock)
     publish(client, "Night story")
     link = f"/manage/{token(tokens.Purpose.MANAGE, reader)}"
     page = client.get(link).get_data(as_text=True)

@@ -109,6 +109,14 @@ def drain_batches(
     return drain
 
 
+def readers_of(session: Session, subscriber_ids: Sequence[int]) -> dict[int, Subscriber]:
+    """A batch's readers by id, loaded in one query."""
+    return {
+        reader.id: reader
+        for reader in session.scalars(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
+    }
+
+
 class AlertOutbox:
     """One batch of one article's alerts."""
 
@@ -129,12 +137,7 @@ class AlertOutbox:
         self.policy = policy
         self.article = article
         self.token = claim.token
-        self.readers = {
-            reader.id: reader
-            for reader in session.scalars(
-                select(Subscriber).where(Subscriber.id.in_(claim.subscriber_ids))
-            )
-        }
+        self.readers = readers_of(session, claim.subscriber_ids)
         self.why = matching.reasons(
             session, scope, claim.subscriber_ids, matching.alert_frequencies(article), tree
         )

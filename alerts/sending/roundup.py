@@ -95,12 +95,7 @@ class RoundupOutbox:
         self.settings = settings
         self.policy = policy
         self.token = claim.token
-        self.readers = {
-            reader.id: reader
-            for reader in session.scalars(
-                select(Subscriber).where(Subscriber.id.in_(claim.subscriber_ids))
-            )
-        }
+        self.readers = batches.readers_of(session, claim.subscriber_ids)
         self.tree = TopicTree.load(session)
 
     def _mine(self, key: int) -> tuple[object, ...]:
