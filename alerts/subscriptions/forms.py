@@ -3,7 +3,7 @@ field gets its own message at once (raised as InvalidInput)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,6 +241,28 @@ class Preferences:
 # The choices the preference centre offers (any other value is refused).
 DAILY_CAPS = (1, 2, 3, 5, 10, 20)
 QUIET_STEP = 30  # quiet hours start and end on the hour or the half hour
+
+
+def instant_fields(posted: Mapping[str, str], subscriber: Any) -> dict[str, Any]:
+    """The preference centre's cap and quiet hours as posted; a form without them (a page
+    from before they existed) keeps what the reader has."""
+    if posted.get("instant_fields") != "1":
+
+        def text(value: int | None) -> str:
+            return "" if value is None else str(value)
+
+        return {
+            "daily_cap": text(subscriber.daily_cap),
+            "quiet_from": text(subscriber.quiet_from),
+            "quiet_until": text(subscriber.quiet_until),
+            "urgent_in_quiet": subscriber.urgent_in_quiet,
+        }
+    return {
+        "daily_cap": posted.get("daily_cap", ""),
+        "quiet_from": posted.get("quiet_from", ""),
+        "quiet_until": posted.get("quiet_until", ""),
+        "urgent_in_quiet": posted.get("urgent_in_quiet") == "yes",
+    }
 
 
 def _check_quiet(start: str, end: str) -> tuple[tuple[int, int] | None, Text | None]:

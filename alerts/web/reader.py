@@ -100,28 +100,6 @@ def reader_link(
     return decorate
 
 
-def _instant_fields(form: Any, subscriber: Subscriber) -> dict[str, Any]:
-    """The cap and quiet hours as posted; a form without them (a page from before they
-    existed) keeps what the reader has."""
-    if form.get("instant_fields") != "1":
-
-        def text(value: int | None) -> str:
-            return "" if value is None else str(value)
-
-        return {
-            "daily_cap": text(subscriber.daily_cap),
-            "quiet_from": text(subscriber.quiet_from),
-            "quiet_until": text(subscriber.quiet_until),
-            "urgent_in_quiet": subscriber.urgent_in_quiet,
-        }
-    return {
-        "daily_cap": form.get("daily_cap", ""),
-        "quiet_from": form.get("quiet_from", ""),
-        "quiet_until": form.get("quiet_until", ""),
-        "urgent_in_quiet": form.get("urgent_in_quiet") == "yes",
-    }
-
-
 def _older_than_subscription(subscriber: Subscriber, payload: dict[str, Any]) -> bool:
     issued = payload.get("_issued_at")
     confirmed = subscriber.confirmed_at
@@ -315,7 +293,7 @@ def manage(subscriber: Subscriber, token: str) -> ResponseReturnValue:
                     keyword_frequency=form.get("keyword_frequency", "immediate"),
                     within_topics=form.get("within_topics") == "yes",
                     locale=form.get("locale", subscriber.locale),
-                    **_instant_fields(form, subscriber),
+                    **subscriptions.instant_fields(form, subscriber),
                 )
                 subscriptions.update_preferences(
                     session, subscriber, preferences, _consent("manage")
