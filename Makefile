@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml
 PORT ?= 5000
 SMTP_PORT ?= 8025
 
+# Every process counts its metrics in var/metrics (emptied at each start), so /metrics adds
+# up the web app, the workers and beat as in production.
 run: $(STAMP) catalogs
-	$(BIN)/alerts dev --port $(PORT) --smtp-port $(SMTP_PORT)
+	rm -rf var/metrics
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/metrics $(BIN)/alerts dev --port $(PORT) --smtp-port $(SMTP_PORT)
 
 test: $(STAMP) lint catalogs
 	$(BIN)/pytest -n 2 -m "not topology"

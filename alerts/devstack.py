@@ -21,6 +21,8 @@ import redis
 from alerts import config
 
 PR_SET_PDEATHSIG = 1
+# /metrics in development (`make run` prints it); production sets its own or none.
+DEV_METRICS_TOKEN = "dev-metrics-token"  # noqa: S105 - development only
 
 
 def free_port() -> int:
@@ -250,6 +252,7 @@ def run(host: str, port: int, smtp_port: int) -> None:
         os.environ.setdefault("ALERTS_SMTP_URL", f"smtp://127.0.0.1:{smtp_port}")
         os.environ.setdefault("ALERTS_BASE_URL", f"http://{host}:{port}")
         os.environ.setdefault("ALERTS_DEV_MAIL_DIR", os.path.join(var, "mail"))
+        os.environ.setdefault("ALERTS_METRICS_TOKEN", DEV_METRICS_TOKEN)
 
         app = create_app()
         print(f"* database: {app.config['DATABASE_URL']}", flush=True)
@@ -285,7 +288,9 @@ def run(host: str, port: int, smtp_port: int) -> None:
         print(
             f"\n* signup page:  {base}/\n* mail sink:    {base}/dev/mail\n"
             f"* admin:        {admin}\n"
-            f"* health:       {base}/readyz\n* Ctrl-C stops everything.\n",
+            f"* health:       {base}/readyz\n"
+            f"* metrics:      curl -H 'Authorization: Bearer {app.config['METRICS_TOKEN']}' "
+            f"{base}/metrics\n* Ctrl-C stops everything.\n",
             flush=True,
         )
         from werkzeug.serving import run_simple

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from alerts.devstack import free_port, wait_for
+from alerts.devstack import DEV_METRICS_TOKEN, free_port, wait_for
 
 
 def start_dev(cwd: Path, port: int, smtp_port: int) -> subprocess.Popen[bytes]:
@@ -60,6 +60,12 @@ def run_once(cwd: Path) -> str:
             "beat": "ok",
         }
         assert get(f"http://127.0.0.1:{port}/dev/mail/")[0] == 200
+        metrics = urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics",
+            headers={"Authorization": f"Bearer {DEV_METRICS_TOKEN}"},
+        )
+        with urllib.request.urlopen(metrics, timeout=5) as response:
+            assert b"alerts_deliveries_waiting" in response.read()
         children = psutil.Process(dev.pid).children(recursive=True)
         names = " ".join(" ".join(child.cmdline()) for child in children)
         assert "redis-server" in names and "mail-sink" in names
