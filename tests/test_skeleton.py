@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from itsdangerous import TimestampSigner
 from sqlalchemy.orm import Session
 
 from alerts.digests import DigestContent, DigestItem
@@ -32,6 +33,13 @@ def assert_short_lines(raw: bytes) -> None:
     body = raw.split(b"\r\n\r\n", 1)[1]
     assert max(len(line) for line in body.split(b"\r\n")) <= 76
     assert b"\n" not in body.replace(b"\r\n", b"")
+
+
+@pytest.fixture(autouse=True)
+def one_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signed links carry the second they were made: the two renders compared must not
+    straddle a second."""
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _self: 1_795_000_000)
 
 
 def test_alerts_filled_from_shapes_equal_alerts_rendered_one_by_one(
