@@ -12,8 +12,6 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
@@ -37,10 +35,6 @@ def mask(text: str) -> str:
     return _TOKENISH.sub(lambda match: match.group(1) or "<token>", text)
 
 
-def current() -> dict[str, Any]:
-    return dict(_context.get())
-
-
 def set_fields(**fields: Any) -> Token[dict[str, Any]]:
     """Add ids to the context of what runs next in this thread (a request, a task); returns
     what `restore` takes to put the context back as it was."""
@@ -53,15 +47,6 @@ def restore(token: Token[dict[str, Any]]) -> None:
 
 def clear() -> None:
     _context.set({})
-
-
-@contextmanager
-def fields(**given: Any) -> Iterator[None]:
-    token = _context.set({**_context.get(), **{k: v for k, v in given.items() if v is not None}})
-    try:
-        yield
-    finally:
-        _context.reset(token)
 
 
 class JsonFormatter(logging.Formatter):

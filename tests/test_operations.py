@@ -252,8 +252,11 @@ def test_json_logs_carry_ids_and_never_an_address_or_a_token(
 
 def test_text_logs_are_readable_lines() -> None:
     record = logging.LogRecord("alerts.x", logging.INFO, __file__, 1, "sent %d", (3,), None)
-    with logs.fields(run_id=7):
+    token = logs.set_fields(run_id=7)
+    try:
         line = logs.TextFormatter().format(record)
+    finally:
+        logs.restore(token)
     assert re.fullmatch(r"\S+ \S+ INFO    alerts.x: sent 3 \[run_id=7\]", line), line
 
 

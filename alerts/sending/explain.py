@@ -88,7 +88,7 @@ def explain(session: Session, reader: Subscriber, article: Article, at: datetime
 def _alert(
     session: Session, reader: Subscriber, article: Article, at: datetime, why: str
 ) -> Verdict:
-    sent = hold.sent_today(session, [reader], at).get(reader.id, 0)
+    sent = hold.sent_today(session, reader, at)
     decision = hold.decide(reader, article, sent, at)
     if decision.hold == hold.QUIET:
         return Verdict(

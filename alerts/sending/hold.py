@@ -16,7 +16,6 @@ publish time), so a change of settings applies to whatever is still owed.
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
@@ -98,28 +97,21 @@ def decide(subscriber: Subscriber, article: Article, sent_today: int, at: dateti
     return Decision(last_before_cap=sent_today + 1 == cap)
 
 
-def sent_today(session: Session, readers: Collection[Subscriber], at: datetime) -> dict[int, int]:
-    """Instant alerts each capped reader got since their local midnight (one query per
-    distinct midnight: readers of one zone share it)."""
-    capped = [reader for reader in readers if reader.daily_cap is not None]
-    by_midnight: dict[datetime, list[int]] = {}
-    for reader in capped:
-        by_midnight.setdefault(day_start(reader, at), []).append(reader.id)
-    counts: dict[int, int] = {}
-    for midnight, ids in by_midnight.items():
-        for subscriber_id, count in session.execute(
-            select(Delivery.subscriber_id, func.count())
-            .where(
-                Delivery.subscriber_id.in_(ids),
+def sent_today(session: Session, subscriber: Subscriber, at: datetime) -> int:
+    """Instant alerts the reader got since their local midnight (round-ups and digests are
+    not counted)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Delivery.subscriber_id == subscriber.id,
                 Delivery.status == DeliveryStatus.SENT,
                 Delivery.digest_run_id.is_(None),
                 Delivery.held.is_(None),
-                Delivery.sent_at >= midnight,
+                Delivery.sent_at >= day_start(subscriber, at),
             )
-            .group_by(Delivery.subscriber_id)
-        ):
-            counts[subscriber_id] = int(count)
-    return counts
+        )
+        or 0
+    )
 
 
 def sent_today_locked(session: Session, subscriber: Subscriber, at: datetime) -> int:
@@ -128,7 +120,7 @@ def sent_today_locked(session: Session, subscriber: Subscriber, at: datetime) ->
     query = select(Subscriber.id).where(Subscriber.id == subscriber.id)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(query.with_for_update())
-    return sent_today(session, [subscriber], at).get(subscriber.id, 0)
+    return sent_today(session, subscriber, at)
 
 
 def record_held(

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 
 from alerts import matching
@@ -22,35 +22,30 @@ from alerts.clock import now
 from alerts.digests import DigestItem
 from alerts.mail import emails, smtp
 from alerts.models import Article, ArticleTopic, Delivery, DeliveryStatus, Subscriber
-from alerts.sending import batches, claims, loop, suppression
+from alerts.sending import batches, claims, ledger, loop, suppression
 from alerts.sending.hold import QUIET
 from alerts.sending.policy import RetryPolicy
 from alerts.topic_tree import TopicTree
 
 
-@dataclass
-class RoundupClaim:
-    token: str
-    subscriber_ids: list[int]
-
-
-def _due(current: object, policy: RetryPolicy) -> tuple[object, ...]:
-    return (
+def _due(current: datetime, policy: RetryPolicy) -> ColumnElement[bool]:
+    """Held in quiet hours that are over, and held by no live task."""
+    return and_(
         Delivery.status == DeliveryStatus.HELD,
         Delivery.held == QUIET,
         Delivery.held_until <= current,
-        claims.free(Delivery, current, policy),  # type: ignore[arg-type]
+        claims.free(Delivery, current, policy),
     )
 
 
-def claim_next(session: Session, policy: RetryPolicy) -> RoundupClaim:
+def claim_next(session: Session, policy: RetryPolicy) -> ledger.Claim:
     """Take the next readers whose quiet hours are over, with all their held alerts; commits."""
     current = now()
     token = secrets.token_hex(8)
     readers = list(
         session.scalars(
             select(Delivery.subscriber_id)
-            .where(*_due(current, policy))  # type: ignore[arg-type]
+            .where(_due(current, policy))
             .distinct()
             .order_by(Delivery.subscriber_id)
             .limit(policy.batch_size)
@@ -59,7 +54,7 @@ def claim_next(session: Session, policy: RetryPolicy) -> RoundupClaim:
     if readers:
         session.execute(
             update(Delivery)
-            .where(Delivery.subscriber_id.in_(readers), *_due(current, policy))  # type: ignore[arg-type]
+            .where(Delivery.subscriber_id.in_(readers), _due(current, policy))
             .values(claim_token=token, claimed_at=current)
             .execution_options(synchronize_session=False)
         )
@@ -67,7 +62,7 @@ def claim_next(session: Session, policy: RetryPolicy) -> RoundupClaim:
         set(session.scalars(select(Delivery.subscriber_id).where(Delivery.claim_token == token)))
     )
     session.commit()
-    return RoundupClaim(token, held)
+    return ledger.Claim(token, held)
 
 
 def renew(session: Session, token: str) -> None:
@@ -89,7 +84,7 @@ class RoundupOutbox:
         session: Session,
         settings: emails.MailSettings,
         policy: RetryPolicy,
-        claim: RoundupClaim,
+        claim: ledger.Claim,
     ) -> None:
         self.session = session
         self.settings = settings
@@ -98,13 +93,13 @@ class RoundupOutbox:
         self.readers = batches.readers_of(session, claim.subscriber_ids)
         self.tree = TopicTree.load(session)
 
-    def _mine(self, key: int) -> tuple[object, ...]:
-        return (Delivery.subscriber_id == key, Delivery.claim_token == self.token)
+    def _mine(self, key: int) -> ColumnElement[bool]:
+        return and_(Delivery.subscriber_id == key, Delivery.claim_token == self.token)
 
     def _close(self, key: int, **values: object) -> None:
         self.session.execute(
             update(Delivery)
-            .where(*self._mine(key))  # type: ignore[arg-type]
+            .where(self._mine(key))
             .values(claim_token=None, updated_at=now(), **values)
             .execution_options(synchronize_session=False)
         )
@@ -121,7 +116,7 @@ class RoundupOutbox:
             self.session.scalars(
                 select(Article)
                 .join(Delivery, Delivery.article_id == Article.id)
-                .where(*self._mine(key))  # type: ignore[arg-type]
+                .where(self._mine(key))
                 .order_by(Article.published_at.desc(), Article.id.desc())
             )
         )
@@ -143,7 +138,7 @@ class RoundupOutbox:
         if gone:
             self.session.execute(
                 update(Delivery)
-                .where(*self._mine(key), Delivery.article_id.in_(gone))  # type: ignore[arg-type]
+                .where(self._mine(key), Delivery.article_id.in_(gone))
                 .values(status=DeliveryStatus.SKIPPED, claim_token=None, last_error="no match")
                 .execution_options(synchronize_session=False)
             )
@@ -172,7 +167,7 @@ class RoundupOutbox:
         email, until the retry horizon; then failed."""
         current = now()
         attempts, retry_until = self.session.execute(
-            select(Delivery.attempts, Delivery.retry_until).where(*self._mine(key)).limit(1)  # type: ignore[arg-type]
+            select(Delivery.attempts, Delivery.retry_until).where(self._mine(key)).limit(1)
         ).one()
         attempts = int(attempts) + 1
         retry_until = retry_until or current + self.policy.horizon
