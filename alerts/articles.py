@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from alerts import revisions
 from alerts.clock import now
 from alerts.errors import InvalidInput
 from alerts.models import Article, Language, Topic, TopicAlias
@@ -36,7 +37,9 @@ FIELDS = {
     "published_at",
     "topics",
     "urgent",
+    "correction",
 }
+MAX_NOTE = 1000
 
 # What a summary may keep: text structure and links, nothing that runs or loads.
 SUMMARY_TAGS = {"p", "br", "a", "strong", "em", "b", "i", "ul", "ol", "li", "blockquote", "q"}
@@ -60,6 +63,9 @@ class ArticleInput:
     published_at: datetime | None  # None: now for a new article, unchanged for a known one
     topic_ids: tuple[int, ...]
     urgent: bool = False
+    # An update the publisher marks as a correction to notify: its note ("" for none). None:
+    # not a correction (a changed title or summary still shows as updated in digests).
+    correction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class PublishResult:
     article_id: int
     created: bool
     changed: tuple[str, ...] = field(default=())
+    revision_id: int | None = None  # the title or summary changed: readers are told once
+    corrections: int = 0  # readers owed a correction email
 
 
 def one_line(value: str) -> str:
@@ -232,6 +240,17 @@ def parse(session: Session, payload: Any) -> ArticleInput:
         errors["urgent"] = "must be true or false"
         urgent = False
 
+    correction: str | None = None
+    flag = payload.get("correction", False)
+    if isinstance(flag, str):
+        correction = one_line(_text(payload, "correction", MAX_NOTE, errors))
+        if "correction" not in errors and not correction:
+            errors["correction"] = "must be true, false, or a note saying what was corrected"
+    elif flag is True:
+        correction = ""
+    elif flag is not False and flag is not None:
+        errors["correction"] = "must be true, false, or a note saying what was corrected"
+
     topics = payload.get("topics", [])
     topic_ids: list[int] = []
     implied_language: str | None = None
@@ -262,6 +281,7 @@ def parse(session: Session, payload: Any) -> ArticleInput:
         published_at=published_at,
         topic_ids=tuple(topic_ids),
         urgent=urgent,
+        correction=correction,
     )
 
 
@@ -273,7 +293,9 @@ def feed_source(feed_id: int) -> str:
 
 
 def publish(session: Session, article: ArticleInput, source: str = API_SOURCE) -> PublishResult:
-    """Store a new article, or update the one with the same guid (which alerts nobody again).
+    """Store a new article, or update the one with the same guid (which alerts nobody again:
+    a changed title or summary is a revision, told once to readers who got it; see
+    `alerts.revisions`).
 
     An article belongs to its source (`API_SOURCE`, or `feed_source(id)`): another source
     sending the same guid changes nothing.
@@ -316,6 +338,7 @@ def publish(session: Session, article: ArticleInput, source: str = API_SOURCE) -
         raise InvalidArticle(
             {"guid": "already used by an article from another source; it was not changed"}
         )
+    old_title, old_summary_text = existing.title, existing.summary_text
     changed = []
     for name in ("url", "title", "summary_html", "summary_text", "author", "language_code"):
         if getattr(existing, name) != getattr(article, name):
@@ -328,7 +351,18 @@ def publish(session: Session, article: ArticleInput, source: str = API_SOURCE) -
         existing.topics = _topics(session, article.topic_ids)
         changed.append("topics")
     session.flush()
-    return PublishResult(existing.id, created=False, changed=tuple(changed))
+    revision = revisions.record(
+        session, existing, old_title, old_summary_text, article.correction
+    )
+    if revision is None:
+        return PublishResult(existing.id, created=False, changed=tuple(changed))
+    return PublishResult(
+        existing.id,
+        created=False,
+        changed=tuple(changed),
+        revision_id=revision.id,
+        corrections=revisions.corrections_owed(session, revision.id) if revision.correction else 0,
+    )
 
 
 def alert_nobody(session: Session, article_id: int) -> None:

@@ -15,7 +15,7 @@ from alerts import create_app
 from alerts.digests import DIGEST_FREQUENCIES
 from alerts.errors import InvalidInput, UnknownTopic
 from alerts.web.metrics_server import metrics_group
-from worker.tasks import fanout_article
+from worker.tasks import fanout_article, send_corrections
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, load_dotenv=False, set_debug_flag=False)
@@ -84,7 +84,9 @@ def articles_group() -> None:
 def articles_publish(source: typing.BinaryIO) -> None:
     """Publish the article(s) in SOURCE (a JSON object or a list of them; - reads stdin).
 
-    New articles alert their readers; a known guid updates the article and alerts nobody.
+    New articles alert their readers; a known guid updates the article and alerts nobody
+    again (readers who got it see the change in their next digest; "correction": true, or a
+    note, also emails the readers who got it as an alert).
     """
     import json
 
@@ -108,6 +110,8 @@ def articles_publish(source: typing.BinaryIO) -> None:
                 continue
             if result.created:
                 db.queue_after_commit(session, fanout_article, result.article_id)
+            if result.corrections:
+                db.queue_after_commit(session, send_corrections)
             session.commit()
             if result.created:
                 created += 1

@@ -409,6 +409,82 @@ class Delivery(Base):
 DELIVERY_PENDING = Delivery.status == literal_column("'pending'")
 
 
+class ArticleRevision(Base):
+    """A change to a published article's title or summary, once it was stored: readers who
+    got the article before it see it again under "Updated since we sent it" in their next
+    digest; a `correction` is also told to instant readers in a short email."""
+
+    __tablename__ = "article_revisions"
+    __table_args__ = (Index("ix_article_revisions_created", "created_at", "article_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    old_title: Mapped[str] = mapped_column(String(500))
+    new_title: Mapped[str] = mapped_column(String(500))
+    old_summary_text: Mapped[str] = mapped_column(Text, default="")
+    new_summary_text: Mapped[str] = mapped_column(Text, default="")
+    # The publisher marked it as a correction to notify; `note` is what they say about it.
+    correction: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str] = mapped_column(String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(default=now)
+
+    article: Mapped[Article] = relationship()
+
+    @property
+    def title_changed(self) -> bool:
+        return self.old_title != self.new_title
+
+    @property
+    def summary_changed(self) -> bool:
+        return self.old_summary_text != self.new_summary_text
+
+
+class NoticeKind(enum.StrEnum):
+    DIGEST = "digest"  # under "Updated since we sent it" in the reader's next digest
+    CORRECTION = "correction"  # a short email of its own, to a reader who got the alert
+
+
+class RevisionNotice(Base):
+    """That a reader is told, or was told, of one revision: one row per (revision, reader),
+    which is what makes "never twice for the same change" hold. Claimed under a lease with a
+    token, as deliveries are, and closed with the outcome of the email that carried it."""
+
+    __tablename__ = "revision_notices"
+    __table_args__ = (
+        UniqueConstraint("revision_id", "subscriber_id"),
+        Index(
+            "ix_revision_notices_pending",
+            "kind",
+            "subscriber_id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision_id: Mapped[int] = mapped_column(
+        ForeignKey("article_revisions.id", ondelete="CASCADE")
+    )
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    kind: Mapped[NoticeKind] = mapped_column(_enum_column(NoticeKind))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum_column(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    retry_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # The digest run that carries it (a `digest` notice).
+    digest_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("digest_runs.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
+    sent_at: Mapped[datetime | None]
+
+
 class DigestRun(Base):
     """One sending of a frequency's digests for one period (and optionally one topic).
 

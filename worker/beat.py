@@ -36,6 +36,11 @@ def schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             "task": "alerts.send_roundups",
             "schedule": float(config.get("RECONCILE_INTERVAL", 30)),
         },
+        # Correction emails owed (queued at once by a publish; this catches the rest).
+        "correction-emails": {
+            "task": "alerts.send_corrections",
+            "schedule": float(config.get("RECONCILE_INTERVAL", 30)),
+        },
         "purge-unconfirmed": {
             "task": "alerts.purge_unconfirmed",
             "schedule": crontab(minute="17", hour="3"),

@@ -16,7 +16,7 @@ from alerts.config import CONFIRMATION_RETRY_MAX
 from alerts.db import queue_after_commit
 from alerts.mail import emails
 from alerts.models import Feed
-from alerts.sending import batches, fanout, ledger, reconcile, relay, roundup
+from alerts.sending import batches, corrections, fanout, ledger, reconcile, relay, roundup
 from alerts.sending.policy import RetryPolicy
 from alerts.subscriptions import Choices
 
@@ -143,6 +143,19 @@ def send_roundups() -> None:
         session.commit()
     if drain.outcome.sent or drain.outcome.deferred or drain.outcome.failed:
         _log_drain("quiet-hours round-ups", drain)
+
+
+@shared_task(name="alerts.send_corrections")
+def send_corrections() -> None:
+    """After a publisher's correction, and from beat about every 30 s: each reader who got
+    a corrected article as an alert gets one short email about it."""
+    session = db.session()
+    drain = corrections.drain(session, _mail_settings(), _policy())
+    if drain.more and not current_app.config["CELERY_ALWAYS_EAGER"]:
+        queue_after_commit(session, send_corrections)
+        session.commit()
+    if drain.outcome.sent or drain.outcome.deferred or drain.outcome.failed:
+        _log_drain("correction emails", drain)
 
 
 def _come_back(

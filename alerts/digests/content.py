@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from alerts import revisions
 from alerts.clock import now
 from alerts.digests.runs import scope_topic_ids
 from alerts.i18n import Text
@@ -49,6 +50,8 @@ class DigestContent:
     article_ids: list[int] = field(default_factory=list)
     # The end of the window this digest covers (articles arrived up to then).
     until: datetime | None = None
+    # Articles sent to the reader before, changed since: "Updated since we sent it".
+    updates: list[revisions.Update] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -72,6 +75,15 @@ class DigestContent:
             if kept:
                 groups.append((root, kept))
         self.groups = groups
+
+    def keep_updates(self, revision_ids: Collection[int]) -> None:
+        """Keep the updates this digest may tell of (another email may tell of the rest)."""
+        keep = set(revision_ids)
+        self.updates = [u for u in self.updates if keep.intersection(u.revision_ids)]
+
+    @property
+    def empty(self) -> bool:
+        return not self.article_ids and not self.updates
 
 
 def build_contents(
@@ -127,6 +139,8 @@ def build_contents(
             .order_by(Article.published_at.desc(), Article.id.desc())
         )
     )
+    # Articles they were sent and that changed since (a digest scoped to one topic tells none).
+    updates = revisions.updates_for(session, list(readers), since, current) if not scope else {}
     # Instant alerts held past a reader's daily cap: this digest carries them, whenever they
     # arrived, for the reason their alert had (a digest scoped to one topic does not).
     overflow = _held_past_cap(session, list(readers)) if not scope else {}
@@ -139,7 +153,12 @@ def build_contents(
         alert_interests = interests(session, list(overflow), tuple(Frequency))
     if not articles:
         return {
-            subscriber_id: DigestContent(readers[subscriber_id], frequency, until=current)
+            subscriber_id: DigestContent(
+                readers[subscriber_id],
+                frequency,
+                until=current,
+                updates=updates.get(subscriber_id, []),
+            )
             for subscriber_id in readers
         }
     own_topics: dict[int, list[int]] = {article.id: [] for article in articles}
@@ -168,7 +187,9 @@ def build_contents(
     answers: dict[tuple[object, int], tuple[Reason, str] | None] = {}
     contents: dict[int, DigestContent] = {}
     for subscriber_id, reader in readers.items():
-        content = DigestContent(reader, frequency, until=current)
+        content = DigestContent(
+            reader, frequency, until=current, updates=updates.get(subscriber_id, [])
+        )
         grouped: dict[str, list[DigestItem]] = {}
         for article in articles:
             article_scope = scopes[article.id]

@@ -311,6 +311,10 @@ class DigestRenderer:
                 (title, [(item, self.block(item.article)) for item in items])
                 for title, items in content.groups
             ],
+            "updates": [
+                (update, self.block(update.article), i18n.long_date(update.revised_at))
+                for update in content.updates
+            ],
             "test": test,
             **links,
         }
@@ -341,6 +345,7 @@ class DigestRenderer:
                     )
                     for title, items in content.groups
                 ),
+                tuple((u.article.id, tuple(u.revision_ids)) for u in content.updates),
             )
             skeleton = self._shapes.get(key)
             if skeleton is None:
@@ -355,6 +360,30 @@ class DigestRenderer:
             self.settings.secret_key, tokens.Purpose.DIGEST, reader.id, reader.link_key, r=run_id
         )
         return f"{self.settings.base_url}/digest/{token}"
+
+
+def correction(
+    settings: MailSettings, subscriber: Subscriber, revision: Any, shapes: Shapes | None = None
+) -> bytes:
+    """The short email that tells a reader who got an article as an alert that its publisher
+    corrected it (a models.ArticleRevision): what it said then, what it says now."""
+    links = reader_links(settings, subscriber)
+    with i18n.using(subscriber.locale):
+        key = ("correction", i18n.current(), revision.id)
+        skeleton = shapes.get(key) if shapes is not None else None
+        if skeleton is None:
+            context = {
+                "site_name": settings.site_name,
+                "base_url": settings.base_url,
+                "article": revision.article,
+                "revision": revision,
+                "corrected": i18n.long_date(revision.created_at),
+                **message.markers(links),
+            }
+            skeleton = message.Skeleton.of(renderer().render("correction", context))
+            if shapes is not None:
+                shapes[key] = skeleton
+    return list_message(settings, skeleton, subscriber, links)
 
 
 def roundup(settings: MailSettings, subscriber: Subscriber, items: list[Any]) -> bytes:

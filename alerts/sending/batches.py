@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts import digests, matching
+from alerts import digests, matching, revisions
 from alerts.clock import now
 from alerts.mail import emails, message, smtp
 from alerts.models import (
@@ -257,6 +257,20 @@ class DigestOutbox:
             claim.token,
             carries_held_from=None if run.scope else built_at,
         )
+        told = {
+            subscriber_id: [r for update in content.updates for r in update.revision_ids]
+            for subscriber_id, content in self.contents.items()
+            if content.updates
+        }
+        self.told = (
+            revisions.claim_for_digest(session, run.id, told, claim.token) if told else {}
+        )
+
+    def _notices(self, key: int, status: DeliveryStatus | None, error: str | None = None) -> None:
+        """Close (or, with None, hand back) the revisions this reader's digest told of."""
+        content = self.contents.get(key)
+        if content is not None and content.updates:
+            revisions.close_digest_notices(self.session, key, self.claim.token, status, error)
 
     def _finish(self, key: int, status: RecipientStatus, **kwargs: object) -> None:
         content = self.contents[key]
@@ -276,12 +290,13 @@ class DigestOutbox:
         content = self.contents.get(key)
         if content is None:
             digest_ledger.skip_inactive(self.session, self.run_id, key, self.claim.token)
+            revisions.skip_for_run(self.session, self.run_id, key)
             return None
-        articles = self.held.get(key, [])
-        if not articles:
+        content.keep_only(self.held.get(key, []))
+        content.keep_updates(self.told.get(key, ()))
+        if content.empty:
             self._finish(key, RecipientStatus.SKIPPED)  # nothing new: no email
             return None
-        content.keep_only(articles)
         return content.subscriber.email, self.render.message(content, self.run_id)
 
     def sent(self, key: int) -> None:
@@ -291,6 +306,7 @@ class DigestOutbox:
             article_count=len(self.contents[key].article_ids),
             delivery_status=DeliveryStatus.SENT,
         )
+        self._notices(key, DeliveryStatus.SENT)
 
     def refused(self, key: int, rejection: smtp.Rejection) -> str:
         if rejection.permanent:
@@ -298,6 +314,7 @@ class DigestOutbox:
             self._finish(
                 key, RecipientStatus.FAILED, error=error, delivery_status=DeliveryStatus.BOUNCED
             )
+            self._notices(key, DeliveryStatus.BOUNCED, error)
             from alerts.sending import suppression
 
             suppression.suppress(self.session, key, error)
@@ -318,10 +335,13 @@ class DigestOutbox:
             about_address,
             frequency=self.frequency,
         )
+        self._notices(key, DeliveryStatus.FAILED if failed else None, error)
         return "failed" if failed else "deferred"
 
     def release(self, keys: Sequence[int], error: str) -> None:
         digest_ledger.release(self.session, self.run_id, keys, self.claim.token, error)
+        for key in keys:
+            self._notices(key, None, error)
 
 
 def drain_digests(

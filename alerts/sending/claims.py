@@ -16,10 +16,10 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.db import rowcount
-from alerts.models import Delivery, DigestRecipient
+from alerts.models import Delivery, DigestRecipient, RevisionNotice
 from alerts.sending.policy import RetryPolicy
 
-Ledger = type[Delivery] | type[DigestRecipient]
+Ledger = type[Delivery] | type[DigestRecipient] | type[RevisionNotice]
 
 
 def free(model: Ledger, current: datetime, policy: RetryPolicy) -> ColumnElement[bool]:

@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from alerts import articles, db, digests, taxonomy
 from alerts.errors import UnknownTopic
 from alerts.models import DigestRun, Frequency
-from worker.tasks import fanout_article, queue_digest_run
+from worker.tasks import fanout_article, queue_digest_run, send_corrections
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -102,11 +102,24 @@ def publish_article() -> ResponseReturnValue:
         return error(422, "invalid_article", "The article was not stored.", fields=invalid.errors)
     if result.created:
         db.queue_after_commit(session, fanout_article, result.article_id)
+    if result.corrections:
+        db.queue_after_commit(session, send_corrections)
     session.commit()
     if result.created:
         return jsonify(id=result.article_id, guid=article.guid, created=True), 201
+    # A changed title or summary is a revision: readers who got the article are told once
+    # (in their next digest; instant readers by email when it is a correction).
+    revision = (
+        {"id": result.revision_id, "correction_emails": result.corrections}
+        if result.revision_id is not None
+        else None
+    )
     return jsonify(
-        id=result.article_id, guid=article.guid, created=False, changed=list(result.changed)
+        id=result.article_id,
+        guid=article.guid,
+        created=False,
+        changed=list(result.changed),
+        revision=revision,
     ), 200
 
 

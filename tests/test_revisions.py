@@ -1,0 +1,271 @@
+"""An article that changes after readers got it: "Updated since we sent it" in their next
+digest, and one short "Correction" email to instant readers when the publisher marks it so;
+never twice for the same change. Through the API with tasks run eagerly into a real SMTP
+sink on a socket, the clock moved by the clock fixture."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts.mail.sink import FailureRule, MailSink
+from alerts.models import (
+    DeliveryStatus,
+    Frequency,
+    NoticeKind,
+    RevisionNotice,
+    Subscriber,
+    SubscriberStatus,
+)
+from worker import tasks
+
+import factories
+from support import CLOCK
+
+AUTH = {"Authorization": "Bearer dev-api-token"}
+MONDAY = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+FIRST_TITLE = "WIPO members agree a treaty on designs"
+SUMMARY = "<p>Delegates in Geneva adopted the Design Law Treaty after two decades.</p>"
+
+
+def publish(client: FlaskClient, payload: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/api/v1/articles", json=payload, headers=AUTH)
+    assert response.status_code in (200, 201), response.get_json()
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+def story(**changes: Any) -> dict[str, Any]:
+    payload = factories.article_payload(
+        guid="https://news.example.org/?p=designs",
+        url="https://news.example.org/2026/11/30/design-law-treaty/",
+        title=FIRST_TITLE,
+        summary=SUMMARY,
+        topics=["wipo"],
+        published_at=None,
+    )
+    payload.update(changes)
+    return payload
+
+
+def readers(session: Session) -> tuple[Subscriber, Subscriber, Subscriber]:
+    """An instant reader, a daily reader of the same topic, and a reader of another."""
+    instant = factories.subscriber(session, ["wipo"], email="instant@example.org")
+    daily = factories.subscriber(
+        session, {"wipo": Frequency.DAILY}, email="daily@example.org", timezone="Europe/Paris"
+    )
+    other = factories.subscriber(session, ["itu-icann"], email="other@example.org")
+    session.commit()
+    return instant, daily, other
+
+
+def digests_at(app: Flask, moment: datetime) -> None:
+    CLOCK.freeze(moment)
+    with app.app_context():
+        tasks.run_due_digests()
+
+
+def test_a_correction_emails_each_instant_reader_once(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    instant, daily, other = readers(session)
+    publish(client, story())
+    assert [m.subject for m in sink.store.to(instant.email)] == [FIRST_TITLE]
+
+    CLOCK.freeze(MONDAY + timedelta(hours=2))
+    body = publish(
+        client,
+        story(
+            title="WIPO members agree a treaty on industrial designs",
+            correction="An earlier version said the treaty covers patents.",
+        ),
+    )
+    assert body["changed"] == ["title"]
+    assert body["revision"]["correction_emails"] == 1
+
+    correction = sink.store.to(instant.email)[-1]
+    assert correction.subject == "Correction: WIPO members agree a treaty on industrial designs"
+    text = correction.body("plain")
+    assert f'The headline we sent you: "{FIRST_TITLE}"' in text
+    assert "What the editors say: An earlier version said the treaty covers patents." in text
+    assert "30 November 2026" in text  # the day it was corrected
+    assert correction.parsed()["List-Unsubscribe"].startswith("<http://alerts.test/unsubscribe/")
+    html = correction.body("html")
+    assert "\u201cWIPO members agree a treaty on designs\u201d" in html
+    # Readers who did not get it as an alert get no email: the digest reader sees it later.
+    assert sink.store.to(daily.email) == [] and sink.store.to(other.email) == []
+
+    # The publisher sends the same update again (a retry, a re-import): nothing new.
+    again = publish(client, story(title="WIPO members agree a treaty on industrial designs",
+                                  correction=True))  # fmt: skip
+    assert again["revision"] is None and again["changed"] == []
+    with app.app_context():
+        tasks.send_corrections()
+    assert len(sink.store.to(instant.email)) == 2
+
+    # A later change that is not a correction: instant readers get nothing new.
+    publish(client, story(title="WIPO members agree a treaty on industrial designs (analysis)"))
+    with app.app_context():
+        tasks.send_corrections()
+    assert len(sink.store.to(instant.email)) == 2
+    notices = session.scalars(select(RevisionNotice)).all()
+    assert [(n.subscriber_id, n.kind, n.status) for n in notices] == [
+        (instant.id, NoticeKind.CORRECTION, DeliveryStatus.SENT)
+    ]
+
+
+def test_the_next_digest_shows_what_changed_once(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    instant, daily, _other = readers(session)
+    publish(client, story())
+    digests_at(app, datetime(2026, 12, 1, 7, 0, tzinfo=UTC))  # 08:00 in Paris
+    [first] = sink.store.to(daily.email)
+    assert FIRST_TITLE in first.body("plain")
+
+    CLOCK.freeze(datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
+    publish(
+        client,
+        story(
+            title="WIPO members adopt the Design Law Treaty",
+            summary="<p>Delegates in Riyadh adopted the Design Law Treaty.</p>",
+        ),
+    )
+    # Not a correction: no email now, to anyone.
+    assert len(sink.store.to(daily.email)) == 1 and len(sink.store.to(instant.email)) == 1
+
+    digests_at(app, datetime(2026, 12, 2, 7, 0, tzinfo=UTC))
+    update = sink.store.to(daily.email)[-1]
+    assert update.subject.endswith(" · Your news alert: 1 article updated since we sent it")
+    text = update.body("plain")
+    assert "== Updated since we sent it ==" in text
+    assert "WIPO members adopt the Design Law Treaty" in text
+    assert f'The headline we sent you: "{FIRST_TITLE}".' in text
+    assert "The summary was revised." in text
+    assert "Delegates in Riyadh" in text
+    assert "The articles published since your last digest" not in text  # only the update
+    assert "[Correction]" not in text
+
+    # Told once: the digest after that has nothing, so no email.
+    digests_at(app, datetime(2026, 12, 3, 7, 0, tzinfo=UTC))
+    assert len(sink.store.to(daily.email)) == 2
+    # The instant reader got an alert, not a digest: nothing for an update.
+    assert len(sink.store.to(instant.email)) == 1
+
+
+def test_updates_and_new_articles_share_a_digest_and_a_correction_is_labelled(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    instant, daily, _other = readers(session)
+    publish(client, story())
+    digests_at(app, datetime(2026, 12, 1, 7, 0, tzinfo=UTC))
+
+    CLOCK.freeze(datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
+    publish(client, story(title="WIPO members agree a treaty on designs, 35 sign", correction=True))
+    CLOCK.freeze(datetime(2026, 12, 1, 11, 0, tzinfo=UTC))
+    publish(client, story(title="WIPO members agree a treaty on designs, 36 sign",
+                          correction="The count of signatories was wrong."))  # fmt: skip
+    publish(client, factories.article_payload(title="Broadcasting treaty talks stall",
+                                              topics=["wipo"], published_at=None))  # fmt: skip
+    # Got it in a digest, not as an alert: no correction email.
+    assert len(sink.store.to(daily.email)) == 1
+
+    digests_at(app, datetime(2026, 12, 2, 7, 0, tzinfo=UTC))
+    digest = sink.store.to(daily.email)[-1]
+    assert "1 new article" in digest.subject
+    text = digest.body("plain")
+    assert text.index("Broadcasting treaty talks stall") < text.index("Updated since we sent it")
+    # Two changes, one entry: from what the reader was sent to what it is now.
+    assert text.count("WIPO members agree a treaty on designs, 36 sign") == 1
+    assert "35 sign" not in text
+    assert f'[Correction] Updated on 1 December 2026. The headline we sent you: "{FIRST_TITLE}".' in text
+    assert "What the editors say: The count of signatories was wrong." in text
+    assert ">Correction</span> Updated on 1 December 2026." in digest.body("html")
+    notices = session.scalars(select(RevisionNotice).order_by(RevisionNotice.id)).all()
+    told = [(n.subscriber_id, n.kind, n.status) for n in notices]
+    assert sorted(told) == sorted(
+        [(daily.id, NoticeKind.DIGEST, DeliveryStatus.SENT)] * 2
+        # Each correction is a change of its own: the alert's reader had one email each.
+        + [(instant.id, NoticeKind.CORRECTION, DeliveryStatus.SENT)] * 2
+    )
+    assert [m.subject for m in sink.store.to(instant.email)][1:] == [
+        "Correction: WIPO members agree a treaty on designs, 35 sign",
+        "Correction: WIPO members agree a treaty on designs, 36 sign",
+        "Broadcasting treaty talks stall",
+    ]
+
+
+def test_readers_who_never_got_the_article_hear_nothing_of_its_changes(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    publish(client, story())
+    # Joins after it went out: their first digest has the article as it is now, no update.
+    latecomer = factories.subscriber(
+        session, {"wipo": Frequency.DAILY}, email="late@example.org", confirmed_at=MONDAY
+    )
+    session.commit()
+    CLOCK.freeze(MONDAY + timedelta(hours=1))
+    publish(client, story(title="WIPO members adopt the Design Law Treaty", correction=True))
+    digests_at(app, datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
+    [digest] = sink.store.to(latecomer.email)
+    assert "WIPO members adopt the Design Law Treaty" in digest.body("plain")
+    assert "Updated since we sent it" not in digest.body("plain")
+    assert session.scalars(select(RevisionNotice)).all() == []
+
+
+def test_a_refused_correction_is_retried_and_a_departed_reader_is_skipped(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    instant, _daily, _other = readers(session)
+    leaver = factories.subscriber(session, ["wipo"], email="leaver@example.org")
+    session.commit()
+    publish(client, story())
+    leaver.status = SubscriberStatus.UNSUBSCRIBED
+    session.commit()
+    sink.handler.rules.append(FailureRule(instant.email, 451, 1))
+    publish(client, story(title="WIPO members adopt the Design Law Treaty", correction=True))
+    assert len(sink.store.to(instant.email)) == 1  # refused for now
+
+    with app.app_context():
+        tasks.send_corrections()  # its backoff has not passed: not yet
+    assert len(sink.store.to(instant.email)) == 1
+    CLOCK.freeze(MONDAY + timedelta(minutes=5))
+    with app.app_context():
+        tasks.send_corrections()
+        tasks.send_corrections()
+    subjects = [m.subject for m in sink.store.to(instant.email)]
+    assert subjects == [FIRST_TITLE, "Correction: WIPO members adopt the Design Law Treaty"]
+    assert len(sink.store.to(leaver.email)) == 1  # the alert only
+    session.expire_all()
+    statuses = dict(
+        session.execute(select(RevisionNotice.subscriber_id, RevisionNotice.status)).all()
+    )
+    assert statuses == {instant.id: DeliveryStatus.SENT, leaver.id: DeliveryStatus.SKIPPED}
+
+
+def test_a_correction_field_must_say_yes_no_or_what(
+    client: FlaskClient, session: Session, sink: MailSink
+) -> None:
+    for bad in (5, "", "   ", ["yes"], "x" * 1001):
+        response = client.post("/api/v1/articles", json=story(correction=bad), headers=AUTH)
+        assert response.status_code == 422
+        assert "correction" in response.get_json()["fields"]
+    # A hostile note is one line of text, shown escaped.
+    factories.subscriber(session, ["wipo"], email="instant@example.org")
+    session.commit()
+    publish(client, story())
+    publish(client, story(title="Changed", correction="<script>x</script>\r\nBcc: a@b.c"))
+    correction = sink.store.to("instant@example.org")[-1]
+    assert "<script>" not in correction.body("html")
+    assert correction.parsed()["Bcc"] is None
+    assert "What the editors say: <script>x</script> Bcc: a@b.c" in correction.body("plain")
