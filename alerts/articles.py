@@ -351,9 +351,7 @@ def publish(session: Session, article: ArticleInput, source: str = API_SOURCE) -
         existing.topics = _topics(session, article.topic_ids)
         changed.append("topics")
     session.flush()
-    revision = revisions.record(
-        session, existing, old_title, old_summary_text, article.correction
-    )
+    revision = revisions.record(session, existing, old_title, old_summary_text, article.correction)
     if revision is None:
         return PublishResult(existing.id, created=False, changed=tuple(changed))
     return PublishResult(

@@ -193,6 +193,8 @@ class Subscriber(Base):
     quiet_until: Mapped[int | None] = mapped_column(Integer)
     # Urgent articles come at once even in quiet hours.
     urgent_in_quiet: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
+    # A short email when an article they got as an alert is corrected (on by default).
+    corrections: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
     # True: a keyword counts only in articles of the reader's topics; False: topics or keywords.
     keywords_within_topics: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=sa_false()
@@ -462,9 +464,7 @@ class RevisionNotice(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    revision_id: Mapped[int] = mapped_column(
-        ForeignKey("article_revisions.id", ondelete="CASCADE")
-    )
+    revision_id: Mapped[int] = mapped_column(ForeignKey("article_revisions.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     kind: Mapped[NoticeKind] = mapped_column(_enum_column(NoticeKind))
     status: Mapped[DeliveryStatus] = mapped_column(

@@ -26,6 +26,7 @@ from alerts.models import (
     DeliveryStatus,
     NoticeKind,
     RevisionNotice,
+    Subscriber,
 )
 
 MAX_UPDATES = 20  # shown in one digest, newest change first
@@ -72,6 +73,8 @@ def record(
             Delivery.article_id == article.id,
             Delivery.status == DeliveryStatus.SENT,
             Delivery.digest_run_id.is_(None),  # an alert (or a quiet-hours round-up)
+            # Unless they turned correction emails off (a digest of theirs tells them).
+            Delivery.subscriber_id.in_(select(Subscriber.id).where(Subscriber.corrections)),
         )
         session.execute(
             insert(_notices).from_select(

@@ -12,7 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from test_reader import token
 
+from alerts import tokens
 from alerts.mail.sink import FailureRule, MailSink
 from alerts.models import (
     DeliveryStatus,
@@ -25,7 +27,7 @@ from alerts.models import (
 from worker import tasks
 
 import factories
-from support import CLOCK
+from support import CLOCK, csrf_from
 
 AUTH = {"Authorization": "Bearer dev-api-token"}
 MONDAY = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -186,7 +188,10 @@ def test_updates_and_new_articles_share_a_digest_and_a_correction_is_labelled(
     # Two changes, one entry: from what the reader was sent to what it is now.
     assert text.count("WIPO members agree a treaty on designs, 36 sign") == 1
     assert "35 sign" not in text
-    assert f'[Correction] Updated on 1 December 2026. The headline we sent you: "{FIRST_TITLE}".' in text
+    assert (
+        f'[Correction] Updated on 1 December 2026. The headline we sent you: "{FIRST_TITLE}".'
+        in text
+    )
     assert "What the editors say: The count of signatories was wrong." in text
     assert ">Correction</span> Updated on 1 December 2026." in digest.body("html")
     notices = session.scalars(select(RevisionNotice).order_by(RevisionNotice.id)).all()
@@ -269,3 +274,35 @@ def test_a_correction_field_must_say_yes_no_or_what(
     assert "<script>" not in correction.body("html")
     assert correction.parsed()["Bcc"] is None
     assert "What the editors say: <script>x</script> Bcc: a@b.c" in correction.body("plain")
+
+
+def test_a_reader_can_turn_correction_emails_off_in_the_preference_centre(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    reader = factories.subscriber(session, ["wipo"], email="instant@example.org")
+    session.commit()
+    link = f"/manage/{token(tokens.Purpose.MANAGE, reader)}"
+    page = client.get(link).get_data(as_text=True)
+    assert 'id="corrections"' in page and "Updated since we sent it" in page
+    form = {
+        "csrf_token": csrf_from(page), "action": "save", "topics": ["wipo"],
+        "frequency-wipo": "immediate", "languages": ["en"], "timezone": "UTC",
+        "send_hour": "8", "send_weekday": "0", "locale": "en", "instant_fields": "2",
+    }  # fmt: skip
+    assert client.post(link, data=form).status_code == 303  # the box left unticked
+    session.refresh(reader)
+    assert reader.corrections is False
+    # A page from before this box (marker "1") keeps the reader's choice.
+    assert client.post(link, data={**form, "instant_fields": "1"}).status_code == 303
+    session.refresh(reader)
+    assert reader.corrections is False
+
+    publish(client, story())
+    body = publish(client, story(title="WIPO members adopt the Design Law Treaty", correction=True))
+    assert body["revision"]["correction_emails"] == 0
+    assert [m.subject for m in sink.store.to(reader.email)] == [FIRST_TITLE]
+
+    assert client.post(link, data={**form, "corrections": "yes"}).status_code == 303
+    session.refresh(reader)
+    assert reader.corrections is True

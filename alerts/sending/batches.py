@@ -262,9 +262,7 @@ class DigestOutbox:
             for subscriber_id, content in self.contents.items()
             if content.updates
         }
-        self.told = (
-            revisions.claim_for_digest(session, run.id, told, claim.token) if told else {}
-        )
+        self.told = revisions.claim_for_digest(session, run.id, told, claim.token) if told else {}
 
     def _notices(self, key: int, status: DeliveryStatus | None, error: str | None = None) -> None:
         """Close (or, with None, hand back) the revisions this reader's digest told of."""

@@ -74,8 +74,9 @@ class CorrectionOutbox:
         self.policy = policy
         self.token = claim.token
         rows = session.execute(
-            select(RevisionNotice.id, RevisionNotice.subscriber_id, RevisionNotice.revision_id)
-            .where(RevisionNotice.id.in_(claim.subscriber_ids))
+            select(
+                RevisionNotice.id, RevisionNotice.subscriber_id, RevisionNotice.revision_id
+            ).where(RevisionNotice.id.in_(claim.subscriber_ids))
         ).all()
         self.reader_of = {notice_id: subscriber_id for notice_id, subscriber_id, _ in rows}
         self.readers = batches.readers_of(session, list(set(self.reader_of.values())))
@@ -109,7 +110,9 @@ class CorrectionOutbox:
             reader is None
             or revision is None
             or not self.session.scalar(
-                select(Subscriber.id).where(Subscriber.id == reader.id, Subscriber.receiving(current))
+                select(Subscriber.id).where(
+                    Subscriber.id == reader.id, Subscriber.receiving(current)
+                )
             )
         ):
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="not receiving")

@@ -236,6 +236,7 @@ class Preferences:
     daily_cap: int | None = None  # at most this many instant alerts a day; None: no limit
     quiet: tuple[int, int] | None = None  # quiet hours, minutes after local midnight
     urgent_in_quiet: bool = True
+    corrections: bool = True  # a short email when an article they got as an alert is corrected
 
 
 # The choices the preference centre offers (any other value is refused).
@@ -244,9 +245,11 @@ QUIET_STEP = 30  # quiet hours start and end on the hour or the half hour
 
 
 def instant_fields(posted: Mapping[str, str], subscriber: Any) -> dict[str, Any]:
-    """The preference centre's cap and quiet hours as posted; a form without them (a page
-    from before they existed) keeps what the reader has."""
-    if posted.get("instant_fields") != "1":
+    """The preference centre's cap, quiet hours and corrections as posted; a form without
+    them (a page from before they existed) keeps what the reader has. The hidden marker
+    `instant_fields` is "1" on pages with the cap and quiet hours, "2" with corrections too."""
+    marker = posted.get("instant_fields")
+    if marker not in ("1", "2"):
 
         def text(value: int | None) -> str:
             return "" if value is None else str(value)
@@ -256,12 +259,16 @@ def instant_fields(posted: Mapping[str, str], subscriber: Any) -> dict[str, Any]
             "quiet_from": text(subscriber.quiet_from),
             "quiet_until": text(subscriber.quiet_until),
             "urgent_in_quiet": subscriber.urgent_in_quiet,
+            "corrections": subscriber.corrections,
         }
     return {
         "daily_cap": posted.get("daily_cap", ""),
         "quiet_from": posted.get("quiet_from", ""),
         "quiet_until": posted.get("quiet_until", ""),
         "urgent_in_quiet": posted.get("urgent_in_quiet") == "yes",
+        "corrections": (
+            posted.get("corrections") == "yes" if marker == "2" else subscriber.corrections
+        ),
     }
 
 
@@ -292,6 +299,7 @@ def validate_preferences(
     quiet_from: str = "",
     quiet_until: str = "",
     urgent_in_quiet: bool = True,
+    corrections: bool = True,
 ) -> Preferences:
     """Check the preference form; every bad field is reported at once.
 
@@ -354,4 +362,5 @@ def validate_preferences(
         cap,
         quiet,
         urgent_in_quiet,
+        corrections,
     )

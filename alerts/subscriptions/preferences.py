@@ -57,6 +57,7 @@ def update_preferences(
     subscriber.daily_cap = preferences.daily_cap
     subscriber.quiet_from, subscriber.quiet_until = preferences.quiet or (None, None)
     subscriber.urgent_in_quiet = preferences.urgent_in_quiet
+    subscriber.corrections = preferences.corrections
     # Alerts held in quiet hours wait for the new end (now, if quiet hours are off or over).
     current = now()
     session.execute(

@@ -1,4 +1,5 @@
-"""Article revisions (a changed title or summary) and the notices readers get of them.
+"""Article revisions (a changed title or summary) and the notices readers get of them;
+readers: whether they want correction emails.
 
 Revision ID: 0015
 Revises: 0014
@@ -17,6 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "subscribers",
+        sa.Column("corrections", sa.Boolean(), nullable=False, server_default=sa.true()),
+    )
     op.create_table(
         "article_revisions",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -93,3 +98,5 @@ def downgrade() -> None:
     op.drop_table("revision_notices")
     op.drop_index("ix_article_revisions_created", table_name="article_revisions")
     op.drop_table("article_revisions")
+    with op.batch_alter_table("subscribers") as batch:
+        batch.drop_column("corrections")
