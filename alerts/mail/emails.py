@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -208,6 +209,11 @@ def _local_time(subscriber: Subscriber, article: Article) -> str:
     return i18n.long_datetime(local)
 
 
+def _local_date(subscriber: Subscriber, moment: datetime) -> str:
+    """A day in the reader's zone and language."""
+    return i18n.long_date(moment.astimezone(zone(subscriber.timezone)))
+
+
 Shapes = dict[tuple[Any, ...], message.Skeleton]
 
 
@@ -312,7 +318,7 @@ class DigestRenderer:
                 for title, items in content.groups
             ],
             "updates": [
-                (update, self.block(update.article), i18n.long_date(update.revised_at))
+                (update, self.block(update.article), _local_date(reader, update.revised_at))
                 for update in content.updates
             ],
             "test": test,
@@ -345,7 +351,10 @@ class DigestRenderer:
                     )
                     for title, items in content.groups
                 ),
-                tuple((u.article.id, tuple(u.revision_ids)) for u in content.updates),
+                tuple(
+                    (u.article.id, tuple(u.revision_ids), _local_date(reader, u.revised_at))
+                    for u in content.updates
+                ),
             )
             skeleton = self._shapes.get(key)
             if skeleton is None:
@@ -369,7 +378,8 @@ def correction(
     corrected it (a models.ArticleRevision): what it said then, what it says now."""
     links = reader_links(settings, subscriber)
     with i18n.using(subscriber.locale):
-        key = ("correction", i18n.current(), revision.id)
+        corrected = _local_date(subscriber, revision.created_at)
+        key = ("correction", i18n.current(), revision.id, corrected)
         skeleton = shapes.get(key) if shapes is not None else None
         if skeleton is None:
             context = {
@@ -377,7 +387,7 @@ def correction(
                 "base_url": settings.base_url,
                 "article": revision.article,
                 "revision": revision,
-                "corrected": i18n.long_date(revision.created_at),
+                "corrected": corrected,
                 **message.markers(links),
             }
             skeleton = message.Skeleton.of(renderer().render("correction", context))

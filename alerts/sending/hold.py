@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now, zone
@@ -115,11 +115,19 @@ def sent_today(session: Session, subscriber: Subscriber, at: datetime) -> int:
 
 
 def sent_today_locked(session: Session, subscriber: Subscriber, at: datetime) -> int:
-    """The reader's count today, their row locked until the outcome commits (PostgreSQL):
-    two tasks sending to one capped reader at once take turns, so the cap holds."""
-    query = select(Subscriber.id).where(Subscriber.id == subscriber.id)
+    """The reader's count today, under a lock held until the alert's outcome commits: two
+    tasks sending to one capped reader at once take turns, so the cap holds. PostgreSQL
+    locks the reader's row; SQLite has one lock, for writing, taken here by a write that
+    changes nothing (every other writer waits for this one alert, of capped readers only)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(query.with_for_update())
+        session.execute(
+            select(Subscriber.id).where(Subscriber.id == subscriber.id).with_for_update()
+        )
+    else:
+        session.execute(
+            text("UPDATE subscribers SET daily_cap = daily_cap WHERE id = :id"),
+            {"id": subscriber.id},
+        )
     return sent_today(session, subscriber, at)
 
 
