@@ -41,10 +41,13 @@ from alerts.models import (
     DELIVERY_PENDING,
     Article,
     Delivery,
+    DeliveryStatus,
     DigestRecipient,
     DigestRun,
+    NoticeKind,
     RecipientStatus,
     RelayStatus,
+    RevisionNotice,
 )
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -62,7 +65,7 @@ UNSUBSCRIBES = Counter("alerts_unsubscribes", "Readers who unsubscribed, by way.
 EMAILS = Counter(
     "alerts_emails",
     "Emails handed to the relay or given up on, by kind (confirmation, welcome, alert, "
-    "digest) and outcome (sent, retried, failed, bounced).",
+    "digest, correction) and outcome (sent, retried, failed, bounced).",
     ["kind", "outcome"],
 )
 SMTP_SECONDS = Histogram(
@@ -175,7 +178,7 @@ class WorkCollector(Collector):
         wait is the relay's answer, not ours)."""
         waiting = GaugeMetricFamily(
             "alerts_deliveries_waiting",
-            "Emails owed and due now, not sent yet, by kind (alert, digest).",
+            "Emails owed and due now, not sent yet, by kind (alert, digest, correction).",
             labels=["kind"],
         )
         oldest = GaugeMetricFamily(
@@ -197,6 +200,13 @@ class WorkCollector(Collector):
         digests = select(DigestRecipient).where(
             DigestRecipient.run_id.in_(running), DigestRecipient.status == RecipientStatus.QUEUED
         )
+        notice_due = or_(
+            RevisionNotice.next_attempt_at.is_(None), RevisionNotice.next_attempt_at <= current
+        )
+        corrections = select(RevisionNotice).where(
+            RevisionNotice.kind == NoticeKind.CORRECTION,
+            RevisionNotice.status == DeliveryStatus.PENDING,
+        )
         rows = {
             "alert": (
                 session.execute(
@@ -217,6 +227,17 @@ class WorkCollector(Collector):
                     ).where(digest_due)
                 ).one(),
                 session.scalar(digests.with_only_columns(func.count()).where(~digest_due)),
+            ),
+            "correction": (
+                session.execute(
+                    corrections.with_only_columns(
+                        func.count(),
+                        func.min(
+                            func.coalesce(RevisionNotice.next_attempt_at, RevisionNotice.created_at)
+                        ),
+                    ).where(notice_due)
+                ).one(),
+                session.scalar(corrections.with_only_columns(func.count()).where(~notice_due)),
             ),
         }
         for kind, ((count, since), later) in rows.items():

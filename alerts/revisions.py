@@ -293,6 +293,24 @@ def close_digest_notices(
     )
 
 
+def told_in_digest(session: Session, subscriber_id: int, run_id: int) -> list[Article]:
+    """The changed articles a reader's digest of this run told of (for its browser view)."""
+    return list(
+        session.scalars(
+            select(Article)
+            .join(ArticleRevision, ArticleRevision.article_id == Article.id)
+            .join(RevisionNotice, RevisionNotice.revision_id == ArticleRevision.id)
+            .where(
+                RevisionNotice.subscriber_id == subscriber_id,
+                RevisionNotice.digest_run_id == run_id,
+                RevisionNotice.status == DeliveryStatus.SENT,
+            )
+            .distinct()
+            .order_by(Article.published_at.desc(), Article.id.desc())
+        )
+    )
+
+
 def skip_for_run(session: Session, run_id: int, subscriber_id: int) -> None:
     """The reader left before their digest went: what it would have told is owed no more."""
     session.execute(

@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from test_operations import scrape, value
 from test_reader import token
 
 from alerts import tokens
@@ -155,6 +156,12 @@ def test_the_next_digest_shows_what_changed_once(
     assert "The articles published since your last digest" not in text  # only the update
     assert "[Correction]" not in text
 
+    # Its "view in your browser" page lists the update too.
+    link = next(line for line in text.splitlines() if "/digest/" in line).split(": ", 1)[1]
+    page = client.get(link.removeprefix("http://alerts.test")).get_data(as_text=True)
+    assert "Updated since we sent it" in page and "WIPO members adopt the Design Law" in page
+    assert "No articles." not in page
+
     # Told once: the digest after that has nothing, so no email.
     digests_at(app, datetime(2026, 12, 3, 7, 0, tzinfo=UTC))
     assert len(sink.store.to(daily.email)) == 2
@@ -240,6 +247,10 @@ def test_a_refused_correction_is_retried_and_a_departed_reader_is_skipped(
     sink.handler.rules.append(FailureRule(instant.email, 451, 1))
     publish(client, story(title="WIPO members adopt the Design Law Treaty", correction=True))
     assert len(sink.store.to(instant.email)) == 1  # refused for now
+    app.config["METRICS_TOKEN"] = "m3trics"
+    samples = scrape(app.test_client())
+    assert value(samples, "alerts_deliveries_retrying", kind="correction") == 1
+    assert value(samples, "alerts_emails_total", kind="correction", outcome="retried") >= 1
 
     with app.app_context():
         tasks.send_corrections()  # its backoff has not passed: not yet

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from alerts import clock, db, i18n, subscriptions, taxonomy, tokens
+from alerts import clock, db, i18n, revisions, subscriptions, taxonomy, tokens
 from alerts.errors import InvalidInput
 from alerts.i18n import Text
 from alerts.i18n import gettext as _
@@ -407,4 +407,5 @@ def digest_articles(token: str) -> ResponseReturnValue:
         .order_by(Article.published_at.desc(), Article.id.desc())
     ).all()
     run = session.get(DigestRun, run_id)
-    return render_template("web/digest.html", articles=articles, run=run)
+    updated = revisions.told_in_digest(session, subscriber_id, run_id)
+    return render_template("web/digest.html", articles=articles, run=run, updated=updated)
