@@ -218,10 +218,16 @@ def updates_for(
 
 
 def claim_for_digest(
-    session: Session, run_id: int, wanted: dict[int, list[int]], token: str
+    session: Session,
+    run_id: int,
+    readers: Collection[int],
+    wanted: dict[int, list[int]],
+    token: str,
 ) -> dict[int, set[int]]:
     """Record that these digests tell of these revisions (reader -> revision ids); returns
-    the revisions each digest may tell of (none another email tells of). Commits."""
+    what the batch holds per reader: the revisions each digest may tell of (none another
+    email tells of), and the notices an earlier attempt of the run left for its `readers`
+    (a batch holds those, to close them with the digest's outcome). Commits."""
     current = now()
     rows = [
         {
@@ -241,21 +247,27 @@ def claim_for_digest(
     ]
     if rows:
         session.execute(insert_ignoring_duplicates(session, _notices), rows)
-        # An earlier attempt of this run left them: ours now (we hold these readers).
+    # An earlier attempt of this run left them: ours now (we hold these readers).
+    took = rowcount(
         session.execute(
             update(RevisionNotice)
             .where(
-                RevisionNotice.subscriber_id.in_(list(wanted)),
+                RevisionNotice.kind == NoticeKind.DIGEST,
+                RevisionNotice.subscriber_id.in_(list(readers)),
                 RevisionNotice.digest_run_id == run_id,
                 RevisionNotice.status == DeliveryStatus.PENDING,
             )
             .values(claim_token=token, claimed_at=current, updated_at=current)
             .execution_options(synchronize_session=False)
         )
+    )
     held: dict[int, set[int]] = {}
+    if not took:
+        session.commit()
+        return held
     for subscriber_id, revision_id in session.execute(
         select(RevisionNotice.subscriber_id, RevisionNotice.revision_id).where(
-            RevisionNotice.subscriber_id.in_(list(wanted)), RevisionNotice.claim_token == token
+            RevisionNotice.subscriber_id.in_(list(readers)), RevisionNotice.claim_token == token
         )
     ):
         held.setdefault(subscriber_id, set()).add(revision_id)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from alerts import clock, feeds
 from alerts.mail.sink import MailSink
-from alerts.models import Article, Feed, FeedCategory, TopicAlias
+from alerts.models import Article, ArticleRevision, Feed, FeedCategory, TopicAlias
 from worker import tasks
 
 import factories
@@ -126,6 +126,13 @@ def test_wordpress_feed_lifecycle(
     assert (
         session.scalars(select(Article.title).where(Article.guid.endswith("p=3"))).one()
         == "ICANN accountability reform, updated"
+    )
+    # ...as a revision, which the reader's next digest (if they had one) would tell of.
+    [revision] = session.scalars(select(ArticleRevision)).all()
+    assert (revision.old_title, revision.new_title, revision.correction) == (
+        "ICANN accountability reform",
+        "ICANN accountability reform, updated",
+        False,
     )
 
 

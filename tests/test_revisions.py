@@ -317,3 +317,34 @@ def test_a_reader_can_turn_correction_emails_off_in_the_preference_centre(
     assert client.post(link, data={**form, "corrections": "yes"}).status_code == 303
     session.refresh(reader)
     assert reader.corrections is True
+
+
+def test_a_digest_refused_for_now_tells_of_the_update_when_it_is_retried(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    _instant, daily, _other = readers(session)
+    publish(client, story())
+    digests_at(app, datetime(2026, 12, 1, 7, 0, tzinfo=UTC))
+    CLOCK.freeze(datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
+    publish(client, story(title="WIPO members adopt the Design Law Treaty"))
+
+    sink.handler.rules.append(FailureRule(daily.email, 451, 1))
+    digests_at(app, datetime(2026, 12, 2, 7, 0, tzinfo=UTC))
+    assert len(sink.store.to(daily.email)) == 1  # refused for now
+    [notice] = session.scalars(select(RevisionNotice)).all()
+    assert (notice.status, notice.claim_token) == (DeliveryStatus.PENDING, None)
+
+    CLOCK.freeze(datetime(2026, 12, 2, 7, 10, tzinfo=UTC))  # past the retry's backoff
+    with app.app_context():
+        tasks.reconcile_sending()
+    assert len(sink.store.to(daily.email)) == 2
+    retried = sink.store.to(daily.email)[-1]
+    assert "WIPO members adopt the Design Law Treaty" in retried.body("plain")
+    session.expire_all()
+    [notice] = session.scalars(select(RevisionNotice)).all()
+    assert (notice.status, notice.attempts) == (DeliveryStatus.SENT, 1)
+    with app.app_context():
+        tasks.reconcile_sending()
+    digests_at(app, datetime(2026, 12, 3, 7, 0, tzinfo=UTC))
+    assert len(sink.store.to(daily.email)) == 2  # told once

@@ -262,12 +262,14 @@ class DigestOutbox:
             for subscriber_id, content in self.contents.items()
             if content.updates
         }
-        self.told = revisions.claim_for_digest(session, run.id, told, claim.token) if told else {}
+        self.told = revisions.claim_for_digest(
+            session, run.id, claim.subscriber_ids, told, claim.token
+        )
 
     def _notices(self, key: int, status: DeliveryStatus | None, error: str | None = None) -> None:
-        """Close (or, with None, hand back) the revisions this reader's digest told of."""
-        content = self.contents.get(key)
-        if content is not None and content.updates:
+        """Close (or, with None, hand back) the notices this batch holds for the reader: the
+        revisions their digest told of, and any an earlier attempt of the run left."""
+        if key in self.told:
             revisions.close_digest_notices(self.session, key, self.claim.token, status, error)
 
     def _finish(self, key: int, status: RecipientStatus, **kwargs: object) -> None:
@@ -294,6 +296,7 @@ class DigestOutbox:
         content.keep_updates(self.told.get(key, ()))
         if content.empty:
             self._finish(key, RecipientStatus.SKIPPED)  # nothing new: no email
+            self._notices(key, DeliveryStatus.SKIPPED, "not in the digest")
             return None
         return content.subscriber.email, self.render.message(content, self.run_id)
 
