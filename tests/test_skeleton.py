@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from itsdangerous import TimestampSigner
 from sqlalchemy.orm import Session
 
 from alerts.digests import DigestContent, DigestItem
@@ -36,10 +35,9 @@ def assert_short_lines(raw: bytes) -> None:
 
 
 @pytest.fixture(autouse=True)
-def one_second(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Signed links carry the second they were made: the two renders compared must not
-    straddle a second."""
-    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _self: 1_795_000_000)
+def one_second(frozen_clock: Any) -> None:
+    """Signed links carry the second they were made (by the service clock): the two renders
+    compared must not straddle a second."""
 
 
 def test_alerts_filled_from_shapes_equal_alerts_rendered_one_by_one(

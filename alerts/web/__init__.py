@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, make_response, render_template, request
+from flask import Flask, Response, current_app, g, jsonify, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -65,6 +65,19 @@ def _request_finished(response: Response) -> Response:
     return response
 
 
+def _api_limit() -> str:
+    return str(current_app.config["RATELIMIT_API"])
+
+
+def _limit_api(blueprint: Any) -> None:
+    """The API's one shared limit, read from the app serving the request. Registered once per
+    process: the limiter and the blueprint are module-wide, and a limit registered per app
+    would outlive it (a test's low limit applying to the next app's requests)."""
+    if not getattr(blueprint, "_alerts_limited", False):
+        limiter.shared_limit(_api_limit, scope="api")(blueprint)
+        blueprint._alerts_limited = True
+
+
 def init_app(app: Flask) -> None:
     app.url_map.converters["int"] = RowId
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
@@ -95,7 +108,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     csrf.exempt(api.bp)
-    limiter.shared_limit(lambda: app.config["RATELIMIT_API"], scope="api")(api.bp)
+    _limit_api(api.bp)
     if app.config["ENV"] == "development":
         from alerts.web import devmail
 

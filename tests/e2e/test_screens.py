@@ -41,9 +41,8 @@ def reader_pages(stack: Stack, browser: Browser) -> tuple[dict[str, str], dict[s
         from alerts import db
 
         factories.subscriber(db.session(), ["wipo"], email="instant@example.org")
-    browser.publish(
-        factories.article_payload(topics=["WIPO"], title="WIPO Assembly opens: TRIPS waiver")
-    )
+    story = factories.article_payload(topics=["WIPO"], title="WIPO Assembly opens: TRIPS waiver")
+    browser.publish(story)
     [alert] = stack.wait_for_mail(lambda m: "instant@example.org" in m.recipients)
     status, _ = browser.request(
         "/api/v1/digests",
@@ -56,6 +55,12 @@ def reader_pages(stack: Stack, browser: Browser) -> tuple[dict[str, str], dict[s
     )
     in_browser = re.search(r"(/digest/\S+)", digest.body("plain"))
     assert in_browser
+    # The alert's reader is told of a correction in a short email of its own.
+    note = "An earlier version gave the wrong date for the vote."
+    browser.publish(
+        {**story, "title": "WIPO Assembly opens: TRIPS waiver vote", "correction": note}
+    )
+    [correction] = stack.wait_for_mail(lambda m: m.subject.startswith("Correction"))
     return {
         "signup": "/",
         "digest-page": in_browser.group(1),
@@ -70,6 +75,7 @@ def reader_pages(stack: Stack, browser: Browser) -> tuple[dict[str, str], dict[s
         "welcome": welcome.body("html"),
         "alert": alert.body("html"),
         "digest": digest.body("html"),
+        "correction": correction.body("html"),
     }
 
 
