@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -274,3 +275,47 @@ def test_a_held_alert_the_reader_no_longer_follows_is_closed_not_kept(
         select(Delivery.status).where(Delivery.subscriber_id == reader.id)
     ).all()
     assert sorted(status.value for status in statuses) == ["sent", "skipped"]
+
+
+@pytest.mark.parametrize(
+    ("evening", "quiet", "still_quiet", "over"),
+    [
+        # 28 March 2027 in Paris: 02:00 becomes 03:00. Quiet until 07:00 summer time ends
+        # at 05:00 UTC, an hour earlier in UTC than the night before.
+        ("2027-03-27T21:30", (22 * 60, 7 * 60), "2027-03-28T04:59", "2027-03-28T05:00"),
+        # 31 October 2027: 03:00 becomes 02:00 again. Quiet until 02:30 ends the first time
+        # the clock reads 02:30 (summer time, 00:30 UTC), not an hour later.
+        ("2027-10-30T21:30", (22 * 60, 2 * 60 + 30), "2027-10-31T00:29", "2027-10-31T00:30"),
+    ],
+)
+def test_quiet_hours_end_on_the_wall_clock_the_nights_it_changes(
+    app: Flask,
+    client: FlaskClient,
+    session: Session,
+    sink: MailSink,
+    frozen_clock: Any,
+    evening: str,
+    quiet: tuple[int, int],
+    still_quiet: str,
+    over: str,
+) -> None:
+    def utc(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    frozen_clock(utc(evening))  # 22:30 in Paris
+    reader = factories.subscriber(session, ["wipo"], timezone="Europe/Paris")
+    reader.quiet_from, reader.quiet_until = quiet
+    session.commit()
+    publish(client, "A story in the night")
+    assert held(session, reader) == {"A story in the night": "quiet"}
+    CLOCK.freeze(utc(still_quiet))
+    with app.app_context():
+        tasks.send_roundups()
+    assert sink.store.to(reader.email) == []
+    CLOCK.freeze(utc(over))
+    with app.app_context():
+        tasks.send_roundups()
+        tasks.send_roundups()
+    assert [m.subject for m in sink.store.to(reader.email)] == [
+        "While your quiet hours were on: 1 article"
+    ]
