@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import nh3
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -74,7 +74,7 @@ class PublishResult:
     created: bool
     changed: tuple[str, ...] = field(default=())
     revision_id: int | None = None  # the title or summary changed: readers are told once
-    corrections: int = 0  # readers owed a correction email
+    correction: bool = False  # ...and it is a correction: instant readers get an email
 
 
 def one_line(value: str) -> str:
@@ -244,7 +244,10 @@ def parse(session: Session, payload: Any) -> ArticleInput:
     flag = payload.get("correction", False)
     if isinstance(flag, str):
         correction = one_line(_text(payload, "correction", MAX_NOTE, errors))
-        if "correction" not in errors and not correction:
+        # A flag sent as a string ("false") must not email every reader a note saying so.
+        if "correction" not in errors and (
+            not correction or correction.lower() in ("true", "false", "yes", "no", "0", "1")
+        ):
             errors["correction"] = "must be true, false, or a note saying what was corrected"
     elif flag is True:
         correction = ""
@@ -303,7 +306,7 @@ def publish(session: Session, article: ArticleInput, source: str = API_SOURCE) -
     Raises:
         InvalidArticle: the guid belongs to an article of another source.
     """
-    existing = session.scalar(select(Article).where(Article.guid == article.guid))
+    existing = session.scalar(_by_guid(session, article.guid))
     if existing is None:
         created = Article(
             guid=article.guid,
@@ -326,7 +329,7 @@ def publish(session: Session, article: ArticleInput, source: str = API_SOURCE) -
                 created.topics = _topics(session, article.topic_ids)
         except IntegrityError:
             # The same guid arrived in a parallel request: treat this one as an update.
-            existing = session.scalar(select(Article).where(Article.guid == article.guid))
+            existing = session.scalar(_by_guid(session, article.guid))
             if existing is None:
                 raise
         else:
@@ -359,8 +362,17 @@ def publish(session: Session, article: ArticleInput, source: str = API_SOURCE) -
         created=False,
         changed=tuple(changed),
         revision_id=revision.id,
-        corrections=revisions.corrections_owed(session, revision.id) if revision.correction else 0,
+        correction=revision.correction,
     )
+
+
+def _by_guid(session: Session, guid: str) -> Select[Article]:
+    """The article with this guid; locked on PostgreSQL, so that two updates of it at once
+    take turns (each revision records what the other left)."""
+    query = select(Article).where(Article.guid == guid)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return query
 
 
 def alert_nobody(session: Session, article_id: int) -> None:

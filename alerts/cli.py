@@ -110,7 +110,7 @@ def articles_publish(source: typing.BinaryIO) -> None:
                 continue
             if result.created:
                 db.queue_after_commit(session, fanout_article, result.article_id)
-            if result.corrections:
+            if result.correction:
                 db.queue_after_commit(session, send_corrections)
             session.commit()
             if result.created:

@@ -375,6 +375,9 @@ class Delivery(Base):
             sqlite_where=text("status = 'held'"),
             postgresql_where=text("status = 'held'"),
         ),
+        # Who got an article, when a correction of it is to be told (written once, at
+        # fan-out: a change of status leaves it alone).
+        Index("ix_deliveries_article", "article_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -383,6 +386,9 @@ class Delivery(Base):
     status: Mapped[DeliveryStatus] = mapped_column(
         _enum_column(DeliveryStatus), default=DeliveryStatus.PENDING
     )
+    # The version of the article the email carried: the id of its latest revision when its
+    # content was read (0: as first published; NULL: recorded before versions were).
+    revision_id: Mapped[int | None] = mapped_column(Integer)
     # Which send task holds the row (a lease renewed while its batch runs); a lease older
     # than the stale limit is taken over.
     claim_token: Mapped[str | None] = mapped_column(String(32))
@@ -417,7 +423,10 @@ class ArticleRevision(Base):
     digest; a `correction` is also told to instant readers in a short email."""
 
     __tablename__ = "article_revisions"
-    __table_args__ = (Index("ix_article_revisions_created", "created_at", "article_id"),)
+    __table_args__ = (
+        Index("ix_article_revisions_created", "created_at", "article_id"),
+        Index("ix_article_revisions_article", "article_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
@@ -429,6 +438,10 @@ class ArticleRevision(Base):
     correction: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str] = mapped_column(String(1000), default="")
     created_at: Mapped[datetime] = mapped_column(default=now)
+    # A correction's emails: when its readers were last looked for (among alerts sent with
+    # an older version), and when no alert of the article could be sent any more (done).
+    swept_at: Mapped[datetime | None]
+    notices_done_at: Mapped[datetime | None]
 
     article: Mapped[Article] = relationship()
 
@@ -460,6 +473,14 @@ class RevisionNotice(Base):
             "subscriber_id",
             sqlite_where=text("status = 'pending'"),
             postgresql_where=text("status = 'pending'"),
+        ),
+        # A reader's notices: what they were told of an article, what a batch holds.
+        Index("ix_revision_notices_subscriber", "subscriber_id", "claim_token"),
+        Index(
+            "ix_revision_notices_claim",
+            "claim_token",
+            sqlite_where=text("claim_token IS NOT NULL"),
+            postgresql_where=text("claim_token IS NOT NULL"),
         ),
     )
 

@@ -1,20 +1,23 @@
 """Articles that change after readers got them: each change to a title or summary is an
 `ArticleRevision`, and each reader told of it has one `RevisionNotice`, never two.
 
-A reader who got the article before the change sees it once more in their next digest,
-under "Updated since we sent it", with what changed. A change the publisher marks as a
-correction is also told, at once, to every reader who got the article as an instant alert:
-one short email each (`alerts.sending.corrections`), and then not again in a digest.
+Every email records the version of each article it carried (`deliveries.revision_id`, read
+in the same statement as the content), so "who got an older version" is exact whatever was
+being sent while the change was made. A reader who got an older version sees the article
+once more in their next digest, under "Updated since we sent it", from what they were sent
+to what it is now. A change the publisher marks as a correction is also told to every reader
+who got it as an instant alert: one short email each (`alerts.sending.corrections`), and then
+not again in a digest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, and_, func, insert, literal, not_, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Table, and_, delete, func, not_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
@@ -26,12 +29,35 @@ from alerts.models import (
     DeliveryStatus,
     NoticeKind,
     RevisionNotice,
-    Subscriber,
 )
 
-MAX_UPDATES = 20  # shown in one digest, newest change first
+MAX_UPDATES = 20  # shown in a digest email, newest change first (its web page shows all)
+UPDATE_WINDOW = timedelta(days=31)  # changes older than this are not told any more
 
 _notices = cast(Table, RevisionNotice.__table__)
+
+
+def version() -> ScalarSelect[int]:
+    """The article's version, to read in the same statement as its content: the id of its
+    latest revision (0 when it is as first published). An email records the version it
+    carried (`deliveries.revision_id`); a later revision is news to its reader."""
+    return (
+        select(func.coalesce(func.max(ArticleRevision.id), 0))
+        .where(ArticleRevision.article_id == Article.id)
+        .scalar_subquery()
+    )
+
+
+def load(session: Session, condition: ColumnElement[bool]) -> list[tuple[Article, int]]:
+    """Articles as they are now, each with its version, in one statement (so what an email
+    shows and the version it records agree; objects the session held are refreshed)."""
+    rows = session.execute(
+        select(Article, version())
+        .where(condition)
+        .order_by(Article.published_at.desc(), Article.id.desc())
+        .execution_options(populate_existing=True)
+    ).all()
+    return [(article, int(stamp)) for article, stamp in rows]
 
 
 def record(
@@ -43,8 +69,8 @@ def record(
 ) -> ArticleRevision | None:
     """Record a change of the article's title or summary (already applied to `article`);
     None when neither changed (a publisher sending the same article again changes nothing,
-    a correction flag included). A correction inserts, in the same transaction, one notice
-    per reader who got the article as an instant alert."""
+    a correction flag included). A correction's emails are found and sent by
+    `alerts.sending.corrections`, once this commits."""
     if old_title == article.title and old_summary_text == article.summary_text:
         return None
     revision = ArticleRevision(
@@ -59,50 +85,7 @@ def record(
     )
     session.add(revision)
     session.flush()
-    if correction is not None:
-        current = now()
-        got_alert = select(
-            literal(revision.id),
-            Delivery.subscriber_id,
-            literal(NoticeKind.CORRECTION.value),
-            literal(DeliveryStatus.PENDING.value),
-            literal(0),
-            literal(current, ArticleRevision.created_at.type),
-            literal(current, ArticleRevision.created_at.type),
-        ).where(
-            Delivery.article_id == article.id,
-            Delivery.status == DeliveryStatus.SENT,
-            Delivery.digest_run_id.is_(None),  # an alert (or a quiet-hours round-up)
-            # Unless they turned correction emails off (a digest of theirs tells them).
-            Delivery.subscriber_id.in_(select(Subscriber.id).where(Subscriber.corrections)),
-        )
-        session.execute(
-            insert(_notices).from_select(
-                [
-                    "revision_id",
-                    "subscriber_id",
-                    "kind",
-                    "status",
-                    "attempts",
-                    "created_at",
-                    "updated_at",
-                ],
-                got_alert,
-            )
-        )
     return revision
-
-
-def corrections_owed(session: Session, revision_id: int) -> int:
-    return int(
-        session.scalar(
-            select(func.count()).where(
-                RevisionNotice.revision_id == revision_id,
-                RevisionNotice.kind == NoticeKind.CORRECTION,
-            )
-        )
-        or 0
-    )
 
 
 @dataclass
@@ -126,49 +109,29 @@ class Update:
         return self.old_summary_text != self.article.summary_text
 
 
-def updates_for(
+def told_up_to(
     session: Session,
     subscriber_ids: Collection[int],
-    since: dict[int, datetime],
-    until: datetime,
-) -> dict[int, list[Update]]:
-    """Each reader's updates for a digest covering `since[reader]` to `until`: the articles
-    they were sent before a change made in that window and not told of yet, newest change
-    first. Costs one query when nothing changed in the window."""
-    if not since:
-        return {}
-    revisions = list(
-        session.scalars(
-            select(ArticleRevision)
+    article_ids: Collection[int],
+    before: int | None = None,
+) -> dict[tuple[int, int], int]:
+    """(reader, article) -> the latest revision (before `before`) they were told of, or are
+    being told of by a correction email (a digest's notice still pending is not yet told: it
+    may be retried)."""
+    return {
+        (subscriber_id, article_id): int(latest)
+        for subscriber_id, article_id, latest in session.execute(
+            select(
+                RevisionNotice.subscriber_id,
+                ArticleRevision.article_id,
+                func.max(RevisionNotice.revision_id),
+            )
+            .join(ArticleRevision, ArticleRevision.id == RevisionNotice.revision_id)
             .where(
-                ArticleRevision.created_at >= min(since.values()),
-                ArticleRevision.created_at <= until,
-            )
-            .order_by(ArticleRevision.created_at, ArticleRevision.id)
-        )
-    )
-    if not revisions:
-        return {}
-    readers = list(subscriber_ids)
-    sent_at = {
-        (subscriber_id, article_id): moment
-        for subscriber_id, article_id, moment in session.execute(
-            select(Delivery.subscriber_id, Delivery.article_id, Delivery.sent_at).where(
-                Delivery.subscriber_id.in_(readers),
-                Delivery.article_id.in_({r.article_id for r in revisions}),
-                Delivery.status == DeliveryStatus.SENT,
-            )
-        )
-    }
-    if not sent_at:
-        return {}
-    # Told already, or being told by a correction email. A digest's notice still pending
-    # (a run that died, or another run's) is claimed again; the unique row decides who wins.
-    told = set(
-        session.execute(
-            select(RevisionNotice.subscriber_id, RevisionNotice.revision_id).where(
-                RevisionNotice.subscriber_id.in_(readers),
-                RevisionNotice.revision_id.in_([r.id for r in revisions]),
+                RevisionNotice.subscriber_id.in_(list(subscriber_ids)),
+                ArticleRevision.article_id.in_(list(article_ids)),
+                RevisionNotice.status.not_in([DeliveryStatus.SKIPPED]),
+                RevisionNotice.revision_id < (before if before is not None else 2**62),
                 not_(
                     and_(
                         RevisionNotice.kind == NoticeKind.DIGEST,
@@ -176,44 +139,66 @@ def updates_for(
                     )
                 ),
             )
-        ).all()
-    )
-    articles = {
-        article.id: article
-        for article in session.scalars(
-            select(Article).where(Article.id.in_({r.article_id for r in revisions}))
+            .group_by(RevisionNotice.subscriber_id, ArticleRevision.article_id)
         )
     }
+
+
+def updates_for(
+    session: Session, subscriber_ids: Collection[int], until: datetime
+) -> dict[int, list[Update]]:
+    """Each reader's updates for a digest built at `until`: the articles they were sent in an
+    older version than the one there is now, changed in the last `UPDATE_WINDOW` and not
+    told of yet, newest change first. One query when nothing changed lately."""
+    revisions = list(
+        session.scalars(
+            select(ArticleRevision)
+            .where(ArticleRevision.created_at >= until - UPDATE_WINDOW)
+            .order_by(ArticleRevision.id)
+        )
+    )
+    if not revisions or not subscriber_ids:
+        return {}
+    readers = list(subscriber_ids)
+    article_ids = {revision.article_id for revision in revisions}
+    carried = {
+        (subscriber_id, article_id): int(stamp or 0)
+        for subscriber_id, article_id, stamp in session.execute(
+            select(Delivery.subscriber_id, Delivery.article_id, Delivery.revision_id).where(
+                Delivery.subscriber_id.in_(readers),
+                Delivery.article_id.in_(article_ids),
+                Delivery.status == DeliveryStatus.SENT,
+            )
+        )
+    }
+    if not carried:
+        return {}
+    told = told_up_to(session, readers, {article_id for _, article_id in carried})
+    current = {
+        article.id: (article, stamp)
+        for article, stamp in load(session, Article.id.in_({a for _, a in carried}))
+    }
+    by_article: dict[int, list[ArticleRevision]] = {}
+    for revision in revisions:
+        by_article.setdefault(revision.article_id, []).append(revision)
     result: dict[int, list[Update]] = {}
-    for subscriber_id in readers:
-        by_article: dict[int, Update] = {}
-        for revision in revisions:
-            got = sent_at.get((subscriber_id, revision.article_id))
-            if (
-                got is None
-                or got >= revision.created_at
-                or revision.created_at < since.get(subscriber_id, until)
-                or (subscriber_id, revision.id) in told
-            ):
-                continue
-            item = by_article.get(revision.article_id)
-            if item is None:  # the oldest change holds what the reader was sent
-                item = by_article[revision.article_id] = Update(
-                    articles[revision.article_id],
-                    revision.old_title,
-                    revision.old_summary_text,
-                    revision.created_at,
-                )
-            item.revised_at = revision.created_at
-            item.correction = item.correction or revision.correction
-            if revision.note:
-                item.notes.append(revision.note)
-            item.revision_ids.append(revision.id)
-        # Changed and changed back: nothing to tell.
-        changed = [u for u in by_article.values() if u.title_changed or u.summary_changed]
-        if changed:
-            changed.sort(key=lambda u: (u.revised_at, u.article.id), reverse=True)
-            result[subscriber_id] = changed[:MAX_UPDATES]
+    for (subscriber_id, article_id), stamp in carried.items():
+        if article_id not in current:
+            continue
+        article, now_stamp = current[article_id]
+        base = max(stamp, told.get((subscriber_id, article_id), 0))
+        # Changes after the version they got, up to the one this digest shows.
+        news = [r for r in by_article[article_id] if base < r.id <= now_stamp]
+        if not news:
+            continue
+        update = Update(article, news[0].old_title, news[0].old_summary_text, news[-1].created_at)
+        update.correction = any(r.correction for r in news)
+        update.notes = [r.note for r in news if r.note]
+        update.revision_ids = [r.id for r in news]
+        if update.title_changed or update.summary_changed:  # not changed and changed back
+            result.setdefault(subscriber_id, []).append(update)
+    for updates in result.values():
+        updates.sort(key=lambda u: (u.revised_at, u.article.id), reverse=True)
     return result
 
 
@@ -247,6 +232,17 @@ def claim_for_digest(
     ]
     if rows:
         session.execute(insert_ignoring_duplicates(session, _notices), rows)
+    elif not session.scalar(
+        select(RevisionNotice.id)
+        .where(
+            RevisionNotice.kind == NoticeKind.DIGEST,
+            RevisionNotice.status == DeliveryStatus.PENDING,
+            RevisionNotice.subscriber_id.in_(list(readers)),
+            RevisionNotice.digest_run_id == run_id,
+        )
+        .limit(1)
+    ):
+        return {}  # nothing to tell, nothing left by an earlier attempt: no write
     # An earlier attempt of this run left them: ours now (we hold these readers).
     took = rowcount(
         session.execute(
@@ -273,6 +269,20 @@ def claim_for_digest(
         held.setdefault(subscriber_id, set()).add(revision_id)
     session.commit()
     return held
+
+
+def give_back(session: Session, subscriber_id: int, token: str, revision_ids: list[int]) -> None:
+    """Notices a digest holds but will not tell (another email holds part of the same
+    change): deleted, so whichever email tells the whole change can take them."""
+    session.execute(
+        delete(RevisionNotice)
+        .where(
+            RevisionNotice.subscriber_id == subscriber_id,
+            RevisionNotice.claim_token == token,
+            RevisionNotice.revision_id.in_(revision_ids),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def close_digest_notices(
@@ -305,22 +315,24 @@ def close_digest_notices(
     )
 
 
-def told_in_digest(session: Session, subscriber_id: int, run_id: int) -> list[Article]:
-    """The changed articles a reader's digest of this run told of (for its browser view)."""
-    return list(
-        session.scalars(
-            select(Article)
-            .join(ArticleRevision, ArticleRevision.article_id == Article.id)
-            .join(RevisionNotice, RevisionNotice.revision_id == ArticleRevision.id)
-            .where(
-                RevisionNotice.subscriber_id == subscriber_id,
-                RevisionNotice.digest_run_id == run_id,
-                RevisionNotice.status == DeliveryStatus.SENT,
-            )
-            .distinct()
-            .order_by(Article.published_at.desc(), Article.id.desc())
+def told_in_digest(
+    session: Session, subscriber_id: int, run_id: int
+) -> list[tuple[Article, datetime]]:
+    """The changed articles a reader's digest of this run told of, each with when it last
+    changed (for its browser view), latest change first."""
+    rows = session.execute(
+        select(Article, func.max(ArticleRevision.created_at).label("changed"))
+        .join(ArticleRevision, ArticleRevision.article_id == Article.id)
+        .join(RevisionNotice, RevisionNotice.revision_id == ArticleRevision.id)
+        .where(
+            RevisionNotice.subscriber_id == subscriber_id,
+            RevisionNotice.digest_run_id == run_id,
+            RevisionNotice.status == DeliveryStatus.SENT,
         )
-    )
+        .group_by(Article.id)
+        .order_by(func.max(ArticleRevision.created_at).desc())
+    ).all()
+    return [(article, changed) for article, changed in rows]
 
 
 def skip_for_run(session: Session, run_id: int, subscriber_id: int) -> None:

@@ -74,7 +74,7 @@ def test_same_guid_is_200_with_the_same_id_and_alerts_nobody_again(
         "created": False,
         "changed": ["title"],
         # A revision: told in the reader's next digest, not by email (not a correction).
-        "revision": {"id": second.get_json()["revision"]["id"], "correction_emails": 0},
+        "revision": {"id": second.get_json()["revision"]["id"], "correction": False},
     }
     assert len(sink.store.all()) == 1
     assert session.scalar(select(func.count()).select_from(Delivery)) == 1

@@ -16,8 +16,10 @@ from test_operations import scrape, value
 from test_reader import token
 
 from alerts import tokens
+from alerts.clock import now
 from alerts.mail.sink import FailureRule, MailSink
 from alerts.models import (
+    ArticleRevision,
     DeliveryStatus,
     Frequency,
     NoticeKind,
@@ -90,17 +92,17 @@ def test_a_correction_emails_each_instant_reader_once(
         ),
     )
     assert body["changed"] == ["title"]
-    assert body["revision"]["correction_emails"] == 1
+    assert body["revision"]["correction"] is True
 
     correction = sink.store.to(instant.email)[-1]
     assert correction.subject == "Correction: WIPO members agree a treaty on industrial designs"
     text = correction.body("plain")
-    assert f'The headline we sent you: "{FIRST_TITLE}"' in text
+    assert f"The headline we sent you: “{FIRST_TITLE}”" in text
     assert "What the editors say: An earlier version said the treaty covers patents." in text
     assert "30 November 2026" in text  # the day it was corrected
     assert correction.parsed()["List-Unsubscribe"].startswith("<http://alerts.test/unsubscribe/")
     html = correction.body("html")
-    assert "\u201cWIPO members agree a treaty on designs\u201d" in html
+    assert '\u201c<span dir="auto">WIPO members agree a treaty on designs</span>\u201d' in html
     # Readers who did not get it as an alert get no email: the digest reader sees it later.
     assert sink.store.to(daily.email) == [] and sink.store.to(other.email) == []
 
@@ -108,6 +110,7 @@ def test_a_correction_emails_each_instant_reader_once(
     again = publish(client, story(title="WIPO members agree a treaty on industrial designs",
                                   correction=True))  # fmt: skip
     assert again["revision"] is None and again["changed"] == []
+    assert "neither the title nor the summary changed" in again["warnings"]["correction"]
     with app.app_context():
         tasks.send_corrections()
     assert len(sink.store.to(instant.email)) == 2
@@ -150,7 +153,7 @@ def test_the_next_digest_shows_what_changed_once(
     text = update.body("plain")
     assert "== Updated since we sent it ==" in text
     assert "WIPO members adopt the Design Law Treaty" in text
-    assert f'The headline we sent you: "{FIRST_TITLE}".' in text
+    assert f"The headline we sent you: “{FIRST_TITLE}”." in text
     assert "The summary was revised." in text
     assert "Delegates in Riyadh" in text
     assert "The articles published since your last digest" not in text  # only the update
@@ -196,7 +199,7 @@ def test_updates_and_new_articles_share_a_digest_and_a_correction_is_labelled(
     assert text.count("WIPO members agree a treaty on designs, 36 sign") == 1
     assert "35 sign" not in text
     assert (
-        f'[Correction] Updated on 1 December 2026. The headline we sent you: "{FIRST_TITLE}".'
+        f"[Correction] Updated on 1 December 2026. The headline we sent you: “{FIRST_TITLE}”."
         in text
     )
     assert "What the editors say: The count of signatories was wrong." in text
@@ -272,7 +275,7 @@ def test_a_refused_correction_is_retried_and_a_departed_reader_is_skipped(
 def test_a_correction_field_must_say_yes_no_or_what(
     client: FlaskClient, session: Session, sink: MailSink
 ) -> None:
-    for bad in (5, "", "   ", ["yes"], "x" * 1001):
+    for bad in (5, "", "   ", ["yes"], "x" * 1001, "false", "True", "no"):
         response = client.post("/api/v1/articles", json=story(correction=bad), headers=AUTH)
         assert response.status_code == 422
         assert "correction" in response.get_json()["fields"]
@@ -311,7 +314,9 @@ def test_a_reader_can_turn_correction_emails_off_in_the_preference_centre(
 
     publish(client, story())
     body = publish(client, story(title="WIPO members adopt the Design Law Treaty", correction=True))
-    assert body["revision"]["correction_emails"] == 0
+    assert body["revision"]["correction"] is True
+    with app.app_context():
+        tasks.send_corrections()
     assert [m.subject for m in sink.store.to(reader.email)] == [FIRST_TITLE]
 
     assert client.post(link, data={**form, "corrections": "yes"}).status_code == 303
@@ -348,3 +353,146 @@ def test_a_digest_refused_for_now_tells_of_the_update_when_it_is_retried(
         tasks.reconcile_sending()
     digests_at(app, datetime(2026, 12, 3, 7, 0, tzinfo=UTC))
     assert len(sink.store.to(daily.email)) == 2  # told once
+
+
+def weekly_run(client: FlaskClient) -> None:
+    """A weekly run started by an editor (every weekly reader, whatever their day)."""
+    response = client.post("/api/v1/digests", json={"frequency": "weekly"}, headers=AUTH)
+    assert response.status_code == 202, response.get_json()
+
+
+def two_digests(session: Session) -> Subscriber:
+    """A Paris reader with a daily digest (WIPO) and a weekly one (ITU)."""
+    reader = factories.subscriber(
+        session,
+        {"wipo": Frequency.DAILY, "itu-icann": Frequency.WEEKLY},
+        email="both@example.org",
+        timezone="Europe/Paris",
+    )
+    session.commit()
+    return reader
+
+
+def test_a_change_told_in_one_digest_is_not_told_in_the_other(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    reader = two_digests(session)
+    publish(client, story())
+    digests_at(app, datetime(2026, 12, 1, 7, 0, tzinfo=UTC))
+    CLOCK.freeze(datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
+    publish(client, story(title="WIPO members adopt the Design Law Treaty"))
+    digests_at(app, datetime(2026, 12, 2, 7, 0, tzinfo=UTC))
+    assert "updated since we sent it" in sink.store.to(reader.email)[-1].subject
+    # The weekly digest's window covers the change too: it is told once, not again.
+    weekly_run(client)
+    digests_at(app, datetime(2026, 12, 3, 7, 0, tzinfo=UTC))
+    assert len(sink.store.to(reader.email)) == 2
+    [notice] = session.scalars(select(RevisionNotice)).all()
+    assert (notice.kind, notice.status) == (NoticeKind.DIGEST, DeliveryStatus.SENT)
+
+
+def test_two_digests_at_once_tell_a_change_whole_and_once(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    reader = two_digests(session)
+    publish(client, story())
+    digests_at(app, datetime(2026, 12, 1, 7, 0, tzinfo=UTC))
+    CLOCK.freeze(datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
+    publish(client, story(title="WIPO members adopt the Design Law Treaty"))
+    # The weekly digest takes the change, and the relay refuses it for now.
+    sink.handler.rules.append(FailureRule(reader.email, 451, 1))
+    weekly_run(client)
+    assert len(sink.store.to(reader.email)) == 1
+    CLOCK.freeze(datetime(2026, 12, 1, 11, 0, tzinfo=UTC))
+    publish(client, story(title="WIPO members adopt the Design Law Treaty in Riyadh"))
+    # The daily digest could tell only the second half of the change: it tells none of it.
+    digests_at(app, datetime(2026, 12, 2, 7, 0, tzinfo=UTC))
+    assert len(sink.store.to(reader.email)) == 1
+    # The weekly digest, retried, tells the whole: from what they got to what it is now.
+    with app.app_context():
+        tasks.reconcile_sending()
+    digests = sink.store.to(reader.email)
+    assert len(digests) == 2
+    text = digests[1].body("plain")
+    assert f"The headline we sent you: \u201c{FIRST_TITLE}\u201d." in text
+    assert "WIPO members adopt the Design Law Treaty in Riyadh" in text
+    assert text.count("Updated on") == 1
+    digests_at(app, datetime(2026, 12, 3, 7, 0, tzinfo=UTC))
+    assert len(sink.store.to(reader.email)) == 2
+    statuses = session.scalars(select(RevisionNotice.status)).all()
+    assert statuses == [DeliveryStatus.SENT, DeliveryStatus.SENT]
+
+
+def test_a_correction_quotes_the_headline_the_reader_was_sent(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    instant, _daily, _other = readers(session)
+    publish(client, story())
+    publish(client, story(title="WIPO members agree a design treaty"))  # not a correction
+    publish(client, story(title="WIPO members agree a design law treaty", correction=True))
+    correction = sink.store.to(instant.email)[-1]
+    assert correction.subject == "Correction: WIPO members agree a design law treaty"
+    assert f"The headline we sent you: \u201c{FIRST_TITLE}\u201d" in correction.body("plain")
+
+
+def test_an_alert_sent_with_the_old_version_after_a_correction_still_gets_it(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    """A worker that read the article before the correction, and records its alert after
+    the correction was published: that reader is owed the correction too."""
+    from alerts.models import Article, Delivery
+
+    frozen_clock(MONDAY)
+    instant, _daily, _other = readers(session)
+    late = factories.subscriber(session, ["wipo"], email="late@example.org")
+    session.commit()
+    publish(client, story())
+    article = session.scalars(select(Article)).one()
+    row = session.scalars(select(Delivery).where(Delivery.subscriber_id == late.id)).one()
+    row.status, row.sent_at = DeliveryStatus.PENDING, None  # still being sent
+    session.commit()
+    publish(client, story(title="WIPO members adopt the Design Law Treaty", correction=True))
+    assert [m.subject for m in sink.store.to(instant.email)][-1].startswith("Correction")
+    revision = session.scalars(select(ArticleRevision)).one()
+    assert revision.notices_done_at is None  # an alert of it is still being sent
+    # ... and is recorded now, carrying the version it read (before the correction).
+    CLOCK.freeze(MONDAY + timedelta(seconds=5))
+    row.status, row.sent_at, row.revision_id = DeliveryStatus.SENT, now(), 0
+    session.commit()
+    with app.app_context():
+        tasks.send_corrections()
+        tasks.send_corrections()
+    assert [m.subject for m in sink.store.to(late.email)] == [
+        FIRST_TITLE,  # the alert, as sent before the row was set back (the worker's copy)
+        "Correction: WIPO members adopt the Design Law Treaty",
+    ]
+    session.refresh(revision)
+    assert revision.notices_done_at is not None  # nothing left to send: done
+    assert len(sink.store.to(instant.email)) == 2
+    assert article.id == revision.article_id
+
+
+def test_every_update_is_told_and_the_email_shows_twenty(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    _instant, daily, _other = readers(session)
+    guids = [f"https://news.example.org/?p=story-{number}" for number in range(23)]
+    for number, guid in enumerate(guids):
+        publish(client, story(guid=guid, title=f"Story {number}"))
+    digests_at(app, datetime(2026, 12, 1, 7, 0, tzinfo=UTC))
+    CLOCK.freeze(datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
+    for number, guid in enumerate(guids):
+        publish(client, story(guid=guid, title=f"Story {number}, revised"))
+    digests_at(app, datetime(2026, 12, 2, 7, 0, tzinfo=UTC))
+    digest = sink.store.to(daily.email)[-1]
+    text = digest.body("plain")
+    assert "23 articles updated since we sent them" in digest.subject
+    assert text.count("Updated on") == 20 and "And 3 more: http://alerts.test/digest/" in text
+    page = client.get(text.split("And 3 more: http://alerts.test", 1)[1].split()[0])
+    assert page.get_data(as_text=True).count(", revised</a>") == 23
+    statuses = session.scalars(select(RevisionNotice.status)).all()
+    assert statuses == [DeliveryStatus.SENT] * 23

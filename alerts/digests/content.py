@@ -52,6 +52,8 @@ class DigestContent:
     until: datetime | None = None
     # Articles sent to the reader before, changed since: "Updated since we sent it".
     updates: list[revisions.Update] = field(default_factory=list)
+    # The version of each article as this digest shows it (read with it; shared by a batch).
+    versions: dict[int, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -76,10 +78,14 @@ class DigestContent:
                 groups.append((root, kept))
         self.groups = groups
 
-    def keep_updates(self, revision_ids: Collection[int]) -> None:
-        """Keep the updates this digest may tell of (another email may tell of the rest)."""
-        keep = set(revision_ids)
-        self.updates = [u for u in self.updates if keep.intersection(u.revision_ids)]
+    def keep_updates(self, revision_ids: Collection[int]) -> list[int]:
+        """Keep the updates this digest holds every change of; returns the changes of those
+        it drops (another email holds part of them, and tells the whole)."""
+        held = set(revision_ids)
+        kept = [u for u in self.updates if held.issuperset(u.revision_ids)]
+        dropped = [r for u in self.updates if u not in kept for r in u.revision_ids]
+        self.updates = kept
+        return [r for r in dropped if r in held]
 
     @property
     def empty(self) -> bool:
@@ -132,15 +138,13 @@ def build_contents(
     # The window is by arrival (created_at), not by the date an article carries: a feed entry
     # read late, or an article published with a past date, still reaches the next digest;
     # the ledger keeps anything already sent out.
-    articles = list(
-        session.scalars(
-            select(Article)
-            .where(Article.created_at >= min(since.values()), Article.created_at <= current)
-            .order_by(Article.published_at.desc(), Article.id.desc())
-        )
+    found = revisions.load(
+        session, and_(Article.created_at >= min(since.values()), Article.created_at <= current)
     )
+    articles = [article for article, _ in found]
+    versions = {article.id: version for article, version in found}
     # Articles they were sent and that changed since (a digest scoped to one topic tells none).
-    updates = revisions.updates_for(session, list(readers), since, current) if not scope else {}
+    updates = revisions.updates_for(session, list(readers), current) if not scope else {}
     # Instant alerts held past a reader's daily cap: this digest carries them, whenever they
     # arrived, for the reason their alert had (a digest scoped to one topic does not).
     overflow = _held_past_cap(session, list(readers)) if not scope else {}
@@ -148,7 +152,9 @@ def build_contents(
         known = {article.id for article in articles}
         extra = {article_id for held in overflow.values() for article_id in held} - known
         if extra:
-            articles += session.scalars(select(Article).where(Article.id.in_(extra)))
+            for article, version in revisions.load(session, Article.id.in_(extra)):
+                articles.append(article)
+                versions[article.id] = version
             articles.sort(key=lambda a: (a.published_at, a.id), reverse=True)
         alert_interests = interests(session, list(overflow), tuple(Frequency))
     if not articles:
@@ -158,6 +164,7 @@ def build_contents(
                 frequency,
                 until=current,
                 updates=updates.get(subscriber_id, []),
+                versions=versions,
             )
             for subscriber_id in readers
         }
@@ -188,7 +195,11 @@ def build_contents(
     contents: dict[int, DigestContent] = {}
     for subscriber_id, reader in readers.items():
         content = DigestContent(
-            reader, frequency, until=current, updates=updates.get(subscriber_id, [])
+            reader,
+            frequency,
+            until=current,
+            updates=updates.get(subscriber_id, []),
+            versions=versions,
         )
         grouped: dict[str, list[DigestItem]] = {}
         for article in articles:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from alerts import i18n, metrics, tokens
+from alerts import i18n, metrics, revisions, tokens
 from alerts.clock import now, zone
 from alerts.mail import message, smtp
 from alerts.mail.render import RenderedEmail, renderer
@@ -209,7 +209,7 @@ def _local_time(subscriber: Subscriber, article: Article) -> str:
     return i18n.long_datetime(local)
 
 
-def _local_date(subscriber: Subscriber, moment: datetime) -> str:
+def local_date(subscriber: Subscriber, moment: datetime) -> str:
     """A day in the reader's zone and language."""
     return i18n.long_date(moment.astimezone(zone(subscriber.timezone)))
 
@@ -268,12 +268,13 @@ class DigestRenderer:
 
     def __init__(self, settings: MailSettings) -> None:
         self.settings = settings
-        self._blocks: dict[tuple[int, str], ArticleBlock] = {}
+        self._blocks: dict[tuple[int, str, Any], ArticleBlock] = {}
         self._shapes: Shapes = {}
 
     def block(self, article: Article) -> ArticleBlock:
-        """The article's part of a digest, rendered once per language of the run's readers."""
-        key = (article.id, i18n.current())
+        """The article's part of a digest, rendered once per language of the run's readers
+        and per content (an article changed mid-run is rendered again)."""
+        key = (article.id, i18n.current(), article.updated_at)
         if key not in self._blocks:
             context = {"article": article, "published": i18n.long_date(article.published_at)}
             env = renderer().env
@@ -317,10 +318,13 @@ class DigestRenderer:
                 (title, [(item, self.block(item.article)) for item in items])
                 for title, items in content.groups
             ],
+            # Every update is told (and recorded so); the email shows the newest, its page all.
             "updates": [
-                (update, self.block(update.article), _local_date(reader, update.revised_at))
-                for update in content.updates
+                (update, self.block(update.article), local_date(reader, update.revised_at))
+                for update in content.updates[: revisions.MAX_UPDATES]
             ],
+            "more_updates": max(len(content.updates) - revisions.MAX_UPDATES, 0),
+            "updated_total": len(content.updates),
             "test": test,
             **links,
         }
@@ -345,14 +349,24 @@ class DigestRenderer:
                     (
                         str(title),
                         tuple(
-                            (item.article.id, item.reason.kind, str(item.reason.name))
+                            (
+                                item.article.id,
+                                item.article.updated_at,
+                                item.reason.kind,
+                                str(item.reason.name),
+                            )
                             for item in items
                         ),
                     )
                     for title, items in content.groups
                 ),
                 tuple(
-                    (u.article.id, tuple(u.revision_ids), _local_date(reader, u.revised_at))
+                    (
+                        u.article.id,
+                        u.article.updated_at,
+                        tuple(u.revision_ids),
+                        local_date(reader, u.revised_at),
+                    )
                     for u in content.updates
                 ),
             )
@@ -369,44 +383,3 @@ class DigestRenderer:
             self.settings.secret_key, tokens.Purpose.DIGEST, reader.id, reader.link_key, r=run_id
         )
         return f"{self.settings.base_url}/digest/{token}"
-
-
-def correction(
-    settings: MailSettings, subscriber: Subscriber, revision: Any, shapes: Shapes | None = None
-) -> bytes:
-    """The short email that tells a reader who got an article as an alert that its publisher
-    corrected it (a models.ArticleRevision): what it said then, what it says now."""
-    links = reader_links(settings, subscriber)
-    with i18n.using(subscriber.locale):
-        corrected = _local_date(subscriber, revision.created_at)
-        key = ("correction", i18n.current(), revision.id, corrected)
-        skeleton = shapes.get(key) if shapes is not None else None
-        if skeleton is None:
-            context = {
-                "site_name": settings.site_name,
-                "base_url": settings.base_url,
-                "article": revision.article,
-                "revision": revision,
-                "corrected": corrected,
-                **message.markers(links),
-            }
-            skeleton = message.Skeleton.of(renderer().render("correction", context))
-            if shapes is not None:
-                shapes[key] = skeleton
-    return list_message(settings, skeleton, subscriber, links)
-
-
-def roundup(settings: MailSettings, subscriber: Subscriber, items: list[Any]) -> bytes:
-    """The email at the end of a reader's quiet hours: every alert held during them (a list
-    of digest items: article and reason), newest first."""
-    links = reader_links(settings, subscriber)
-    blocks = DigestRenderer(settings)
-    with i18n.using(subscriber.locale):
-        context = {
-            "site_name": settings.site_name,
-            "base_url": settings.base_url,
-            "items": [(item, blocks.block(item.article)) for item in items],
-            **message.markers(links),
-        }
-        skeleton = message.Skeleton.of(renderer().render("roundup", context))
-    return list_message(settings, skeleton, subscriber, links)

@@ -131,11 +131,13 @@ class AlertOutbox:
         scope: matching.Scope,
         tree: TopicTree,
         claim: ledger.Claim,
+        version: int = 0,
     ) -> None:
         self.session = session
         self.settings = settings
         self.policy = policy
         self.article = article
+        self.version = version  # the article's version, read with it: what each alert carries
         self.token = claim.token
         self.readers = readers_of(session, claim.subscriber_ids)
         self.why = matching.reasons(
@@ -165,7 +167,7 @@ class AlertOutbox:
         )
 
     def sent(self, key: int) -> None:
-        ledger.record_sent(self.session, self.token, self.article.id, key)
+        ledger.record_sent(self.session, self.token, self.article.id, key, self.version)
 
     def refused(self, key: int, rejection: smtp.Rejection) -> str:
         if rejection.permanent:
@@ -200,9 +202,10 @@ def drain_alerts(
     connect: loop.Connect = smtp.connect,
 ) -> Drain:
     """Send the article's pending alerts, batch after batch."""
-    article = session.get(Article, article_id)
-    if article is None:
+    found = revisions.load(session, Article.id == article_id)
+    if not found:
         return Drain()
+    [(article, version)] = found
     # Worked out once per task, and only once there is a batch to send.
     tree = lru_cache(maxsize=1)(lambda: TopicTree.load(session))
     scope = lru_cache(maxsize=1)(lambda: matching.scope(session, article, tree()))
@@ -214,7 +217,7 @@ def drain_alerts(
         claim_next=lambda: ledger.claim_next(session, article_id, policy),
         renew=lambda token: partial(ledger.renew, token=token, article_id=article_id),
         outbox=lambda claim: AlertOutbox(
-            session, settings, policy, article, scope(), tree(), claim
+            session, settings, policy, article, scope(), tree(), claim, version
         ),
     )
     drain.next_retry_at = ledger.next_retry_at(session, article_id)
@@ -256,6 +259,7 @@ class DigestOutbox:
             },
             claim.token,
             carries_held_from=None if run.scope else built_at,
+            versions=next(iter(self.contents.values())).versions if self.contents else None,
         )
         told = {
             subscriber_id: [r for update in content.updates for r in update.revision_ids]
@@ -293,7 +297,9 @@ class DigestOutbox:
             revisions.skip_for_run(self.session, self.run_id, key)
             return None
         content.keep_only(self.held.get(key, []))
-        content.keep_updates(self.told.get(key, ()))
+        dropped = content.keep_updates(self.told.get(key, ()))
+        if dropped:
+            revisions.give_back(self.session, key, self.claim.token, dropped)
         if content.empty:
             self._finish(key, RecipientStatus.SKIPPED)  # nothing new: no email
             self._notices(key, DeliveryStatus.SKIPPED, "not in the digest")

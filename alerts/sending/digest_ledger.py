@@ -92,6 +92,7 @@ _CLAIM_ARTICLES = Prepared(
         "digest_run_id",
         "claim_token",
         "claimed_at",
+        "revision_id",
     ),
 )
 
@@ -142,11 +143,14 @@ def claim_articles(
     wanted: dict[int, list[int]],
     token: str,
     carries_held_from: datetime | None = None,
+    versions: dict[int, int] | None = None,
 ) -> dict[int, list[int]]:
     """Record each digest's articles in the send ledger (reader -> article ids); returns what
     each digest may carry: an alert or another digest may have taken an article meanwhile.
     `carries_held_from`: when the digests were built; the run takes the alerts held past its
-    readers' daily cap (a run scoped to one topic passes None, and takes none)."""
+    readers' daily cap (a run scoped to one topic passes None, and takes none). `versions`:
+    the version of each article the digests show (article -> revision id)."""
+    versions = versions or {}
     current = now()
     rows = [
         {
@@ -159,6 +163,7 @@ def claim_articles(
             "digest_run_id": run_id,
             "claim_token": token,
             "claimed_at": current,
+            "revision_id": versions.get(article_id, 0),
         }
         for subscriber_id, article_ids in wanted.items()
         for article_id in article_ids

@@ -104,6 +104,7 @@ _SENT = Prepared(
     )
     .values(
         status=DeliveryStatus.SENT.value,
+        revision_id=bindparam("revision"),
         sent_at=bindparam("at"),
         updated_at=bindparam("at"),
         attempts=_deliveries.c.attempts + 1,
@@ -114,9 +115,19 @@ _SENT = Prepared(
 )
 
 
-def record_sent(session: Session, token: str, article_id: int, subscriber_id: int) -> None:
+def record_sent(
+    session: Session, token: str, article_id: int, subscriber_id: int, revision: int
+) -> None:
+    """The relay took the alert, which carried the article's version `revision`."""
     _SENT.run(
-        session, {"article": article_id, "subscriber": subscriber_id, "token": token, "at": now()}
+        session,
+        {
+            "article": article_id,
+            "subscriber": subscriber_id,
+            "token": token,
+            "at": now(),
+            "revision": revision,
+        },
     )
 
 

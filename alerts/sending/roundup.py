@@ -17,12 +17,12 @@ from functools import partial
 from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 
-from alerts import matching
+from alerts import matching, revisions
 from alerts.clock import now
 from alerts.digests import DigestItem
-from alerts.mail import emails, smtp
+from alerts.mail import emails, followups, smtp
 from alerts.models import Article, ArticleTopic, Delivery, DeliveryStatus, Subscriber
-from alerts.sending import batches, claims, ledger, loop, suppression
+from alerts.sending import batches, claims, corrections, ledger, loop, suppression
 from alerts.sending.hold import QUIET
 from alerts.sending.policy import RetryPolicy
 from alerts.topic_tree import TopicTree
@@ -92,6 +92,7 @@ class RoundupOutbox:
         self.token = claim.token
         self.readers = batches.readers_of(session, claim.subscriber_ids)
         self.tree = TopicTree.load(session)
+        self.versions: dict[int, dict[int, int]] = {}  # reader -> article -> version carried
 
     def _mine(self, key: int) -> ColumnElement[bool]:
         return and_(Delivery.subscriber_id == key, Delivery.claim_token == self.token)
@@ -112,14 +113,11 @@ class RoundupOutbox:
         ):
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="not receiving")
             return None
-        articles = list(
-            self.session.scalars(
-                select(Article)
-                .join(Delivery, Delivery.article_id == Article.id)
-                .where(self._mine(key))
-                .order_by(Article.published_at.desc(), Article.id.desc())
-            )
+        found = revisions.load(
+            self.session, Article.id.in_(select(Delivery.article_id).where(self._mine(key)))
         )
+        articles = [article for article, _ in found]
+        self.versions[key] = {article.id: version for article, version in found}
         wants = matching.interests(self.session, [key], matching.ALL_FREQUENCIES).get(key)
         items, gone = [], []
         for article in articles:
@@ -144,13 +142,23 @@ class RoundupOutbox:
             )
         if not items:
             return None
-        return reader.email, emails.roundup(self.settings, reader, items)
+        return reader.email, followups.roundup(self.settings, reader, items)
 
     def sent(self, key: int) -> None:
         current = now()
+        versions = self.versions.get(key, {})
+        for article_id, version in versions.items():
+            self.session.execute(
+                update(Delivery)
+                .where(self._mine(key), Delivery.article_id == article_id)
+                .values(revision_id=version)
+                .execution_options(synchronize_session=False)
+            )
         self._close(
             key, status=DeliveryStatus.SENT, sent_at=current, attempts=Delivery.attempts + 1
         )
+        # A correction made while it was being sent is owed to the reader.
+        corrections.notice_roundup(self.session, self.readers[key], versions, current)
 
     def refused(self, key: int, rejection: smtp.Rejection) -> str:
         if rejection.permanent:

@@ -102,25 +102,32 @@ def publish_article() -> ResponseReturnValue:
         return error(422, "invalid_article", "The article was not stored.", fields=invalid.errors)
     if result.created:
         db.queue_after_commit(session, fanout_article, result.article_id)
-    if result.corrections:
+    if result.correction:
         db.queue_after_commit(session, send_corrections)
     session.commit()
     if result.created:
-        return jsonify(id=result.article_id, guid=article.guid, created=True), 201
+        new: dict[str, Any] = {"id": result.article_id, "guid": article.guid, "created": True}
+        if article.correction is not None:
+            new["warnings"] = {"correction": "a new article: there is nothing to correct"}
+        return jsonify(new), 201
     # A changed title or summary is a revision: readers who got the article are told once
     # (in their next digest; instant readers by email when it is a correction).
-    revision = (
-        {"id": result.revision_id, "correction_emails": result.corrections}
-        if result.revision_id is not None
-        else None
-    )
-    return jsonify(
-        id=result.article_id,
-        guid=article.guid,
-        created=False,
-        changed=list(result.changed),
-        revision=revision,
-    ), 200
+    body: dict[str, Any] = {
+        "id": result.article_id,
+        "guid": article.guid,
+        "created": False,
+        "changed": list(result.changed),
+        "revision": (
+            {"id": result.revision_id, "correction": result.correction}
+            if result.revision_id is not None
+            else None
+        ),
+    }
+    if article.correction is not None and result.revision_id is None:
+        body["warnings"] = {
+            "correction": "nobody is told: neither the title nor the summary changed"
+        }
+    return jsonify(body), 200
 
 
 def admin_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:

@@ -8,11 +8,12 @@ import json
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from alerts import db
 from alerts.clock import now
 from alerts.devstack import wait_for
-from alerts.models import Frequency
+from alerts.models import ArticleRevision, Frequency
 
 import factories
 from processes import Browser, Stack
@@ -66,12 +67,12 @@ def test_a_correction_reaches_each_reader_once_by_the_way_they_got_the_article(
 
     corrected = {**story, "title": CORRECTED, "correction": "It is about designs, not patents."}
     status, body = browser.publish(corrected)
-    assert status == 200 and body["revision"]["correction_emails"] == 1, body
+    assert status == 200 and body["revision"]["correction"] is True, body
     [correction] = stack.wait_for_mail(
         lambda m: INSTANT in m.recipients and m.subject.startswith("Correction")
     )
     assert correction.subject == f"Correction: {CORRECTED}"
-    assert f'The headline we sent you: "{FIRST}"' in correction.body("plain")
+    assert f"The headline we sent you: \u201c{FIRST}\u201d" in correction.body("plain")
     # The publisher's script sends it again: the same change, told to nobody again.
     status, body = browser.publish(corrected)
     assert status == 200 and body["revision"] is None, body
@@ -80,9 +81,10 @@ def test_a_correction_reaches_each_reader_once_by_the_way_they_got_the_article(
     [daily] = stack.wait_for_mail(lambda m: DIGEST in m.recipients and "updated" in m.subject)
     text = daily.body("plain")
     assert "== Updated since we sent it ==" in text and CORRECTED in text
-    assert (
-        f'[Correction] Updated on {now():%-d %B %Y}. The headline we sent you: "{FIRST}".' in text
-    )
+    with stack.app.app_context():
+        changed = db.session().scalars(select(ArticleRevision.created_at)).one()
+    headline = f"The headline we sent you: \u201c{FIRST}\u201d."
+    assert f"[Correction] Updated on {changed:%-d %B %Y}. {headline}" in text
     assert "What the editors say: It is about designs, not patents." in text
 
     stack.settle()

@@ -1,5 +1,5 @@
 """Article revisions (a changed title or summary) and the notices readers get of them;
-readers: whether they want correction emails.
+deliveries: the version each email carried; readers: whether they want correction emails.
 
 Revision ID: 0015
 Revises: 0014
@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.Column("correction", sa.Boolean(), nullable=False),
         sa.Column("note", sa.String(1000), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("swept_at", sa.DateTime(), nullable=True),
+        sa.Column("notices_done_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["article_id"],
             ["articles.id"],
@@ -44,6 +46,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_article_revisions_created", "article_revisions", ["created_at", "article_id"]
     )
+    op.create_index("ix_article_revisions_article", "article_revisions", ["article_id", "id"])
+    op.add_column("deliveries", sa.Column("revision_id", sa.Integer(), nullable=True))
+    op.create_index("ix_deliveries_article", "deliveries", ["article_id"])
     op.create_table(
         "revision_notices",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -91,11 +96,27 @@ def upgrade() -> None:
         sqlite_where=sa.text("status = 'pending'"),
         postgresql_where=sa.text("status = 'pending'"),
     )
+    op.create_index(
+        "ix_revision_notices_subscriber", "revision_notices", ["subscriber_id", "claim_token"]
+    )
+    op.create_index(
+        "ix_revision_notices_claim",
+        "revision_notices",
+        ["claim_token"],
+        sqlite_where=sa.text("claim_token IS NOT NULL"),
+        postgresql_where=sa.text("claim_token IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_revision_notices_claim", table_name="revision_notices")
+    op.drop_index("ix_revision_notices_subscriber", table_name="revision_notices")
     op.drop_index("ix_revision_notices_pending", table_name="revision_notices")
     op.drop_table("revision_notices")
+    op.drop_index("ix_deliveries_article", table_name="deliveries")
+    with op.batch_alter_table("deliveries") as batch:
+        batch.drop_column("revision_id")
+    op.drop_index("ix_article_revisions_article", table_name="article_revisions")
     op.drop_index("ix_article_revisions_created", table_name="article_revisions")
     op.drop_table("article_revisions")
     with op.batch_alter_table("subscribers") as batch:
