@@ -17,7 +17,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import ColumnElement, ScalarSelect, Table, and_, delete, func, not_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Table,
+    and_,
+    delete,
+    func,
+    not_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
@@ -131,7 +142,7 @@ def told_up_to(
                 RevisionNotice.subscriber_id.in_(list(subscriber_ids)),
                 ArticleRevision.article_id.in_(list(article_ids)),
                 RevisionNotice.status.not_in([DeliveryStatus.SKIPPED]),
-                RevisionNotice.revision_id < (before if before is not None else 2**62),
+                RevisionNotice.revision_id < before if before is not None else true(),
                 not_(
                     and_(
                         RevisionNotice.kind == NoticeKind.DIGEST,
