@@ -26,12 +26,13 @@ from sqlalchemy import (
     func,
     literal_column,
     or_,
+    select,
     text,
 )
 from sqlalchemy import false as sa_false
 from sqlalchemy import true as sa_true
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 from alerts.clock import now
 from alerts.i18n import Localized
@@ -298,6 +299,43 @@ class TopicAlias(Base):
     topic: Mapped[Topic | None] = relationship()
 
 
+class ArticleRevision(Base):
+    """A change to a published article's title or summary, once it was stored: readers who
+    got the article before it see it again under "Updated since we sent it" in their next
+    digest; a `correction` is also told to instant readers in a short email."""
+
+    __tablename__ = "article_revisions"
+    __table_args__ = (
+        Index("ix_article_revisions_created", "created_at", "article_id"),
+        Index("ix_article_revisions_article", "article_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    old_title: Mapped[str] = mapped_column(String(500))
+    new_title: Mapped[str] = mapped_column(String(500))
+    old_summary_text: Mapped[str] = mapped_column(Text, default="")
+    new_summary_text: Mapped[str] = mapped_column(Text, default="")
+    # The publisher marked it as a correction to notify; `note` is what they say about it.
+    correction: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str] = mapped_column(String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    # A correction's emails: when its readers were last looked for (among alerts sent with
+    # an older version), and when no alert of the article could be sent any more (done).
+    swept_at: Mapped[datetime | None]
+    notices_done_at: Mapped[datetime | None]
+
+    article: Mapped[Article] = relationship()
+
+    @property
+    def title_changed(self) -> bool:
+        return self.old_title != self.new_title
+
+    @property
+    def summary_changed(self) -> bool:
+        return self.old_summary_text != self.new_summary_text
+
+
 class Article(Base):
     __tablename__ = "articles"
 
@@ -330,6 +368,14 @@ class Article(Base):
     queued_at: Mapped[datetime | None]
 
     topics: Mapped[list[Topic]] = relationship(secondary="article_topics", order_by="Topic.id")
+    # Its version: the id of its latest revision (0 as first published), loaded in the same
+    # statement as the rest of it, so the content and the version an email records agree.
+    version: Mapped[int] = column_property(
+        select(func.coalesce(func.max(ArticleRevision.id), 0))
+        .where(ArticleRevision.article_id == id)
+        .correlate_except(ArticleRevision)
+        .scalar_subquery()
+    )
 
 
 class ArticleTopic(Base):
@@ -415,43 +461,6 @@ class Delivery(Base):
 # "Pending" written into the statement, not bound: PostgreSQL uses the partial index of
 # pending rows only when it can see the value (a prepared statement's generic plan cannot).
 DELIVERY_PENDING = Delivery.status == literal_column("'pending'")
-
-
-class ArticleRevision(Base):
-    """A change to a published article's title or summary, once it was stored: readers who
-    got the article before it see it again under "Updated since we sent it" in their next
-    digest; a `correction` is also told to instant readers in a short email."""
-
-    __tablename__ = "article_revisions"
-    __table_args__ = (
-        Index("ix_article_revisions_created", "created_at", "article_id"),
-        Index("ix_article_revisions_article", "article_id", "id"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
-    old_title: Mapped[str] = mapped_column(String(500))
-    new_title: Mapped[str] = mapped_column(String(500))
-    old_summary_text: Mapped[str] = mapped_column(Text, default="")
-    new_summary_text: Mapped[str] = mapped_column(Text, default="")
-    # The publisher marked it as a correction to notify; `note` is what they say about it.
-    correction: Mapped[bool] = mapped_column(Boolean, default=False)
-    note: Mapped[str] = mapped_column(String(1000), default="")
-    created_at: Mapped[datetime] = mapped_column(default=now)
-    # A correction's emails: when its readers were last looked for (among alerts sent with
-    # an older version), and when no alert of the article could be sent any more (done).
-    swept_at: Mapped[datetime | None]
-    notices_done_at: Mapped[datetime | None]
-
-    article: Mapped[Article] = relationship()
-
-    @property
-    def title_changed(self) -> bool:
-        return self.old_title != self.new_title
-
-    @property
-    def summary_changed(self) -> bool:
-        return self.old_summary_text != self.new_summary_text
 
 
 class NoticeKind(enum.StrEnum):

@@ -1,25 +1,24 @@
 """Articles that change after readers got them: each change to a title or summary is an
 `ArticleRevision`, and each reader told of it has one `RevisionNotice`, never two.
 
-Every email records the version of each article it carried (`deliveries.revision_id`, read
-in the same statement as the content), so "who got an older version" is exact whatever was
-being sent while the change was made. A reader who got an older version sees the article
-once more in their next digest, under "Updated since we sent it", from what they were sent
-to what it is now. A change the publisher marks as a correction is also told to every reader
-who got it as an instant alert: one short email each (`alerts.sending.corrections`), and then
-not again in a digest.
+Every email records the version of each article it carried (`deliveries.revision_id`, from
+`Article.version`, loaded in the same statement as the content), so "who got an older
+version" is exact whatever was being sent while the change was made. A reader who got an
+older version sees the article once more in their next digest, under "Updated since we sent
+it", from what they were sent to what it is now. A change the publisher marks as a
+correction is also told to every reader who got it as an instant alert: one short email each
+(`alerts.sending.corrections`), and then not again in a digest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
-    ScalarSelect,
     Table,
     and_,
     delete,
@@ -48,27 +47,17 @@ UPDATE_WINDOW = timedelta(days=31)  # changes older than this are not told any m
 _notices = cast(Table, RevisionNotice.__table__)
 
 
-def version() -> ScalarSelect[int]:
-    """The article's version, to read in the same statement as its content: the id of its
-    latest revision (0 when it is as first published). An email records the version it
-    carried (`deliveries.revision_id`); a later revision is news to its reader."""
-    return (
-        select(func.coalesce(func.max(ArticleRevision.id), 0))
-        .where(ArticleRevision.article_id == Article.id)
-        .scalar_subquery()
+def load(session: Session, condition: ColumnElement[bool]) -> list[Article]:
+    """Articles as they are now, newest first; objects the session held are refreshed. Each
+    comes with its `version`, read in the same statement as its content."""
+    return list(
+        session.scalars(
+            select(Article)
+            .where(condition)
+            .order_by(Article.published_at.desc(), Article.id.desc())
+            .execution_options(populate_existing=True)
+        )
     )
-
-
-def load(session: Session, condition: ColumnElement[bool]) -> list[tuple[Article, int]]:
-    """Articles as they are now, each with its version, in one statement (so what an email
-    shows and the version it records agree; objects the session held are refreshed)."""
-    rows = session.execute(
-        select(Article, version())
-        .where(condition)
-        .order_by(Article.published_at.desc(), Article.id.desc())
-        .execution_options(populate_existing=True)
-    ).all()
-    return [(article, int(stamp)) for article, stamp in rows]
 
 
 def record(
@@ -186,8 +175,7 @@ def updates_for(
         return {}
     told = told_up_to(session, readers, {article_id for _, article_id in carried})
     current = {
-        article.id: (article, stamp)
-        for article, stamp in load(session, Article.id.in_({a for _, a in carried}))
+        article.id: article for article in load(session, Article.id.in_({a for _, a in carried}))
     }
     by_article: dict[int, list[ArticleRevision]] = {}
     for revision in revisions:
@@ -196,10 +184,10 @@ def updates_for(
     for (subscriber_id, article_id), stamp in carried.items():
         if article_id not in current:
             continue
-        article, now_stamp = current[article_id]
+        article = current[article_id]
         base = max(stamp, told.get((subscriber_id, article_id), 0))
         # Changes after the version they got, up to the one this digest shows.
-        news = [r for r in by_article[article_id] if base < r.id <= now_stamp]
+        news = [r for r in by_article[article_id] if base < r.id <= article.version]
         if not news:
             continue
         update = Update(article, news[0].old_title, news[0].old_summary_text, news[-1].created_at)
@@ -214,17 +202,18 @@ def updates_for(
 
 
 def claim_for_digest(
-    session: Session,
-    run_id: int,
-    readers: Collection[int],
-    wanted: dict[int, list[int]],
-    token: str,
+    session: Session, run_id: int, contents: Mapping[int, Any], token: str
 ) -> dict[int, set[int]]:
-    """Record that these digests tell of these revisions (reader -> revision ids); returns
-    what the batch holds per reader: the revisions each digest may tell of (none another
-    email tells of), and the notices an earlier attempt of the run left for its `readers`
-    (a batch holds those, to close them with the digest's outcome). Commits."""
+    """Record that a batch's digests (reader -> digests.DigestContent) tell of their
+    updates, and settle what each tells; returns the revisions each digest tells of. Commits.
+
+    A digest keeps an update only when it holds every one of its changes (another email
+    holds part of them, and tells them whole); the notices it holds and does not tell (of
+    updates it dropped, or left by an earlier attempt of the run and no longer news) are
+    given back, so whichever email tells them later can. All is settled here, before any
+    email goes: a message retried after a broken connection tells the same."""
     current = now()
+    readers = list(contents)
     rows = [
         {
             "revision_id": revision_id,
@@ -238,48 +227,52 @@ def claim_for_digest(
             "created_at": current,
             "updated_at": current,
         }
-        for subscriber_id, revision_ids in wanted.items()
-        for revision_id in revision_ids
+        for subscriber_id, content in contents.items()
+        for update in content.updates
+        for revision_id in update.revision_ids
     ]
     if rows:
         session.execute(insert_ignoring_duplicates(session, _notices), rows)
-    elif not session.scalar(
+    elif not readers or not session.scalar(
         select(RevisionNotice.id)
         .where(
             RevisionNotice.kind == NoticeKind.DIGEST,
             RevisionNotice.status == DeliveryStatus.PENDING,
-            RevisionNotice.subscriber_id.in_(list(readers)),
+            RevisionNotice.subscriber_id.in_(readers),
             RevisionNotice.digest_run_id == run_id,
         )
         .limit(1)
     ):
         return {}  # nothing to tell, nothing left by an earlier attempt: no write
     # An earlier attempt of this run left them: ours now (we hold these readers).
-    took = rowcount(
-        session.execute(
-            update(RevisionNotice)
-            .where(
-                RevisionNotice.kind == NoticeKind.DIGEST,
-                RevisionNotice.subscriber_id.in_(list(readers)),
-                RevisionNotice.digest_run_id == run_id,
-                RevisionNotice.status == DeliveryStatus.PENDING,
-            )
-            .values(claim_token=token, claimed_at=current, updated_at=current)
-            .execution_options(synchronize_session=False)
+    session.execute(
+        update(RevisionNotice)
+        .where(
+            RevisionNotice.kind == NoticeKind.DIGEST,
+            RevisionNotice.subscriber_id.in_(readers),
+            RevisionNotice.digest_run_id == run_id,
+            RevisionNotice.status == DeliveryStatus.PENDING,
         )
+        .values(claim_token=token, claimed_at=current, updated_at=current)
+        .execution_options(synchronize_session=False)
     )
     held: dict[int, set[int]] = {}
-    if not took:
-        session.commit()
-        return held
     for subscriber_id, revision_id in session.execute(
         select(RevisionNotice.subscriber_id, RevisionNotice.revision_id).where(
-            RevisionNotice.subscriber_id.in_(list(readers)), RevisionNotice.claim_token == token
+            RevisionNotice.subscriber_id.in_(readers), RevisionNotice.claim_token == token
         )
     ):
         held.setdefault(subscriber_id, set()).add(revision_id)
+    told: dict[int, set[int]] = {}
+    for subscriber_id, revision_ids in held.items():
+        told[subscriber_id] = contents[subscriber_id].keep_updates(revision_ids)
+        if revision_ids - told[subscriber_id]:
+            give_back(session, subscriber_id, token, sorted(revision_ids - told[subscriber_id]))
+    for subscriber_id, content in contents.items():
+        if subscriber_id not in held:
+            content.keep_updates(())
     session.commit()
-    return held
+    return told
 
 
 def give_back(session: Session, subscriber_id: int, token: str, revision_ids: list[int]) -> None:
@@ -344,6 +337,24 @@ def told_in_digest(
         .order_by(func.max(ArticleRevision.created_at).desc())
     ).all()
     return [(article, changed) for article, changed in rows]
+
+
+def record_versions(
+    session: Session, subscriber_id: int, token: str, versions: dict[int, int]
+) -> None:
+    """A digest showed these articles in another version than it was built with: its rows
+    record the version sent."""
+    for article_id, version in versions.items():
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.subscriber_id == subscriber_id,
+                Delivery.article_id == article_id,
+                Delivery.claim_token == token,
+            )
+            .values(revision_id=version)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def skip_for_run(session: Session, run_id: int, subscriber_id: int) -> None:

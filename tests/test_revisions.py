@@ -318,6 +318,7 @@ def test_a_reader_can_turn_correction_emails_off_in_the_preference_centre(
     with app.app_context():
         tasks.send_corrections()
     assert [m.subject for m in sink.store.to(reader.email)] == [FIRST_TITLE]
+    assert session.scalars(select(RevisionNotice)).all() == []  # not even owed
 
     assert client.post(link, data={**form, "corrections": "yes"}).status_code == 303
     session.refresh(reader)
@@ -496,3 +497,89 @@ def test_every_update_is_told_and_the_email_shows_twenty(
     assert page.get_data(as_text=True).count(", revised</a>") == 23
     statuses = session.scalars(select(RevisionNotice.status)).all()
     assert statuses == [DeliveryStatus.SENT] * 23
+
+
+def test_an_alert_that_went_out_after_the_change_is_not_told_of_it(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    """Sent in the new version (its row records which), so no correction and no update."""
+    from alerts.models import Article, Delivery
+    from alerts.sending import ledger
+
+    frozen_clock(MONDAY)
+    publish(client, story())
+    article = session.scalars(select(Article)).one()
+    publish(client, story(title="WIPO members adopt the Design Law Treaty", correction=True))
+    # A reader owed the alert only now (say, a fan-out resumed late): it goes out corrected.
+    late = factories.subscriber(
+        session, {"wipo": Frequency.IMMEDIATE, "itu-icann": Frequency.DAILY}, email="l@example.org"
+    )
+    session.commit()
+    ledger.write_pending(session, article.id, [late.id])
+    session.commit()
+    with app.app_context():
+        tasks.send_alerts(article.id)
+        tasks.send_corrections()
+    row = session.scalars(select(Delivery).where(Delivery.subscriber_id == late.id)).one()
+    session.refresh(row)
+    session.refresh(article)
+    assert article.version > 0
+    assert (row.status, row.revision_id) == (DeliveryStatus.SENT, article.version)
+    assert [m.subject for m in sink.store.to(late.email)] == [
+        "WIPO members adopt the Design Law Treaty"
+    ]
+    digests_at(app, datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
+    assert len(sink.store.to(late.email)) == 1  # no digest: nothing new, nothing updated
+
+
+def test_an_alert_held_by_the_cap_and_changed_before_the_digest_is_not_told_again(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(MONDAY)
+    capped = factories.subscriber(session, ["wipo"], email="capped@example.org")
+    capped.daily_cap = 1
+    session.commit()
+    publish(client, factories.article_payload(title="First of the day", topics=["wipo"],
+                                              published_at=None))  # fmt: skip
+    publish(client, story())  # past the cap: held for the digest
+    publish(client, story(title="WIPO members adopt the Design Law Treaty"))
+    digests_at(app, datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
+    digest = sink.store.to(capped.email)[-1]
+    assert "WIPO members adopt the Design Law Treaty" in digest.body("plain")
+    assert "Updated since we sent it" not in digest.body("plain")
+    # It carried the changed version: the next digest has nothing to tell of it.
+    CLOCK.freeze(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    publish(client, factories.article_payload(title="Second day", topics=["wipo"],
+                                              published_at=None))  # fmt: skip
+    publish(client, factories.article_payload(title="Second day, later", topics=["wipo"],
+                                              published_at=None))  # fmt: skip
+    digests_at(app, datetime(2026, 12, 2, 8, 0, tzinfo=UTC))
+    last = sink.store.to(capped.email)[-1]
+    assert "Second day, later" in last.body("plain")
+    assert "Updated since we sent it" not in last.body("plain")
+
+
+def test_a_correction_waits_for_the_end_of_the_readers_quiet_hours(
+    app: Flask, client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    frozen_clock(datetime(2026, 11, 30, 20, 0, tzinfo=UTC))  # 21:00 in Paris
+    reader = factories.subscriber(
+        session, ["wipo"], email="owl@example.org", timezone="Europe/Paris"
+    )
+    reader.quiet_from, reader.quiet_until = 22 * 60, 7 * 60
+    session.commit()
+    publish(client, story())
+    CLOCK.freeze(datetime(2026, 11, 30, 22, 0, tzinfo=UTC))  # 23:00: quiet
+    publish(client, story(title="WIPO members adopt the Design Law Treaty", correction=True))
+    assert len(sink.store.to(reader.email)) == 1
+    CLOCK.freeze(datetime(2026, 12, 1, 5, 59, tzinfo=UTC))
+    with app.app_context():
+        tasks.send_corrections()
+    assert len(sink.store.to(reader.email)) == 1
+    CLOCK.freeze(datetime(2026, 12, 1, 6, 0, tzinfo=UTC))  # 07:00
+    with app.app_context():
+        tasks.send_corrections()
+        tasks.send_corrections()
+    assert [m.subject for m in sink.store.to(reader.email)][1:] == [
+        "Correction: WIPO members adopt the Design Law Treaty"
+    ]

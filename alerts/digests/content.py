@@ -52,8 +52,8 @@ class DigestContent:
     until: datetime | None = None
     # Articles sent to the reader before, changed since: "Updated since we sent it".
     updates: list[revisions.Update] = field(default_factory=list)
-    # The version of each article as this digest shows it (read with it; shared by a batch).
-    versions: dict[int, int] = field(default_factory=dict)
+    # Every article the batch's digests may carry, by id (shared by a batch).
+    articles: dict[int, Article] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -78,14 +78,12 @@ class DigestContent:
                 groups.append((root, kept))
         self.groups = groups
 
-    def keep_updates(self, revision_ids: Collection[int]) -> list[int]:
-        """Keep the updates this digest holds every change of; returns the changes of those
-        it drops (another email holds part of them, and tells the whole)."""
+    def keep_updates(self, revision_ids: Collection[int]) -> set[int]:
+        """Keep the updates this digest holds every change of (another email holds part of
+        the others, and tells them whole); returns the changes it tells."""
         held = set(revision_ids)
-        kept = [u for u in self.updates if held.issuperset(u.revision_ids)]
-        dropped = [r for u in self.updates if u not in kept for r in u.revision_ids]
-        self.updates = kept
-        return [r for r in dropped if r in held]
+        self.updates = [u for u in self.updates if held.issuperset(u.revision_ids)]
+        return {r for u in self.updates for r in u.revision_ids}
 
     @property
     def empty(self) -> bool:
@@ -138,11 +136,9 @@ def build_contents(
     # The window is by arrival (created_at), not by the date an article carries: a feed entry
     # read late, or an article published with a past date, still reaches the next digest;
     # the ledger keeps anything already sent out.
-    found = revisions.load(
+    articles = revisions.load(
         session, and_(Article.created_at >= min(since.values()), Article.created_at <= current)
     )
-    articles = [article for article, _ in found]
-    versions = {article.id: version for article, version in found}
     # Articles they were sent and that changed since (a digest scoped to one topic tells none).
     updates = revisions.updates_for(session, list(readers), current) if not scope else {}
     # Instant alerts held past a reader's daily cap: this digest carries them, whenever they
@@ -152,11 +148,10 @@ def build_contents(
         known = {article.id for article in articles}
         extra = {article_id for held in overflow.values() for article_id in held} - known
         if extra:
-            for article, version in revisions.load(session, Article.id.in_(extra)):
-                articles.append(article)
-                versions[article.id] = version
+            articles += revisions.load(session, Article.id.in_(extra))
             articles.sort(key=lambda a: (a.published_at, a.id), reverse=True)
         alert_interests = interests(session, list(overflow), tuple(Frequency))
+    by_id = {article.id: article for article in articles}
     if not articles:
         return {
             subscriber_id: DigestContent(
@@ -164,7 +159,7 @@ def build_contents(
                 frequency,
                 until=current,
                 updates=updates.get(subscriber_id, []),
-                versions=versions,
+                articles=by_id,
             )
             for subscriber_id in readers
         }
@@ -199,7 +194,7 @@ def build_contents(
             frequency,
             until=current,
             updates=updates.get(subscriber_id, []),
-            versions=versions,
+            articles=by_id,
         )
         grouped: dict[str, list[DigestItem]] = {}
         for article in articles:

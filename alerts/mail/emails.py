@@ -236,7 +236,13 @@ def alert(
     with i18n.using(subscriber.locale):
         published = _local_time(subscriber, article)
         cap = subscriber.daily_cap if last_before_cap else None
-        key = (i18n.current(), published, reason and (reason.kind, str(reason.name)), cap)
+        key = (
+            i18n.current(),
+            article.version,
+            published,
+            reason and (reason.kind, str(reason.name)),
+            cap,
+        )
         skeleton = shapes.get(key) if shapes is not None else None
         if skeleton is None:
             context = {
@@ -268,13 +274,13 @@ class DigestRenderer:
 
     def __init__(self, settings: MailSettings) -> None:
         self.settings = settings
-        self._blocks: dict[tuple[int, str, Any], ArticleBlock] = {}
+        self._blocks: dict[tuple[int, str, int, Any], ArticleBlock] = {}
         self._shapes: Shapes = {}
 
     def block(self, article: Article) -> ArticleBlock:
         """The article's part of a digest, rendered once per language of the run's readers
         and per content (an article changed mid-run is rendered again)."""
-        key = (article.id, i18n.current(), article.updated_at)
+        key = (article.id, i18n.current(), article.version, article.updated_at)
         if key not in self._blocks:
             context = {"article": article, "published": i18n.long_date(article.published_at)}
             env = renderer().env
@@ -351,6 +357,7 @@ class DigestRenderer:
                         tuple(
                             (
                                 item.article.id,
+                                item.article.version,
                                 item.article.updated_at,
                                 item.reason.kind,
                                 str(item.reason.name),
@@ -363,6 +370,7 @@ class DigestRenderer:
                 tuple(
                     (
                         u.article.id,
+                        u.article.version,
                         u.article.updated_at,
                         tuple(u.revision_ids),
                         local_date(reader, u.revised_at),

@@ -131,13 +131,12 @@ class AlertOutbox:
         scope: matching.Scope,
         tree: TopicTree,
         claim: ledger.Claim,
-        version: int = 0,
     ) -> None:
         self.session = session
         self.settings = settings
         self.policy = policy
         self.article = article
-        self.version = version  # the article's version, read with it: what each alert carries
+        self.carried: dict[int, int] = {}  # reader -> the article's version their alert shows
         self.token = claim.token
         self.readers = readers_of(session, claim.subscriber_ids)
         self.why = matching.reasons(
@@ -162,12 +161,15 @@ class AlertOutbox:
                 digests.ensure_digest(self.session, reader)
             return None
         why = self.why.get(key)
+        # Read before rendering: an article reloaded (after a rolled-back connection) brings
+        # its content and version together.
+        self.carried[key] = self.article.version
         return reader.email, emails.alert(
             self.settings, self.article, reader, why, self.shapes, decision.last_before_cap
         )
 
     def sent(self, key: int) -> None:
-        ledger.record_sent(self.session, self.token, self.article.id, key, self.version)
+        ledger.record_sent(self.session, self.token, self.article.id, key, self.carried.pop(key, 0))
 
     def refused(self, key: int, rejection: smtp.Rejection) -> str:
         if rejection.permanent:
@@ -205,7 +207,7 @@ def drain_alerts(
     found = revisions.load(session, Article.id == article_id)
     if not found:
         return Drain()
-    [(article, version)] = found
+    [article] = found
     # Worked out once per task, and only once there is a batch to send.
     tree = lru_cache(maxsize=1)(lambda: TopicTree.load(session))
     scope = lru_cache(maxsize=1)(lambda: matching.scope(session, article, tree()))
@@ -217,7 +219,7 @@ def drain_alerts(
         claim_next=lambda: ledger.claim_next(session, article_id, policy),
         renew=lambda token: partial(ledger.renew, token=token, article_id=article_id),
         outbox=lambda claim: AlertOutbox(
-            session, settings, policy, article, scope(), tree(), claim, version
+            session, settings, policy, article, scope(), tree(), claim
         ),
     )
     drain.next_retry_at = ledger.next_retry_at(session, article_id)
@@ -250,6 +252,12 @@ class DigestOutbox:
         self.contents = digests.build_contents(
             session, run.frequency, claim.subscriber_ids, run.scope, tree
         )
+        # The version of each article as built: what its ledger rows record.
+        self.versions = {
+            article_id: article.version
+            for content in self.contents.values()
+            for article_id, article in content.articles.items()
+        }
         self.held = digest_ledger.claim_articles(
             session,
             run.id,
@@ -259,16 +267,10 @@ class DigestOutbox:
             },
             claim.token,
             carries_held_from=None if run.scope else built_at,
-            versions=next(iter(self.contents.values())).versions if self.contents else None,
+            versions=self.versions,
         )
-        told = {
-            subscriber_id: [r for update in content.updates for r in update.revision_ids]
-            for subscriber_id, content in self.contents.items()
-            if content.updates
-        }
-        self.told = revisions.claim_for_digest(
-            session, run.id, claim.subscriber_ids, told, claim.token
-        )
+        self.told = revisions.claim_for_digest(session, run.id, self.contents, claim.token)
+        self.drift: dict[int, dict[int, int]] = {}  # reader -> article -> version sent
 
     def _notices(self, key: int, status: DeliveryStatus | None, error: str | None = None) -> None:
         """Close (or, with None, hand back) the notices this batch holds for the reader: the
@@ -297,16 +299,20 @@ class DigestOutbox:
             revisions.skip_for_run(self.session, self.run_id, key)
             return None
         content.keep_only(self.held.get(key, []))
-        dropped = content.keep_updates(self.told.get(key, ()))
-        if dropped:
-            revisions.give_back(self.session, key, self.claim.token, dropped)
         if content.empty:
             self._finish(key, RecipientStatus.SKIPPED)  # nothing new: no email
             self._notices(key, DeliveryStatus.SKIPPED, "not in the digest")
             return None
-        return content.subscriber.email, self.render.message(content, self.run_id)
+        raw = self.render.message(content, self.run_id)
+        # An article reloaded since the build (a rolled-back connection) shows its newer
+        # version: recorded as such when it is sent.
+        shown = {i.article.id: i.article.version for _, items in content.groups for i in items}
+        self.drift[key] = {a: v for a, v in shown.items() if v != self.versions.get(a)}
+        return content.subscriber.email, raw
 
     def sent(self, key: int) -> None:
+        if self.drift.get(key):
+            revisions.record_versions(self.session, key, self.claim.token, self.drift[key])
         self._finish(
             key,
             RecipientStatus.SENT,

@@ -188,12 +188,22 @@ def claim_articles(
         .execution_options(synchronize_session=False)
     )
     held: dict[int, set[int]] = {}
-    for subscriber_id, article_id in session.execute(
-        select(Delivery.subscriber_id, Delivery.article_id).where(
-            Delivery.subscriber_id.in_(readers), Delivery.claim_token == token
-        )
+    stale: list[dict[str, int]] = []
+    for row_id, subscriber_id, article_id, version in session.execute(
+        select(
+            Delivery.id, Delivery.subscriber_id, Delivery.article_id, Delivery.revision_id
+        ).where(Delivery.subscriber_id.in_(readers), Delivery.claim_token == token)
     ):
         held.setdefault(subscriber_id, set()).add(article_id)
+        if version != versions.get(article_id, 0):  # carried from the cap, or an earlier try
+            stale.append({"row": row_id, "version": versions.get(article_id, 0)})
+    if stale:
+        session.execute(
+            update(_deliveries)
+            .where(_deliveries.c.id == bindparam("row"))
+            .values(revision_id=bindparam("version")),
+            stale,
+        )
     session.commit()
     return {
         subscriber_id: [a for a in article_ids if a in held.get(subscriber_id, ())]

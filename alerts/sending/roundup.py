@@ -113,11 +113,10 @@ class RoundupOutbox:
         ):
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="not receiving")
             return None
-        found = revisions.load(
+        articles = revisions.load(
             self.session, Article.id.in_(select(Delivery.article_id).where(self._mine(key)))
         )
-        articles = [article for article, _ in found]
-        self.versions[key] = {article.id: version for article, version in found}
+        self.versions[key] = {article.id: article.version for article in articles}
         wants = matching.interests(self.session, [key], matching.ALL_FREQUENCIES).get(key)
         items, gone = [], []
         for article in articles:

@@ -48,7 +48,18 @@ def upgrade() -> None:
     )
     op.create_index("ix_article_revisions_article", "article_revisions", ["article_id", "id"])
     op.add_column("deliveries", sa.Column("revision_id", sa.Integer(), nullable=True))
-    op.create_index("ix_deliveries_article", "deliveries", ["article_id"])
+    if op.get_bind().dialect.name == "postgresql":
+        # Built without blocking the writes of the busiest table (outside the transaction).
+        with op.get_context().autocommit_block():
+            op.create_index(
+                "ix_deliveries_article",
+                "deliveries",
+                ["article_id"],
+                postgresql_concurrently=True,
+                if_not_exists=True,
+            )
+    else:
+        op.create_index("ix_deliveries_article", "deliveries", ["article_id"])
     op.create_table(
         "revision_notices",
         sa.Column("id", sa.Integer(), nullable=False),
