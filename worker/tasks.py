@@ -136,26 +136,25 @@ def send_digests(run_id: int) -> None:
 def send_roundups() -> None:
     """Beat, about every 30 s: each reader whose quiet hours are over gets what was held
     during them, in one email."""
-    session = db.session()
-    drain = roundup.drain(session, _mail_settings(), _policy())
-    if drain.more and not current_app.config["CELERY_ALWAYS_EAGER"]:
-        queue_after_commit(session, send_roundups)
-        session.commit()
-    if drain.outcome.sent or drain.outcome.deferred or drain.outcome.failed:
-        _log_drain("quiet-hours round-ups", drain)
+    _drain_owed(roundup.drain, send_roundups, "quiet-hours round-ups")
 
 
 @shared_task(name="alerts.send_corrections")
 def send_corrections() -> None:
     """After a publisher's correction, and from beat about every 30 s: each reader who got
     a corrected article as an alert gets one short email about it."""
+    _drain_owed(corrections.drain, send_corrections, "correction emails")
+
+
+def _drain_owed(drain_all: Any, task: Any, what: str) -> None:
+    """A periodic drain: send what is owed now; come straight back when its slice ran out."""
     session = db.session()
-    drain = corrections.drain(session, _mail_settings(), _policy())
+    drain = drain_all(session, _mail_settings(), _policy())
     if drain.more and not current_app.config["CELERY_ALWAYS_EAGER"]:
-        queue_after_commit(session, send_corrections)
+        queue_after_commit(session, task)
         session.commit()
     if drain.outcome.sent or drain.outcome.deferred or drain.outcome.failed:
-        _log_drain("correction emails", drain)
+        _log_drain(what, drain)
 
 
 def _come_back(

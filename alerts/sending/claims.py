@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
+from alerts.clock import now
 from alerts.db import rowcount
 from alerts.models import Delivery, DigestRecipient, RevisionNotice
 from alerts.sending.policy import RetryPolicy
@@ -30,6 +31,16 @@ def free(model: Ledger, current: datetime, policy: RetryPolicy) -> ColumnElement
 def due(model: Ledger, current: datetime) -> ColumnElement[bool]:
     """Not waiting for a retry time."""
     return or_(model.next_attempt_at.is_(None), model.next_attempt_at <= current)
+
+
+def renew(session: Session, model: Ledger, token: str) -> None:
+    """Keep a batch's lease fresh (the heartbeat): every row the token holds."""
+    session.execute(
+        update(model)
+        .where(model.claim_token == token)
+        .values(claimed_at=now())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def claim(

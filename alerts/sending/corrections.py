@@ -162,15 +162,6 @@ def claim_next(session: Session, policy: RetryPolicy) -> ledger.Claim:
     return ledger.Claim(token, held)
 
 
-def renew(session: Session, token: str) -> None:
-    session.execute(
-        update(RevisionNotice)
-        .where(RevisionNotice.claim_token == token)
-        .values(claimed_at=now())
-        .execution_options(synchronize_session=False)
-    )
-
-
 class CorrectionOutbox:
     """One batch of correction emails, one notice each."""
 
@@ -328,6 +319,6 @@ def drain(
         policy,
         connect,
         claim_next=lambda: claim_next(session, policy),
-        renew=lambda token: partial(renew, token=token),
+        renew=lambda token: partial(claims.renew, model=RevisionNotice, token=token),
         outbox=lambda claim: CorrectionOutbox(session, settings, policy, claim),
     )

@@ -65,15 +65,6 @@ def claim_next(session: Session, policy: RetryPolicy) -> ledger.Claim:
     return ledger.Claim(token, held)
 
 
-def renew(session: Session, token: str) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.claim_token == token)
-        .values(claimed_at=now())
-        .execution_options(synchronize_session=False)
-    )
-
-
 class RoundupOutbox:
     """One batch of round-ups, one reader each."""
 
@@ -210,6 +201,6 @@ def drain(
         policy,
         connect,
         claim_next=lambda: claim_next(session, policy),
-        renew=lambda token: partial(renew, token=token),
+        renew=lambda token: partial(claims.renew, model=Delivery, token=token),
         outbox=lambda claim: RoundupOutbox(session, settings, policy, claim),
     )
