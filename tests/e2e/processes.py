@@ -30,7 +30,16 @@ from alerts.devstack import (
     wait_for,
 )
 from alerts.mail.sink import MailStore, StoredMessage
-from alerts.models import Article, Delivery, DeliveryStatus, DigestRecipient, RecipientStatus
+from alerts.models import (
+    Article,
+    ArticleRevision,
+    Delivery,
+    DeliveryStatus,
+    DigestRecipient,
+    NoticeKind,
+    RecipientStatus,
+    RevisionNotice,
+)
 
 
 @dataclass
@@ -137,7 +146,8 @@ class Stack:
 
     def settle(self, timeout: float = 30, count_unacked: bool = True) -> None:
         """Wait until the database says nothing is owed (no article awaiting fan-out, no
-        pending delivery, no queued digest reader) and the broker holds no task.
+        pending delivery, no queued digest reader, no correction email to find or send) and
+        the broker holds no task.
 
         A killed worker leaves its tasks unacknowledged (redelivered only after the visibility
         timeout): pass count_unacked=False after a kill."""
@@ -160,6 +170,18 @@ class Stack:
                         select(func.count())
                         .select_from(Article)
                         .where(Article.fanned_out_at.is_(None)),
+                        select(func.count())
+                        .select_from(RevisionNotice)
+                        .where(
+                            RevisionNotice.kind == NoticeKind.CORRECTION,
+                            RevisionNotice.status == DeliveryStatus.PENDING,
+                        ),
+                        select(func.count())
+                        .select_from(ArticleRevision)
+                        .where(
+                            ArticleRevision.correction,
+                            ArticleRevision.notices_done_at.is_(None),
+                        ),
                     )
                 )
                 session.rollback()

@@ -1,6 +1,7 @@
 """Every reader gets every email they are owed, once, through the faults of real life: a
 worker killed mid-send, Redis killed (even losing its data), the relay away or dropping
-connections, 4xx and 5xx replies, the broker down at publish, a digest run killed.
+connections, 4xx and 5xx replies, the broker down at publish, a digest run killed, a run of
+correction emails killed.
 
 Real parts: redis-server, Celery worker and beat processes, an SMTP server on a socket, the
 web app over HTTP. Each test prints a row: readers, expected, delivered, lost, duplicated,
@@ -28,6 +29,7 @@ from alerts.models import (
     DeliveryStatus,
     DigestSchedule,
     Frequency,
+    RevisionNotice,
     SoftBounce,
     Subscriber,
     SubscriberLanguage,
@@ -307,3 +309,37 @@ def test_a_digest_run_killed_half_way_finishes_without_being_started_again(
         0,
         True,
     )
+
+
+def notices_sent(stack: Stack) -> int:
+    with stack.app.app_context():
+        session = db.session()
+        sent = session.scalar(
+            select(func.count())
+            .select_from(RevisionNotice)
+            .where(RevisionNotice.status == DeliveryStatus.SENT)
+        )
+        session.rollback()
+    return int(sent or 0)
+
+
+@FAULTS
+def test_a_correction_killed_half_way_reaches_everyone_once(stack: Stack, browser: Browser) -> None:
+    stack.start_beat()
+    expected = set(add_readers(stack, READERS))
+    story = factories.article_payload(topics=["wipo"], title="Before the correction")
+    status, body = browser.publish(story)
+    assert status == 201, body
+    stack.settle(timeout=CONVERGE, count_unacked=False)
+    started = time.monotonic()
+    status, body = browser.publish({**story, "title": "After it", "correction": True})
+    assert status == 200 and body["revision"]["correction"] is True, body
+    wait_for(lambda: notices_sent(stack) >= READERS // 5, 60, "correction emails")
+    killed = stack.kill_worker()
+    assert notices_sent(stack) < READERS, "every correction was sent before the fault"
+    stack.start_worker()
+    report(stack, "a correction's worker SIGKILLed", "Correction: After it", expected, started,
+           killed)  # fmt: skip
+    with stack.app.app_context():
+        statuses = db.session().scalars(select(RevisionNotice.status)).all()
+    assert Counter(statuses) == {DeliveryStatus.SENT: READERS}

@@ -323,8 +323,10 @@ def test_the_production_topology_end_to_end(database: str, tmp_path: Path) -> No
         assert status == 200
         digests_sent = _sample(exposition, 'alerts_emails_total{kind="digest",outcome="sent"}')
         # The counters count outcomes committed: the sink's count but for a digest the relay
-        # took from the killed node before its outcome was recorded.
-        assert digests_sent == sum(counts[a] for a in daily) - doubled
+        # took from the killed node before its outcome was recorded; and a killed process may
+        # die between recording an outcome and counting it (at most one each).
+        committed = sum(counts[a] for a in daily) - doubled
+        assert committed - killed <= digests_sent <= committed
         assert _sample(exposition, 'alerts_unsubscribes_total{way="one-click"}') == 1
         assert _sample(exposition, 'alerts_emails_total{kind="alert",outcome="sent"}') == 3
         assert _sample(exposition, 'alerts_deliveries_waiting{kind="digest"}') == 0
