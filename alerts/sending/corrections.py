@@ -283,8 +283,8 @@ class CorrectionOutbox:
         ).one_or_none()
         if row is None:
             return "deferred"  # no longer ours
-        attempts, retry_until = int(row[0]) + 1, row[1] or current + self.policy.horizon
-        if current >= retry_until:
+        attempts, retry_until, again = self.policy.after_failure(int(row[0]), row[1], current)
+        if again is None:
             self._close(
                 key, status=DeliveryStatus.FAILED, attempts=attempts, last_error=error[:2000]
             )
@@ -295,7 +295,7 @@ class CorrectionOutbox:
             key,
             attempts=attempts,
             retry_until=retry_until,
-            next_attempt_at=current + self.policy.delay_td(attempts),
+            next_attempt_at=again,
             last_error=error[:2000],
         )
         return "deferred"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 
@@ -55,6 +55,18 @@ class RetryPolicy:
 
     def delay_td(self, attempt: int) -> timedelta:
         return timedelta(seconds=self.delay(attempt))
+
+    def after_failure(
+        self, attempts: int, retry_until: datetime | None, current: datetime
+    ) -> tuple[int, datetime, datetime | None]:
+        """A temporary failure of an email tried `attempts` times before: its attempts now,
+        the horizon it must go by (from the first failure), and when to try again (None:
+        past the horizon, failed for good)."""
+        attempts += 1
+        retry_until = retry_until or current + self.horizon
+        if current >= retry_until:
+            return attempts, retry_until, None
+        return attempts, retry_until, current + self.delay_td(attempts)
 
     def relay_delay(self, failures: int) -> float:
         """Seconds the breaker stays open after the `failures`-th failure in a row."""

@@ -167,9 +167,10 @@ class RoundupOutbox:
         attempts, retry_until = self.session.execute(
             select(Delivery.attempts, Delivery.retry_until).where(self._mine(key)).limit(1)
         ).one()
-        attempts = int(attempts) + 1
-        retry_until = retry_until or current + self.policy.horizon
-        if current >= retry_until:
+        attempts, retry_until, again = self.policy.after_failure(
+            int(attempts), retry_until, current
+        )
+        if again is None:
             self._close(key, status=DeliveryStatus.FAILED, last_error=error[:2000])
             if about_address:
                 suppression.soft_bounce(self.session, key, error)
@@ -178,7 +179,7 @@ class RoundupOutbox:
             key,
             attempts=attempts,
             retry_until=retry_until,
-            held_until=current + self.policy.delay_td(attempts),
+            held_until=again,
             last_error=error[:2000],
         )
         return "deferred"
