@@ -80,6 +80,25 @@ def engine() -> Engine:
     return db_engine
 
 
+@contextmanager
+def sending_session() -> Iterator[Session]:
+    """A session for a send task: one connection held for all its transactions.
+
+    The send loop commits once per email; a session on the pool hands its connection back
+    after each commit and takes one again for the next statement (a rollback on return, a
+    ping at checkout on PostgreSQL), which cost more than the email's own statements. Here
+    each commit is still a commit of its own, on a connection kept for the task.
+    """
+    from flask import current_app
+
+    with engine().connect() as connection:
+        session = current_app.extensions["alerts.sessionmaker"](bind=connection)
+        try:
+            yield session
+        finally:
+            session.close()
+
+
 def _close_session(_exc: BaseException | None) -> None:
     from flask import g
 

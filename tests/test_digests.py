@@ -10,7 +10,7 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts import clock, digests
+from alerts import clock, digests, tokens
 from alerts.mail.sink import MailSink
 from alerts.models import (
     DigestRecipient,
@@ -482,3 +482,25 @@ def test_a_reader_changing_their_hour_while_their_batch_runs_gets_the_new_hour(
     assert schedule is not None
     session.refresh(schedule)
     assert schedule.next_at == utc(2026, 11, 2, 18, 0)
+
+
+def test_digests_prepared_ahead_each_carry_their_own_readers_links(
+    app: Flask, session: Session, sink: MailSink, monday: Any
+) -> None:
+    """A batch renders the next reader's digest while the relay reads the one before: each
+    reader's digest still carries their own links, in their own language."""
+    readers = [
+        factories.subscriber(session, ["wipo"], frequency=DAILY, locale=locale)
+        for locale in ("en", "fr", "zh", "ar", "es")
+    ]
+    factories.article(
+        session, published_at=MONDAY + timedelta(hours=1), topics=["wipo"], title="Treaty"
+    )
+    tick(app, utc(2026, 11, 2, 8, 0))
+    for reader in readers:
+        [message] = sink.store.to(reader.email)
+        parsed = message.parsed()
+        link = str(parsed["List-Unsubscribe"]).strip("<>").rsplit("/", 1)[1]
+        payload = tokens.read("test-secret", tokens.Purpose.UNSUBSCRIBE, link, 60)
+        assert payload["s"] == reader.id
+        assert f'<html lang="{reader.locale}"' in message.body("html")

@@ -186,3 +186,26 @@ def test_the_date_says_utc_and_the_sender_names_the_site() -> None:
     settings = {**config.defaults(), "SITE_NAME": "IP Watch"}
     config.normalize(settings)
     assert settings["MAIL_FROM"] == "IP Watch news alerts <alerts@localhost>"
+
+
+def test_a_worker_compiles_every_email_template_before_its_first_task() -> None:
+    """Warmed up once before the pool forks, every language's templates are compiled: the
+    first alert after a start renders nothing from scratch."""
+    from celery import signals
+
+    from alerts import i18n
+    from worker import celery_app
+
+    fresh = EmailRenderer()
+    fresh.warm_up()
+    for code in i18n.LOCALES:
+        with i18n.using(code):
+            cache = fresh.env.cache
+            assert cache is not None
+            assert {key[1] for key in cache} >= {
+                f"email/{name}/{part}"
+                for name in ("alert", "digest", "welcome", "confirm", "correction", "roundup")
+                for part in ("subject.txt", "body.txt", "body.html")
+            }
+    receivers = [ref() for _, ref in signals.worker_init.receivers]
+    assert celery_app._warm_up in receivers

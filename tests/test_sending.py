@@ -3,6 +3,8 @@ reconciler, and queueing after commit. SMTP is a fake here; tests/e2e has the re
 
 from __future__ import annotations
 
+import email
+import email.policy
 import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +15,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from alerts import articles, db, digests
+from alerts import articles, db, digests, tokens
 from alerts.clock import now
 from alerts.mail import emails, smtp
 from alerts.models import (
@@ -65,8 +67,15 @@ class FakeMailer:
 
         self.recipient: str | None = None
 
-    def send(self, message: bytes, sender: str, recipient: str) -> smtp.Rejection | None:
-        return self.envelope(sender, recipient, len(message)) or self.data(message)
+    def send(
+        self, message: bytes, sender: str, recipient: str, meanwhile: Any = None
+    ) -> smtp.Rejection | None:
+        rejection = self.envelope(sender, recipient, len(message))
+        if rejection is not None:
+            return rejection
+        if meanwhile is not None:  # as the real one: the data written, its answer not read
+            meanwhile()
+        return self.data(message)
 
     def envelope(self, sender: str, recipient: str, size: int) -> smtp.Rejection | None:
         self.recipient = recipient
@@ -408,8 +417,6 @@ def test_a_task_slice_hands_over_to_a_fresh_task(session: Session) -> None:
 
 
 def test_the_alert_email_has_list_headers_and_why(session: Session) -> None:
-    import email
-    import email.policy
 
     factories.subscriber(session, ["venues"])
     article = published(session, title="Line one\r\nBcc: x@evil.test <script>")
@@ -674,3 +681,63 @@ def test_a_released_savepoint_queues_nothing_until_the_commit(session: Session) 
     assert task.calls == []
     session.commit()
     assert task.calls == [(1,)]
+
+
+def _owner_of(raw: bytes) -> int:
+    """The reader id in a message's one-click unsubscribe link."""
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    link = str(parsed["List-Unsubscribe"]).strip("<>").rsplit("/", 1)[1]
+    return int(tokens.read(SETTINGS.secret_key, tokens.Purpose.UNSUBSCRIBE, link, 60)["s"])
+
+
+def test_each_message_prepared_ahead_is_its_own_readers(session: Session, monkeypatch: Any) -> None:
+    """The next reader's alert is rendered while the relay reads the previous one: each
+    message still goes to its reader, with their links, their language, once."""
+    prepared: list[int] = []
+    real = batches.AlertOutbox.prepare
+
+    def spy(self: batches.AlertOutbox, key: int) -> None:
+        real(self, key)
+        prepared.extend([key] if key in self.ready else [])
+
+    monkeypatch.setattr(batches.AlertOutbox, "prepare", spy)
+    readers = [factories.subscriber(session, locale=locale) for locale in ("en", "fr", "es")]
+    readers.append(factories.subscriber(session))
+    readers[-1].daily_cap = 5  # counted when its turn comes: never prepared ahead
+    session.commit()
+    article = published(session)
+    sent: list[tuple[str, bytes]] = []
+
+    class Recorder(FakeMailer):
+        def data(self, message: bytes) -> smtp.Rejection | None:
+            sent.append((str(self.recipient), message))
+            return super().data(message)
+
+    one_batch = RetryPolicy(**{**POLICY.__dict__, "batch_size": 10})
+    drained = batches.drain_alerts(session, SETTINGS, one_batch, article.id, connect_to(Recorder()))
+    assert drained.outcome.sent == 4
+    by_address = {reader.email: reader for reader in readers}
+    assert sorted(address for address, _ in sent) == sorted(by_address)
+    for address, raw in sent:
+        reader = by_address[address]
+        assert _owner_of(raw) == reader.id
+        assert f"To: {address}".encode() in raw
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        html = parsed.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        assert f'<html lang="{reader.locale}"' in html  # in the reader's own language
+    assert prepared == [readers[1].id, readers[2].id]  # the first goes alone; capped ones wait
+    assert {row.status for row in rows(session, article.id).values()} == {DeliveryStatus.SENT}
+
+
+def test_a_message_that_fails_to_prepare_is_composed_in_its_turn(
+    session: Session, monkeypatch: Any
+) -> None:
+    """Preparing ahead runs between a message's data and its answer, where nothing may go
+    wrong: a failure there is dropped, and the reader's alert is made again in turn."""
+    readers = [factories.subscriber(session) for _ in range(3)]
+    article = published(session)
+    monkeypatch.setattr(batches.AlertOutbox, "prepare", lambda self, key: 1 / 0, raising=True)
+    mailer = FakeMailer()
+    outcome = drain(session, article, mailer).outcome
+    assert (outcome.sent, outcome.dropped) == (3, 0)
+    assert sorted(mailer.sent) == sorted(reader.email for reader in readers)

@@ -37,6 +37,18 @@ def celery_init_app(app: Flask) -> Celery:
     return celery_app
 
 
+@signals.worker_init.connect
+def _warm_up(**_: Any) -> None:
+    """Before the pool's processes are forked: what every first task would otherwise wait
+    for (the ORM's mappers, the email templates of every language), done once, shared."""
+    from sqlalchemy.orm import configure_mappers
+
+    from alerts.mail.render import renderer
+
+    configure_mappers()
+    renderer().warm_up()
+
+
 # A task's arguments that name what it is about, as log fields.
 _ID_ARGUMENTS = {
     "article_id": "article_id",

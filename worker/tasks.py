@@ -115,20 +115,20 @@ def fanout_article(article_id: int) -> int:
 @shared_task(name="alerts.send_alerts")
 def send_alerts(article_id: int) -> None:
     """Send the article's pending alerts until none is left that may go now."""
-    session = db.session()
     policy = _policy()
-    drain = batches.drain_alerts(session, _mail_settings(), policy, article_id)
-    _come_back(session, drain, policy, send_alerts, article_id)
+    with db.sending_session() as session:
+        drain = batches.drain_alerts(session, _mail_settings(), policy, article_id)
+        _come_back(session, drain, policy, send_alerts, article_id)
     _log_drain(f"article {article_id}", drain)
 
 
 @shared_task(name="alerts.send_digests")
 def send_digests(run_id: int) -> None:
     """Send the run's queued digests until none is left that may go now."""
-    session = db.session()
     policy = _policy()
-    drain = batches.drain_digests(session, _mail_settings(), policy, run_id)
-    _come_back(session, drain, policy, send_digests, run_id)
+    with db.sending_session() as session:
+        drain = batches.drain_digests(session, _mail_settings(), policy, run_id)
+        _come_back(session, drain, policy, send_digests, run_id)
     _log_drain(f"digest run {run_id}", drain)
 
 
@@ -148,11 +148,11 @@ def send_corrections() -> None:
 
 def _drain_owed(drain_all: Any, task: Any, what: str) -> None:
     """A periodic drain: send what is owed now; come straight back when its slice ran out."""
-    session = db.session()
-    drain = drain_all(session, _mail_settings(), _policy())
-    if drain.more and not current_app.config["CELERY_ALWAYS_EAGER"]:
-        queue_after_commit(session, task)
-        session.commit()
+    with db.sending_session() as session:
+        drain = drain_all(session, _mail_settings(), _policy())
+        if drain.more and not current_app.config["CELERY_ALWAYS_EAGER"]:
+            queue_after_commit(session, task)
+            session.commit()
     if drain.outcome.sent or drain.outcome.deferred or drain.outcome.failed:
         _log_drain(what, drain)
 

@@ -6,7 +6,7 @@ import contextlib
 import re
 import smtplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -71,7 +71,13 @@ class Mailer:
         # DATA already answered 354 (sent with the envelope, RFC 2920 pipelining).
         self._data_open = False
 
-    def send(self, message: bytes, sender: str, recipient: str) -> Rejection | None:
+    def send(
+        self,
+        message: bytes,
+        sender: str,
+        recipient: str,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> Rejection | None:
         """Send one message to one recipient; a refusal of that recipient (or of this message)
         is returned, not raised.
 
@@ -81,7 +87,7 @@ class Mailer:
         and written for messages this service built: CRLF already, addresses already checked
         (so no per-message parsing or line-ending rewriting, which cost more than the rest).
         """
-        return self.envelope(sender, recipient, len(message)) or self.data(message)
+        return self.envelope(sender, recipient, len(message)) or self.data(message, meanwhile)
 
     def envelope(self, sender: str, recipient: str, size: int) -> Rejection | None:
         """MAIL FROM and RCPT TO: nothing is delivered yet, and reset() takes it back."""
@@ -128,9 +134,12 @@ class Mailer:
             self._data_open = True
         return None
 
-    def data(self, message: bytes) -> Rejection | None:
+    def data(
+        self, message: bytes, meanwhile: Callable[[], object] | None = None
+    ) -> Rejection | None:
         """DATA, the message and the relay's answer: from the 354 on, a broken connection may
-        have delivered it (`in_data`)."""
+        have delivered it (`in_data`). `meanwhile` is called once the message is written and
+        before its answer is read: work done while the relay reads it (it must not raise)."""
         if self._data_open:
             self._data_open, code, reply = False, 354, b""
         else:
@@ -144,6 +153,8 @@ class Mailer:
             if not body.endswith(b"\r\n"):
                 body += b"\r\n"
             self.connection.send(body + b".\r\n")
+            if meanwhile is not None:
+                meanwhile()
             code, reply = self.connection.getreply()
             self.in_data = False  # a reply came: whatever it says, it is not a lost one
             _closing(code, reply)

@@ -143,6 +143,17 @@ class AlertOutbox:
             session, scope, claim.subscriber_ids, matching.alert_frequencies(article), tree
         )
         self.shapes: emails.Shapes = {}  # the alert rendered once per language, time and reason
+        self.ready: dict[int, tuple[int, bytes]] = {}  # reader -> (version, alert), prepared
+
+    def prepare(self, key: int) -> None:
+        reader = self.readers[key]
+        if reader.daily_cap is None:  # a capped reader's alert waits for their count
+            version = self.article.version
+            why = self.why.get(key)
+            self.ready[key] = (
+                version,
+                emails.alert(self.settings, self.article, reader, why, self.shapes, False),
+            )
 
     def compose(self, key: int) -> tuple[str, bytes] | None:
         reader = self.readers[key]
@@ -163,7 +174,10 @@ class AlertOutbox:
         why = self.why.get(key)
         # Read before rendering: an article reloaded (after a rolled-back connection) brings
         # its content and version together.
-        self.carried[key] = self.article.version
+        self.carried[key] = version = self.article.version
+        ready = self.ready.pop(key, None)
+        if ready is not None and ready[0] == version and not decision.last_before_cap:
+            return reader.email, ready[1]
         return reader.email, emails.alert(
             self.settings, self.article, reader, why, self.shapes, decision.last_before_cap
         )
@@ -271,6 +285,14 @@ class DigestOutbox:
         )
         self.told = revisions.claim_for_digest(session, run.id, self.contents, claim.token)
         self.drift: dict[int, dict[int, int]] = {}  # reader -> article -> version sent
+        self.ready: dict[int, tuple[dict[int, int], bytes]] = {}  # versions shown, digest
+
+    def prepare(self, key: int) -> None:
+        content = self.contents.get(key)
+        if content is not None:
+            content.keep_only(self.held.get(key, []))
+            if not content.empty:
+                self.ready[key] = (_shown(content), self.render.message(content, self.run_id))
 
     def _notices(self, key: int, status: DeliveryStatus | None, error: str | None = None) -> None:
         """Close (or, with None, hand back) the notices this batch holds for the reader: the
@@ -303,10 +325,11 @@ class DigestOutbox:
             self._finish(key, RecipientStatus.SKIPPED)  # nothing new: no email
             self._notices(key, DeliveryStatus.SKIPPED, "not in the digest")
             return None
-        raw = self.render.message(content, self.run_id)
         # An article reloaded since the build (a rolled-back connection) shows its newer
         # version: recorded as such when it is sent.
-        shown = {i.article.id: i.article.version for _, items in content.groups for i in items}
+        shown = _shown(content)
+        ready = self.ready.pop(key, None)
+        raw = ready[1] if ready and ready[0] == shown else self.render.message(content, self.run_id)
         self.drift[key] = {a: v for a, v in shown.items() if v != self.versions.get(a)}
         return content.subscriber.email, raw
 
@@ -355,6 +378,11 @@ class DigestOutbox:
         digest_ledger.release(self.session, self.run_id, keys, self.claim.token, error)
         for key in keys:
             self._notices(key, None, error)
+
+
+def _shown(content: digests.DigestContent) -> dict[int, int]:
+    """The version of each article a digest shows, as loaded now."""
+    return {i.article.id: i.article.version for _, items in content.groups for i in items}
 
 
 def drain_digests(

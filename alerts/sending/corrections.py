@@ -207,6 +207,9 @@ class CorrectionOutbox:
             .execution_options(synchronize_session=False)
         )
 
+    def prepare(self, key: int) -> None:
+        """Nothing ahead: few are sent, and each is composed under the reader's checks."""
+
     def compose(self, key: int) -> tuple[str, bytes] | None:
         reader = self.readers.get(self.reader_of.get(key, 0))
         revision = self.revisions.get(self.revision_of.get(key, 0))

@@ -8,6 +8,7 @@ against a store and a messenger).
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import time
 from collections import deque
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Protocol
 
 from sqlalchemy.orm import Session
@@ -24,6 +26,8 @@ from alerts.mail import smtp
 from alerts.sending import relay
 from alerts.sending.lease import Lease
 from alerts.sending.policy import RetryPolicy
+
+log = logging.getLogger(__name__)
 
 Connect = Callable[[smtp.SmtpSettings], AbstractContextManager[smtp.Mailer]]
 
@@ -37,6 +41,10 @@ class Outbox(Protocol):
     def compose(self, key: int) -> tuple[str, bytes] | None:
         """(address, message bytes) for this reader, or None when nothing is to be sent
         (recorded as skipped by the outbox)."""
+
+    def prepare(self, key: int) -> None:
+        """Work compose(key) would do that records nothing (rendering), done ahead while the
+        relay reads the previous message; compose uses it if it still holds."""
 
     def sent(self, key: int) -> None:
         """The relay accepted the message."""
@@ -74,6 +82,16 @@ class Outcome:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
 
+def _prepare(outbox: Outbox, key: int | None) -> None:
+    """Between a message's data and the relay's answer, nothing may fail: anything wrong with
+    the next reader's message is met again, and recorded, when it is composed."""
+    if key is not None:
+        try:
+            outbox.prepare(key)
+        except Exception:
+            log.debug("preparing %s %s failed; composed again in turn", outbox.kind, key)
+
+
 def send(
     session: Session,
     outbox: Outbox,
@@ -108,7 +126,10 @@ def send(
                     else:
                         address, raw = composed
                         started = time.perf_counter()
-                        rejection = mailer.send(raw, sender, address)
+                        upcoming = remaining[1] if len(remaining) > 1 else None
+                        rejection = mailer.send(
+                            raw, sender, address, partial(_prepare, outbox, upcoming)
+                        )
                         took = time.perf_counter() - started
                         if rejection is None:
                             outbox.sent(key)

@@ -96,6 +96,9 @@ class RoundupOutbox:
             .execution_options(synchronize_session=False)
         )
 
+    def prepare(self, key: int) -> None:
+        """Nothing ahead: few are sent, and each is composed under the reader's checks."""
+
     def compose(self, key: int) -> tuple[str, bytes] | None:
         reader = self.readers.get(key)
         current = now()
