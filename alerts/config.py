@@ -44,6 +44,10 @@ STRING_SETTINGS = (
 # The Celery queue of feed polls; every other task goes to Celery's default queue.
 FEEDS_QUEUE = "feeds"
 DEFAULT_QUEUE = "celery"
+# Processes of a sending worker node. Sending waits on the relay most of the time (its
+# replies, then each outcome's commit), so a node runs more processes than it has cores:
+# with two per core the relay always has a message to read (measured by `make bench`).
+SEND_PROCESSES = 4
 
 # The longest countdown of a confirmation email's retries (worker/tasks.py).
 CONFIRMATION_RETRY_MAX = 600
@@ -80,8 +84,9 @@ def defaults() -> dict[str, Any]:
         "UNCONFIRMED_RETENTION_DAYS": 30,
         "UNSUBSCRIBE_MAX_AGE": 400 * 24 * 3600,
         "FANOUT_BATCH_SIZE": 500,
-        # Send tasks per article (or digest run) started while fan-out writes its pages.
-        "SEND_PARALLELISM": 2,
+        # Send tasks per article (or digest run) started while fan-out writes its pages: as
+        # many as the send workers' processes (SEND_PROCESSES per node).
+        "SEND_PARALLELISM": SEND_PROCESSES,
         # A temporary refusal of one reader: retried after 30 s, doubling up to an hour, for
         # a day (an MTA's queue lifetime), then failed. The relay's own trouble counts none.
         "SEND_RETRY_BACKOFF": 30,

@@ -47,6 +47,11 @@ def make_engine(url: str) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # A checkpoint (the WAL copied into the database, with an fsync) every ~40 MB of
+        # WAL rather than SQLite's 4 MB: a send loop commits once per email, and at the
+        # default the commit that crossed the mark paid for a checkpoint, two thirds of
+        # all commit time (each commit is as durable as before: it is in the WAL).
+        cursor.execute("PRAGMA wal_autocheckpoint=10000")
         cursor.close()
 
     return engine

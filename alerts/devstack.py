@@ -162,7 +162,7 @@ class EmbeddedRedis(ChildProcess):
 
 
 def celery_worker_argv(
-    concurrency: int = 2,
+    concurrency: int = config.SEND_PROCESSES,
     loglevel: str = "INFO",
     queues: str = config.DEFAULT_QUEUE,
     name: str = "celery@%h",

@@ -1,7 +1,7 @@
 """`make bench`: the figures the issues name, measured on this machine over real processes,
 each beside its goal; rates beside the wire limit measured in the same run.
 
-python -m bench [NAME ...] [--subscribers 100000] [--concurrency 2] [--database-url URL]
+python -m bench [NAME ...] [--subscribers 100000] [--concurrency 4] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from alerts import config
 from bench import alerts, digests, fanout, keywords, report, signup
 
 BENCHMARKS = {
@@ -46,7 +47,12 @@ def main() -> None:
         "--memory-digests", type=int, default=100_000, help="fanout: digests sent while sampled"
     )
     parser.add_argument("--signups", type=int, default=6_000, help="signup: POST /subscribe")
-    parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=config.SEND_PROCESSES,
+        help="Celery worker processes (and send tasks per article or digest run)",
+    )
     parser.add_argument(
         "--database-url",
         default=None,
