@@ -469,6 +469,44 @@ def test_a_slow_relay_never_lets_a_second_task_take_over(
     assert result.outcome.sent == 2 and sorted(mailer.sent) == sorted(r.email for r in readers)
 
 
+def test_the_heartbeat_never_shares_the_send_tasks_connection(
+    session: Session, monkeypatch: Any
+) -> None:
+    """A send task keeps one connection for its per-email commits; the lease's heartbeat
+    runs in another thread and must renew on a connection of its own, or its commit would
+    land in the middle of the task's transaction."""
+    import time
+
+    factories.subscriber(session)
+    article = published(session)
+    quick = RetryPolicy(**{**POLICY.__dict__, "stale_after": timedelta(seconds=0.3)})
+    renewed_on: list[int] = []
+    real_renew = ledger.renew
+
+    def spy(other: Session, token: str, article_id: int) -> None:
+        renewed_on.append(id(other.connection().connection.dbapi_connection))
+        real_renew(other, token, article_id)
+
+    monkeypatch.setattr(ledger, "renew", spy)
+
+    class SlowMailer(FakeMailer):
+        def data(self, message: bytes) -> smtp.Rejection | None:
+            time.sleep(0.3)  # several heartbeats
+            return super().data(message)
+
+    engine = session.get_bind()
+    with engine.connect() as connection:  # type: ignore[union-attr]
+        task_session = Session(bind=connection, expire_on_commit=False)
+        task_connection = id(task_session.connection().connection.dbapi_connection)
+        task_session.commit()
+        drained = batches.drain_alerts(
+            task_session, SETTINGS, quick, article.id, connect_to(SlowMailer())
+        )
+        task_session.close()
+    assert drained.outcome.sent == 1
+    assert renewed_on and task_connection not in renewed_on
+
+
 # --- suppression ------------------------------------------------------------------------------
 
 

@@ -83,7 +83,7 @@ def drain_batches(
         # The lease is renewed from the moment of the claim: preparing the batch is part of
         # holding it.
         with Lease(
-            session.get_bind(),  # type: ignore[arg-type]
+            session.get_bind().engine,  # its own connection, never the task's
             renew(claim.token),
             policy.renew_every,
             policy.stale_after.total_seconds(),
