@@ -47,11 +47,6 @@ def make_engine(url: str) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        # A checkpoint (the WAL copied into the database, with an fsync) every ~40 MB of
-        # WAL rather than SQLite's 4 MB: a send loop commits once per email, and at the
-        # default the commit that crossed the mark paid for a checkpoint, two thirds of
-        # all commit time (each commit is as durable as before: it is in the WAL).
-        cursor.execute("PRAGMA wal_autocheckpoint=10000")
         cursor.close()
 
     return engine
@@ -87,21 +82,27 @@ def engine() -> Engine:
 
 @contextmanager
 def sending_session() -> Iterator[Session]:
-    """A session for a send task: one connection held for all its transactions.
+    """A session for a send task. On SQLite, one connection held for all its transactions:
+    the send loop commits once per email, and a session on the pool hands its connection
+    back after each commit and takes one again for the next statement, which cost more
+    than the email's own statements. Each commit is still a commit of its own.
 
-    The send loop commits once per email; a session on the pool hands its connection back
-    after each commit and takes one again for the next statement (a rollback on return, a
-    ping at checkout on PostgreSQL), which cost more than the email's own statements. Here
-    each commit is still a commit of its own, on a connection kept for the task.
+    On PostgreSQL the task stays on the pool: a server connection can die (a restart, a
+    failover), and the ping at each checkout replaces a dead one before the outcome of a
+    message the relay has taken is recorded. On a held connection that record would fail,
+    and the message would go again once its lease ran out.
     """
     from flask import current_app
 
+    if engine().dialect.name != "sqlite":
+        yield session()
+        return
     with engine().connect() as connection:
-        session = current_app.extensions["alerts.sessionmaker"](bind=connection)
+        held = current_app.extensions["alerts.sessionmaker"](bind=connection)
         try:
-            yield session
+            yield held
         finally:
-            session.close()
+            held.close()
 
 
 def _close_session(_exc: BaseException | None) -> None:

@@ -779,3 +779,48 @@ def test_a_message_that_fails_to_prepare_is_composed_in_its_turn(
     outcome = drain(session, article, mailer).outcome
     assert (outcome.sent, outcome.dropped) == (3, 0)
     assert sorted(mailer.sent) == sorted(reader.email for reader in readers)
+
+
+def test_nothing_is_prepared_after_a_rollback(session: Session, monkeypatch: Any) -> None:
+    """A connection that broke mid-message rolls the session back and expires the batch's
+    readers: from then on each message is composed in its turn (preparing would read them
+    again between a message's data and its answer), and what was prepared is dropped."""
+    readers = [factories.subscriber(session) for _ in range(4)]
+    article = published(session)
+    prepared: list[int] = []
+    real = batches.AlertOutbox.prepare
+
+    def spy(self: batches.AlertOutbox, key: int) -> None:
+        prepared.append(key)
+        real(self, key)
+
+    monkeypatch.setattr(batches.AlertOutbox, "prepare", spy)
+    sent: list[tuple[str, bytes]] = []
+
+    class Recorder(FakeMailer):
+        def data(self, message: bytes) -> smtp.Rejection | None:
+            sent.append((str(self.recipient), message))
+            return super().data(message)
+
+    mailer = Recorder({readers[1].email: ("drop", ConnectionResetError("gone"))})
+    one_batch = RetryPolicy(**{**POLICY.__dict__, "batch_size": 10})
+    drained = batches.drain_alerts(session, SETTINGS, one_batch, article.id, connect_to(mailer))
+    assert (drained.outcome.sent, drained.outcome.dropped) == (3, 1)
+    assert prepared == [readers[1].id, readers[2].id]  # none after the rollback
+    assert {address: _owner_of(raw) for address, raw in sent} == {
+        reader.email: reader.id for reader in readers
+    }
+
+
+def test_a_send_task_holds_one_connection_on_sqlite_only(app: Any) -> None:
+    """On SQLite a send task keeps one connection for its per-email commits; on PostgreSQL
+    it stays on the pool, whose ping replaces a connection the server dropped before an
+    outcome is recorded."""
+    from sqlalchemy.engine import Connection
+
+    with app.app_context(), db.sending_session() as task_session:
+        bind = task_session.get_bind()
+        if db.engine().dialect.name == "sqlite":
+            assert isinstance(bind, Connection)
+        else:
+            assert task_session is db.session() and bind is db.engine()

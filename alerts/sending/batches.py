@@ -27,9 +27,8 @@ from alerts.models import (
     DigestRecipient,
     DigestRun,
     RecipientStatus,
-    Subscriber,
 )
-from alerts.sending import digest_ledger, hold, ledger, loop, relay
+from alerts.sending import claims, digest_ledger, hold, ledger, loop, relay
 from alerts.sending.lease import Lease
 from alerts.sending.policy import RetryPolicy
 from alerts.topic_tree import TopicTree
@@ -109,14 +108,6 @@ def drain_batches(
     return drain
 
 
-def readers_of(session: Session, subscriber_ids: Sequence[int]) -> dict[int, Subscriber]:
-    """A batch's readers by id, loaded in one query."""
-    return {
-        reader.id: reader
-        for reader in session.scalars(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
-    }
-
-
 class AlertOutbox:
     """One batch of one article's alerts."""
 
@@ -138,7 +129,7 @@ class AlertOutbox:
         self.article = article
         self.carried: dict[int, int] = {}  # reader -> the article's version their alert shows
         self.token = claim.token
-        self.readers = readers_of(session, claim.subscriber_ids)
+        self.readers = claims.readers_of(session, claim.subscriber_ids)
         self.why = matching.reasons(
             session, scope, claim.subscriber_ids, matching.alert_frequencies(article), tree
         )
@@ -146,14 +137,13 @@ class AlertOutbox:
         self.ready: dict[int, tuple[int, bytes]] = {}  # reader -> (version, alert), prepared
 
     def prepare(self, key: int) -> None:
-        reader = self.readers[key]
+        reader, version = self.readers[key], self.article.version
         if reader.daily_cap is None:  # a capped reader's alert waits for their count
-            version = self.article.version
-            why = self.why.get(key)
-            self.ready[key] = (
-                version,
-                emails.alert(self.settings, self.article, reader, why, self.shapes, False),
-            )
+            raw = emails.alert(self.settings, self.article, reader, self.why.get(key), self.shapes)
+            self.ready[key] = (version, raw)
+
+    def forget_prepared(self) -> None:
+        self.ready.clear()
 
     def compose(self, key: int) -> tuple[str, bytes] | None:
         reader = self.readers[key]
@@ -293,6 +283,9 @@ class DigestOutbox:
             content.keep_only(self.held.get(key, []))
             if not content.empty:
                 self.ready[key] = (_shown(content), self.render.message(content, self.run_id))
+
+    def forget_prepared(self) -> None:
+        self.ready.clear()
 
     def _notices(self, key: int, status: DeliveryStatus | None, error: str | None = None) -> None:
         """Close (or, with None, hand back) the notices this batch holds for the reader: the

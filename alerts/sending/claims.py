@@ -9,6 +9,7 @@ outcome is then recorded with that token, so a task whose lease was taken over r
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from alerts.clock import now
 from alerts.db import rowcount
-from alerts.models import Delivery, DigestRecipient, RevisionNotice
+from alerts.models import Delivery, DigestRecipient, RevisionNotice, Subscriber
 from alerts.sending.policy import RetryPolicy
 
 Ledger = type[Delivery] | type[DigestRecipient] | type[RevisionNotice]
@@ -82,3 +83,11 @@ def claim(
             break
         session.commit()
     return token, ids
+
+
+def readers_of(session: Session, subscriber_ids: Sequence[int]) -> dict[int, Subscriber]:
+    """A batch's readers by id, loaded in one query."""
+    return {
+        reader.id: reader
+        for reader in session.scalars(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
+    }

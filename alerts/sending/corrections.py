@@ -184,7 +184,7 @@ class CorrectionOutbox:
             ).where(RevisionNotice.id.in_(claim.subscriber_ids))
         ).all()
         self.reader_of = {notice_id: subscriber_id for notice_id, subscriber_id, _ in rows}
-        self.readers = batches.readers_of(session, list(set(self.reader_of.values())))
+        self.readers = claims.readers_of(session, list(set(self.reader_of.values())))
         self.revisions = {
             revision.id: revision
             for revision in session.scalars(
@@ -209,6 +209,9 @@ class CorrectionOutbox:
 
     def prepare(self, key: int) -> None:
         """Nothing ahead: few are sent, and each is composed under the reader's checks."""
+
+    def forget_prepared(self) -> None:
+        pass
 
     def compose(self, key: int) -> tuple[str, bytes] | None:
         reader = self.readers.get(self.reader_of.get(key, 0))

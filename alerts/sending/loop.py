@@ -43,8 +43,12 @@ class Outbox(Protocol):
         (recorded as skipped by the outbox)."""
 
     def prepare(self, key: int) -> None:
-        """Work compose(key) would do that records nothing (rendering), done ahead while the
-        relay reads the previous message; compose uses it if it still holds."""
+        """Work compose(key) would do that records nothing and reads nothing from the
+        database (rendering), done ahead while the relay reads the previous message; compose
+        uses it if it still holds."""
+
+    def forget_prepared(self) -> None:
+        """Drop what was prepared: the session rolled back."""
 
     def sent(self, key: int) -> None:
         """The relay accepted the message."""
@@ -107,6 +111,7 @@ def send(
     relay_key = relay.key_of(settings)
     remaining = deque(keys)
     failures = 0  # connections in a row that broke before the relay accepted anything
+    ahead = True  # the next reader's message is prepared while the relay reads one
     while remaining:
         accepted = 0
         mailer: smtp.Mailer | None = None
@@ -126,7 +131,7 @@ def send(
                     else:
                         address, raw = composed
                         started = time.perf_counter()
-                        upcoming = remaining[1] if len(remaining) > 1 else None
+                        upcoming = remaining[1] if ahead and len(remaining) > 1 else None
                         rejection = mailer.send(
                             raw, sender, address, partial(_prepare, outbox, upcoming)
                         )
@@ -152,6 +157,10 @@ def send(
                         metrics.email(outbox.kind, result)
         except (OSError, smtplib.SMTPException) as error:
             session.rollback()
+            # Rolled back, the batch's objects are expired: preparing would read them again
+            # between a message's data and its answer. Composed in turn from here on.
+            ahead = False
+            outbox.forget_prepared()
             text = f"{type(error).__name__}: {error}"
             if mailer is not None and mailer.in_data and remaining:
                 # The relay may have kept it; SMTP cannot tell. Retried after a backoff of

@@ -81,7 +81,7 @@ class RoundupOutbox:
         self.settings = settings
         self.policy = policy
         self.token = claim.token
-        self.readers = batches.readers_of(session, claim.subscriber_ids)
+        self.readers = claims.readers_of(session, claim.subscriber_ids)
         self.tree = TopicTree.load(session)
         self.versions: dict[int, dict[int, int]] = {}  # reader -> article -> version carried
 
@@ -98,6 +98,9 @@ class RoundupOutbox:
 
     def prepare(self, key: int) -> None:
         """Nothing ahead: few are sent, and each is composed under the reader's checks."""
+
+    def forget_prepared(self) -> None:
+        pass
 
     def compose(self, key: int) -> tuple[str, bytes] | None:
         reader = self.readers.get(key)
