@@ -292,7 +292,11 @@ def test_the_production_topology_end_to_end(database: str, tmp_path: Path) -> No
         doubled = sum(count - 1 for address, count in counts.items() if count > 1)
         by_node = sent_by_node(topology, pids)
         assert progress["done"] and lost == [], f"{len(lost)} readers got no digest"
-        assert doubled <= 1, f"{doubled} digests went twice (at most the one in flight at the kill)"
+        # The documented window: one message in flight per killed pool process (the relay's
+        # 250 came, its outcome was not yet committed); the node's parent sends nothing.
+        assert doubled <= killed - 1, (
+            f"{doubled} digests went twice (more than one in flight per process)"
+        )
         assert by_node["worker-b"] > 0 and by_node["worker-a"] > 0, by_node
         report += [
             f"digest run to {READERS:,} readers: {run_seconds:.1f} s, {int(progress['sent']):,} sent, "
