@@ -147,9 +147,11 @@ def defaults() -> dict[str, Any]:
             "enable_utc": True,
             "task_eager_propagates": True,
             "worker_hijack_root_logger": False,
-            # Task events, for Flower (`celery -A worker flower`) and `celery events`.
-            "worker_send_task_events": True,
-            "task_send_sent_event": True,
+            # Task events are off: three more broker messages per task, a fifth of a
+            # confirmation's cost. Flower turns them on in the workers when it starts
+            # (`celery -A worker control enable_events` does the same).
+            "worker_send_task_events": False,
+            "task_send_sent_event": False,
             # Celery's scheduler, recording each tick for /readyz (worker/beat.py).
             "beat_scheduler": "worker.beat:Scheduler",
             # Feeds are polled by their own worker pool (`-Q feeds`): a slow feed server can
