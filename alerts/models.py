@@ -515,6 +515,47 @@ class RevisionNotice(Base):
     sent_at: Mapped[datetime | None]
 
 
+class ConfirmationEmail(Base):
+    """A double opt-in email owed to a reader, or the one they got: written in the same
+    transaction as the signup (or change, or admin's resend) that asks for it, then claimed
+    under a lease and closed with the relay's answer like every other email. One row per
+    link: the nonce it carries, and for an active reader the changes it would confirm."""
+
+    __tablename__ = "confirmation_emails"
+    __table_args__ = (
+        Index(
+            "ix_confirmation_emails_pending",
+            "subscriber_id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_confirmation_emails_subscriber", "subscriber_id", "claim_token"),
+        Index(
+            "ix_confirmation_emails_claim",
+            "claim_token",
+            sqlite_where=text("claim_token IS NOT NULL"),
+            postgresql_where=text("claim_token IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    nonce: Mapped[str] = mapped_column(String(32))
+    changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum_column(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    retry_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
+    sent_at: Mapped[datetime | None]
+
+
 class DigestRun(Base):
     """One sending of a frequency's digests for one period (and optionally one topic).
 

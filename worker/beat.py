@@ -36,6 +36,12 @@ def schedule(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             "task": "alerts.send_roundups",
             "schedule": float(config.get("RECONCILE_INTERVAL", 30)),
         },
+        # Confirmation emails owed (the sender is woken after each signup; this catches a
+        # wake-up lost with the broker).
+        "confirmation-emails": {
+            "task": "alerts.send_confirmations",
+            "schedule": float(config.get("RECONCILE_INTERVAL", 30)),
+        },
         # Correction emails owed (queued at once by a publish; this catches the rest).
         "correction-emails": {
             "task": "alerts.send_corrections",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import smtplib
+import time
 from datetime import timedelta
 from typing import Any
 
+import redis
 from celery import shared_task
 from flask import current_app
 from sqlalchemy.orm import Session
@@ -16,9 +20,17 @@ from alerts.config import CONFIRMATION_RETRY_MAX
 from alerts.db import queue_after_commit
 from alerts.mail import emails
 from alerts.models import Feed
-from alerts.sending import batches, corrections, fanout, ledger, reconcile, relay, roundup
+from alerts.sending import (
+    batches,
+    confirmations,
+    corrections,
+    fanout,
+    ledger,
+    reconcile,
+    relay,
+    roundup,
+)
 from alerts.sending.policy import RetryPolicy
-from alerts.subscriptions import Choices
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +38,75 @@ log = logging.getLogger(__name__)
 TRANSIENT_ERRORS = (OSError, smtplib.SMTPException)
 
 
-@shared_task(
-    name="alerts.send_confirmation",
-    bind=True,
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=5,
-    retry_backoff_max=CONFIRMATION_RETRY_MAX,
-    max_retries=8,
-)
-def send_confirmation(
-    self: Any, subscriber_id: int, nonce: str, changes: dict[str, Any] | None = None
-) -> None:
-    settings = emails.MailSettings.from_config(current_app.config)
-    choices = Choices.from_payload(changes) if changes else None
-    rejection = emails.send_confirmation(db.session(), settings, subscriber_id, nonce, choices)
-    _retry_or_log(rejection, "confirmation", subscriber_id)
+@shared_task(name="alerts.send_confirmations")
+def send_confirmations() -> None:
+    """Woken after a signup commits, and from beat about every 30 s: every confirmation
+    email owed. One woken sender at a time: it sends what signups add while it works, and
+    only once nothing is left does it let the next signup wake another."""
+    config = current_app.config
+    policy, settings = _policy(), _mail_settings()
+    started = time.monotonic()
+    total = batches.Drain()
+    with db.sending_session() as session:
+        while True:
+            drain = confirmations.drain(session, settings, policy)
+            total.outcome.add(drain.outcome)
+            outcome = drain.outcome
+            if config["CELERY_ALWAYS_EAGER"] or outcome.relay_down_until or outcome.lease_lost:
+                break  # beat looks again (the wake-up lapses meanwhile)
+            if drain.more or time.monotonic() - started > policy.task_slice:
+                queue_after_commit(session, send_confirmations)  # still the woken sender
+                session.commit()
+                break
+            with contextlib.suppress(redis.RedisError, OSError):
+                # From here on a signup wakes another sender; one more look finds what was
+                # committed before that.
+                _client(config["REDIS_URL"]).delete(confirmations.WAKE_KEY)
+            if not _handled(outcome):
+                break
+    if _handled(total.outcome):
+        _log_drain("confirmation emails", total)
+
+
+def _handled(outcome: Any) -> int:
+    return int(
+        outcome.sent
+        + outcome.bounced
+        + outcome.deferred
+        + outcome.failed
+        + outcome.skipped
+        + outcome.dropped
+    )
+
+
+def queue_confirmations(session: Session) -> None:
+    """Once this session commits, have its confirmation emails sent: queues the sender
+    unless one is queued and has not yet looked (it will find them)."""
+    db.call_after_commit(session, _wake_confirmations)
+
+
+def _wake_confirmations() -> None:
+    config = current_app.config
+    if not config["CELERY_ALWAYS_EAGER"]:
+        try:
+            woken = _client(config["REDIS_URL"]).set(
+                confirmations.WAKE_KEY, 1, nx=True, ex=confirmations.WAKE_TTL
+            )
+        except (redis.RedisError, OSError):
+            woken = True  # queue it anyway; without a broker, beat's drain sends them
+        if not woken:
+            return
+    try:
+        send_confirmations.delay()
+    except Exception as error:  # the rows are written: beat's drain sends them
+        log.warning("could not queue the confirmation sender (beat will): %s", error)
+
+
+@functools.lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    """One client per process and broker, its connections reused (and made again after a
+    fork)."""
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
 
 
 @shared_task(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -92,29 +91,6 @@ def confirmation(
     with i18n.using(locale):
         rendered = renderer().render("confirm", context)
     return message.build(rendered, sender=settings.mail_from, recipient=subscriber.email)
-
-
-def send_confirmation(
-    session: Session,
-    settings: MailSettings,
-    subscriber_id: int,
-    nonce: str,
-    changes: Choices | None,
-) -> smtp.Rejection | None:
-    """Send one confirmation email; connection errors raise so the task can retry."""
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None or subscriber.confirm_nonce != nonce:
-        return None  # erased, or a newer link has gone out since
-    raw = confirmation(settings, subscriber, nonce, changes)
-    if raw is None:
-        return None
-    with smtp.connect(settings.smtp) as mailer:
-        started = time.perf_counter()
-        rejection = mailer.send(raw, message.envelope_sender(settings.mail_from), subscriber.email)
-        took = time.perf_counter() - started
-    metrics.smtp_latency("confirmation", took)
-    metrics.replied("confirmation", rejection)
-    return rejection
 
 
 def welcome(settings: MailSettings, subscriber: Subscriber) -> bytes | None:

@@ -1,5 +1,5 @@
-"""Taking a batch of ledger rows under a lease: the one way alert deliveries and digest
-recipients are claimed by a send task.
+"""Taking a batch of ledger rows under a lease: the one way alert deliveries, digest
+recipients, correction notices and confirmation emails are claimed by a send task.
 
 A row is free when nobody holds it or its holder's lease ran out (`stale_after`), and due
 when it waits for no retry time. The claim writes a new token on the rows it takes; every
@@ -18,10 +18,16 @@ from sqlalchemy.orm import Session
 
 from alerts.clock import now
 from alerts.db import rowcount
-from alerts.models import Delivery, DigestRecipient, RevisionNotice, Subscriber
+from alerts.models import (
+    ConfirmationEmail,
+    Delivery,
+    DigestRecipient,
+    RevisionNotice,
+    Subscriber,
+)
 from alerts.sending.policy import RetryPolicy
 
-Ledger = type[Delivery] | type[DigestRecipient] | type[RevisionNotice]
+Ledger = type[Delivery] | type[DigestRecipient] | type[RevisionNotice] | type[ConfirmationEmail]
 
 
 def free(model: Ledger, current: datetime, policy: RetryPolicy) -> ColumnElement[bool]:

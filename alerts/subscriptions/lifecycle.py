@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -20,6 +20,8 @@ from alerts.db import call_after_commit
 from alerts.errors import LinkNotValid
 from alerts.matching import MAX_KEYWORDS, words
 from alerts.models import (
+    ConfirmationEmail,
+    DeliveryStatus,
     Frequency,
     Keyword,
     Language,
@@ -35,7 +37,7 @@ from alerts.subscriptions.forms import Choices
 
 @dataclass(frozen=True)
 class ConfirmationRequest:
-    """A confirmation email to send: queued after commit, sent by a task."""
+    """A confirmation email now owed (its row is written): the sender is woken after commit."""
 
     subscriber_id: int
     nonce: str
@@ -61,9 +63,9 @@ def subscribe(
     *,
     resend_interval: timedelta,
 ) -> ConfirmationRequest | None:
-    """Record a signup; returns the confirmation email to send, or None when one went recently.
+    """Record a signup; returns the confirmation email owed, or None when one went recently.
 
-    The caller commits and then queues the email. What the reader sees must not depend on
+    The caller commits and then wakes the sender. What the reader sees must not depend on
     the result: it never tells whether the address was known.
     """
     subscriber = find_by_email(session, email)
@@ -74,7 +76,7 @@ def subscribe(
     if subscriber.status is SubscriberStatus.ACTIVE:
         # An active reader's choices change only through the emailed link, never the form.
         nonce = secrets.token_hex(8)
-        if not _claim_confirmation(session, subscriber, resend_interval, nonce):
+        if not _claim_confirmation(session, subscriber, resend_interval, nonce, choices):
             return None
         return ConfirmationRequest(subscriber.id, nonce, changes=choices)
 
@@ -118,9 +120,14 @@ def _create_pending(session: Session, email: str) -> Subscriber:
 
 
 def _claim_confirmation(
-    session: Session, subscriber: Subscriber, interval: timedelta, nonce: str
+    session: Session,
+    subscriber: Subscriber,
+    interval: timedelta,
+    nonce: str,
+    changes: Choices | None = None,
 ) -> bool:
-    """Atomically take the right to send a confirmation email: at most one per interval."""
+    """Atomically take the right to send a confirmation email (at most one per interval),
+    and record it as owed, in the caller's transaction: it goes out once that commits."""
     current = now()
     claimed = session.execute(
         update(Subscriber)
@@ -143,6 +150,17 @@ def _claim_confirmation(
         ("updated_at", current),
     ):
         set_committed_value(subscriber, name, value)
+    session.execute(
+        insert(ConfirmationEmail).values(
+            subscriber_id=subscriber.id,
+            nonce=nonce,
+            changes=changes.as_payload() if changes is not None else None,
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            created_at=current,
+            updated_at=current,
+        )
+    )
     return True
 
 

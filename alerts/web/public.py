@@ -21,7 +21,7 @@ from alerts.subscriptions import (
     validate,
 )
 from alerts.web import limiter, locale
-from worker.tasks import send_confirmation, send_welcome
+from worker.tasks import queue_confirmations, send_welcome
 
 bp = Blueprint("public", __name__)
 
@@ -107,13 +107,7 @@ def signup() -> ResponseReturnValue:
     interval = timedelta(seconds=int(current_app.config["CONFIRM_RESEND_INTERVAL"]))
     request_ = subscribe(session, email, choices, _consent(), resend_interval=interval)
     if request_ is not None:
-        db.queue_after_commit(
-            session,
-            send_confirmation,
-            request_.subscriber_id,
-            request_.nonce,
-            request_.changes.as_payload() if request_.changes else None,
-        )
+        queue_confirmations(session)
     session.commit()
     # The same answer whether the address was new, pending, active or throttled.
     return redirect(url_for("public.check_email"), code=303)

@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from alerts import db, readers, subscriptions
 from alerts.models import Frequency, SubscriberStatus
 from alerts.web.admin import admin_required, bp
-from worker.tasks import send_confirmation
+from worker.tasks import queue_confirmations
 
 
 def _choice(name: str, kind: type[SubscriberStatus] | type[Frequency]) -> str:
@@ -95,7 +95,7 @@ def reader_resend(subscriber_id: int) -> ResponseReturnValue:
     interval = timedelta(seconds=int(current_app.config["CONFIRM_RESEND_INTERVAL"]))
     request_ = subscriptions.resend_confirmation(session, subscriber_id, interval)
     if request_ is not None:
-        db.queue_after_commit(session, send_confirmation, request_.subscriber_id, request_.nonce)
+        queue_confirmations(session)
     session.commit()
     flash(
         "The confirmation email is on its way again."

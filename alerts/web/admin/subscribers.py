@@ -12,7 +12,7 @@ from sqlalchemy import select
 from alerts import db, subscriber_csv, subscriptions
 from alerts.models import Subscriber, SubscriberStatus
 from alerts.web.admin import admin_required, bp
-from worker.tasks import send_confirmation
+from worker.tasks import queue_confirmations
 
 
 @bp.get("/subscribers")
@@ -36,9 +36,7 @@ def reactivate(subscriber_id: int) -> ResponseReturnValue:
     interval = timedelta(seconds=int(current_app.config["CONFIRM_RESEND_INTERVAL"]))
     confirmation = subscriptions.reactivate(db_session, subscriber_id, interval)
     if confirmation is not None:
-        db.queue_after_commit(
-            db_session, send_confirmation, confirmation.subscriber_id, confirmation.nonce, None
-        )
+        queue_confirmations(db_session)
     db_session.commit()
     if confirmation is None:
         flash(
