@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from alerts.clock import now
 from alerts.models import ConsentRecord, Subscriber
 
 
@@ -21,21 +23,22 @@ class Consent:
 
 def record(
     session: Session,
-    subscriber: Subscriber,
+    subscriber: Subscriber | int,
     action: str,
     consent: Consent,
     recorded_by: str | None = None,
 ) -> None:
-    """Keep what the reader did, with where it came from (and who recorded it for them)."""
-    session.add(
-        ConsentRecord(
-            subscriber_id=subscriber.id,
+    """Keep what the reader (or their id) did, with where it came from (and who recorded it
+    for them). Part of the caller's transaction."""
+    session.execute(
+        insert(ConsentRecord).values(
+            subscriber_id=subscriber if isinstance(subscriber, int) else subscriber.id,
             action=action[:32],
             source=consent.source,
+            given_at=now(),
             ip_address=consent.ip_address,
             user_agent=consent.user_agent,
             form_version=consent.form_version,
             recorded_by=recorded_by[:200] if recorded_by else None,
         )
     )
-    session.flush()

@@ -7,16 +7,15 @@ import enum
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts import digests, metrics
 from alerts.clock import now
-from alerts.db import call_after_commit
+from alerts.db import call_after_commit, insert_ignoring_duplicates
 from alerts.errors import LinkNotValid
 from alerts.matching import MAX_KEYWORDS, words
 from alerts.models import (
@@ -69,9 +68,14 @@ def subscribe(
     the result: it never tells whether the address was known.
     """
     subscriber = find_by_email(session, email)
-    created = subscriber is None
     if subscriber is None:
-        subscriber = _create_pending(session, email)
+        request = _sign_up_new(session, email, choices, consent)
+        if request is not None:
+            return request
+        # Another request created the same address a moment ago: go on with that one.
+        subscriber = find_by_email(session, email)
+        if subscriber is None:
+            raise RuntimeError(f"subscriber {email!r} neither created nor found")
 
     if subscriber.status is SubscriberStatus.ACTIVE:
         # An active reader's choices change only through the emailed link, never the form.
@@ -89,10 +93,7 @@ def subscribe(
         subscriber.status = SubscriberStatus.PENDING
         subscriber.confirm_nonce = None
         subscriber.confirmed_at = None
-    if created:
-        _no_choices(subscriber)  # nothing to delete, nothing to load
-    else:
-        clear_choices(session, subscriber)
+    clear_choices(session, subscriber)
     _add_choices(session, subscriber, choices)
     subscriber.locale = choices.locale or subscriber.locale
     subscriber.timezone = choices.timezone or subscriber.timezone
@@ -105,18 +106,63 @@ def subscribe(
     return ConfirmationRequest(subscriber.id, nonce)
 
 
-def _create_pending(session: Session, email: str) -> Subscriber:
-    subscriber = Subscriber(email=email, status=SubscriberStatus.PENDING)
-    try:
-        with session.begin_nested():
-            session.add(subscriber)
-    except IntegrityError:
-        # Another request created the same address a moment ago: use that one.
-        existing = find_by_email(session, email)
-        if existing is None:
-            raise
-        return existing
-    return subscriber
+def _sign_up_new(
+    session: Session, email: str, choices: Choices, consent: Consent
+) -> ConfirmationRequest | None:
+    """Most signups: a new address, recorded in a few INSERTs with its choices, its consent
+    and the confirmation email it is owed. None when another request created the address a
+    moment ago (the unique index on lower(email) decides)."""
+    current = now()
+    nonce = secrets.token_hex(8)
+    subscriber_id = session.scalar(
+        insert_ignoring_duplicates(session, Subscriber)
+        .values(
+            email=email,
+            status=SubscriberStatus.PENDING,
+            locale=choices.locale or "en",
+            timezone=choices.timezone or "UTC",
+            keywords_within_topics=bool(choices.keywords) and choices.within_topics,
+            # The confirmation claimed with the row: nobody was sent one before.
+            confirmation_sent_at=current,
+            confirm_nonce=nonce,
+            created_at=current,
+            updated_at=current,
+        )
+        .returning(Subscriber.id)
+    )
+    if subscriber_id is None:
+        return None
+    topic_ids = session.scalars(select(Topic.id).where(Topic.slug.in_(choices.topics))).all()
+    rows = [
+        {"subscriber_id": subscriber_id, "topic_id": topic_id, "frequency": choices.frequency}
+        for topic_id in topic_ids
+    ]
+    if rows:
+        session.execute(insert(Subscription), rows)
+    session.execute(
+        insert(SubscriberLanguage),
+        [{"subscriber_id": subscriber_id, "language_code": code} for code in choices.languages],
+    )
+    keywords: dict[str, dict[str, object]] = {}
+    for phrase in choices.keywords:
+        folded = " ".join(words(phrase))
+        if folded not in keywords and len(keywords) < MAX_KEYWORDS:
+            keywords[folded] = {
+                "subscriber_id": subscriber_id,
+                "frequency": choices.frequency,
+                **_keyword(phrase, folded),
+            }
+    if keywords:
+        session.execute(insert(Keyword), list(keywords.values()))
+    record(session, subscriber_id, "signup", consent)
+    _owe_confirmation(session, subscriber_id, nonce, None, current)
+    call_after_commit(session, metrics.signed_up)
+    return ConfirmationRequest(subscriber_id, nonce)
+
+
+def _keyword(phrase: str, folded: str) -> dict[str, str]:
+    """A followed keyword's columns: as typed, folded, and its first folded word."""
+    return {"phrase": phrase, "words": folded[:200], "first_word": folded.split()[0][:100]}
 
 
 def _claim_confirmation(
@@ -150,18 +196,26 @@ def _claim_confirmation(
         ("updated_at", current),
     ):
         set_committed_value(subscriber, name, value)
+    _owe_confirmation(session, subscriber.id, nonce, changes, current)
+    return True
+
+
+def _owe_confirmation(
+    session: Session, subscriber_id: int, nonce: str, changes: Choices | None, at: datetime
+) -> None:
+    """The confirmation email is owed from the caller's commit (alerts.sending.confirmations
+    sends it)."""
     session.execute(
         insert(ConfirmationEmail).values(
-            subscriber_id=subscriber.id,
+            subscriber_id=subscriber_id,
             nonce=nonce,
             changes=changes.as_payload() if changes is not None else None,
             status=DeliveryStatus.PENDING,
             attempts=0,
-            created_at=current,
-            updated_at=current,
+            created_at=at,
+            updated_at=at,
         )
     )
-    return True
 
 
 def clear_choices(session: Session, subscriber: Subscriber) -> None:
@@ -218,11 +272,7 @@ def add_keywords(
             existing[folded].frequency = frequency
         elif len(existing) < MAX_KEYWORDS:
             keyword = Keyword(
-                subscriber_id=subscriber.id,
-                phrase=phrase,
-                words=folded[:200],
-                first_word=folded.split()[0][:100],
-                frequency=frequency,
+                subscriber_id=subscriber.id, frequency=frequency, **_keyword(phrase, folded)
             )
             session.add(keyword)
             existing[folded] = keyword
