@@ -84,7 +84,9 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     if not app.config.get("RATELIMIT_STORAGE_URI"):
         app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # No X-RateLimit-* headers on every answer: reading the window back is one more Redis
+    # round trip per request (a tenth of a signup's cost). A refusal says when to come back.
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     # Redis away must not turn requests into 500s (a publish must still be stored): limits
     # fall back to per-process counters until it is back.
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
@@ -151,6 +153,9 @@ def _too_many(error: TooManyRequests) -> ResponseReturnValue:
             render_template("web/error.html", title=_("Please slow down"), message=message)
         )
     response.status_code = 429
+    refused = limiter.current_limit
+    if refused is not None:
+        response.headers["Retry-After"] = str(max(int(refused.reset_at - time.time()), 1))
     return response
 
 
