@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
 from alerts.models import ConsentRecord, Subscriber
+
+_CONSENTS = cast(Table, ConsentRecord.__table__)
 
 
 @dataclass(frozen=True)
@@ -30,15 +33,17 @@ def record(
 ) -> None:
     """Keep what the reader (or their id) did, with where it came from (and who recorded it
     for them). Part of the caller's transaction."""
-    session.execute(
-        insert(ConsentRecord).values(
-            subscriber_id=subscriber if isinstance(subscriber, int) else subscriber.id,
-            action=action[:32],
-            source=consent.source,
-            given_at=now(),
-            ip_address=consent.ip_address,
-            user_agent=consent.user_agent,
-            form_version=consent.form_version,
-            recorded_by=recorded_by[:200] if recorded_by else None,
-        )
+    session.flush()  # the reader it is about may be new in the session
+    session.connection().execute(
+        _CONSENTS.insert(),
+        {
+            "subscriber_id": subscriber if isinstance(subscriber, int) else subscriber.id,
+            "action": action[:32],
+            "source": consent.source,
+            "given_at": now(),
+            "ip_address": consent.ip_address,
+            "user_agent": consent.user_agent,
+            "form_version": consent.form_version,
+            "recorded_by": recorded_by[:200] if recorded_by else None,
+        },
     )
