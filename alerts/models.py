@@ -541,7 +541,7 @@ class ConfirmationEmail(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     nonce: Mapped[str] = mapped_column(String(32))
-    changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    changes: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     status: Mapped[DeliveryStatus] = mapped_column(
         _enum_column(DeliveryStatus), default=DeliveryStatus.PENDING
     )
@@ -554,6 +554,9 @@ class ConfirmationEmail(Base):
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
     sent_at: Mapped[datetime | None]
+
+
+CONFIRMATION_PENDING = ConfirmationEmail.status == literal_column("'pending'")
 
 
 class DigestRun(Base):

@@ -3,6 +3,7 @@ sender (or beat's drain), whatever happened to the broker in between."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -135,3 +136,81 @@ def test_one_sender_is_woken_at_a_time_and_the_next_signup_after_it_looked_wakes
             assert queued == ["sender", "sender"]
     finally:
         server.stop()
+
+
+def test_signing_up_again_while_the_first_email_waits_for_a_retry_sends_one(
+    client: FlaskClient, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    sink.handler.rules.append(FailureRule("slow@example.org", 451, 1))
+    signup(client, "slow@example.org")  # greylisted: retried later
+    assert sink.store.all() == []
+    frozen_clock.advance(timedelta(seconds=3601))  # the reader tries again an hour later
+    signup(client, "slow@example.org")  # both rows are due now
+    [message] = sink.store.all()
+    assert message.recipients == ["slow@example.org"]
+    first, second = rows(session)
+    assert first.nonce == second.nonce  # the same link either way
+    assert first.status is DeliveryStatus.SKIPPED and first.last_error == "superseded"
+    assert second.status is DeliveryStatus.SENT
+
+
+def test_a_signup_committed_while_the_sender_looks_is_sent_by_that_sender(
+    app: Flask,
+    client: FlaskClient,
+    session: Session,
+    sink: MailSink,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reader presses the button after the woken sender found nothing, before it deletes
+    the wake-up key: their signup sees the key set and queues nothing, so the sender must
+    look once more after the deletion."""
+    server = EmbeddedRedis(str(tmp_path / "redis")).start()
+    try:
+        app.config.update(CELERY_ALWAYS_EAGER=False, REDIS_URL=server.url)
+        queued: list[str] = []
+        monkeypatch.setattr(tasks.send_confirmations, "delay", lambda: queued.append("sender"))
+        looks: list[int] = []
+        drain_now = confirmations.drain
+
+        def a_signup_after_the_first_look(*args: Any, **kwargs: Any) -> Any:
+            result = drain_now(*args, **kwargs)
+            looks.append(result.outcome.sent)
+            if len(looks) == 1:
+                assert signup(client, "late@example.org").status_code == 303
+            return result
+
+        monkeypatch.setattr(confirmations, "drain", a_signup_after_the_first_look)
+        with app.app_context():
+            tasks._wake_confirmations()  # an earlier signup's, whose email beat already sent
+            tasks.send_confirmations()
+        assert queued == ["sender"]  # the late signup found the key set
+        [message] = sink.store.all()
+        assert message.recipients == ["late@example.org"]
+        assert looks == [0, 1, 0]
+    finally:
+        server.stop()
+
+
+def test_a_confirmation_queued_by_the_previous_release_is_owed_once(
+    app: Flask,
+    client: FlaskClient,
+    session: Session,
+    sink: MailSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tasks.send_confirmations, "delay", lambda: None)
+    signup(client)
+    [owed] = rows(session)
+    session.delete(owed)  # as if signed up before the ledger existed
+    session.commit()
+    subscriber = session.scalars(select(Subscriber)).one()
+    monkeypatch.undo()
+    with app.app_context():
+        tasks.send_confirmation(subscriber.id, "not-the-link")  # replaced since: nothing
+        assert rows(session) == []
+        tasks.send_confirmation(subscriber.id, subscriber.confirm_nonce)
+        tasks.send_confirmation(subscriber.id, subscriber.confirm_nonce)  # delivered twice
+    [message] = sink.store.all()
+    assert message.recipients == ["reader@example.org"]
+    assert [row.status for row in rows(session)] == [DeliveryStatus.SENT]

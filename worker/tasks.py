@@ -41,12 +41,14 @@ TRANSIENT_ERRORS = (OSError, smtplib.SMTPException)
 @shared_task(name="alerts.send_confirmations")
 def send_confirmations() -> None:
     """Woken after a signup commits, and from beat about every 30 s: every confirmation
-    email owed. One woken sender at a time: it sends what signups add while it works, and
-    only once nothing is left does it let the next signup wake another."""
+    email owed. A woken sender sends what signups add while it works; once a look finds
+    nothing, it deletes the wake-up key and looks once more, so a signup that found the key
+    set is always seen by a look that follows the deletion."""
     config = current_app.config
     policy, settings = _policy(), _mail_settings()
     started = time.monotonic()
     total = batches.Drain()
+    looked_since_delete = False
     with db.sending_session() as session:
         while True:
             drain = confirmations.drain(session, settings, policy)
@@ -58,25 +60,26 @@ def send_confirmations() -> None:
                 queue_after_commit(session, send_confirmations)  # still the woken sender
                 session.commit()
                 break
-            with contextlib.suppress(redis.RedisError, OSError):
-                # From here on a signup wakes another sender; one more look finds what was
-                # committed before that.
-                _client(config["REDIS_URL"]).delete(confirmations.WAKE_KEY)
-            if not _handled(outcome):
+            if looked_since_delete and not outcome.handled:
                 break
-    if _handled(total.outcome):
+            with contextlib.suppress(redis.RedisError, OSError):
+                # From here on a signup wakes another sender.
+                _client(config["REDIS_URL"]).delete(confirmations.WAKE_KEY)
+            looked_since_delete = True
+    if total.outcome.handled:
         _log_drain("confirmation emails", total)
 
 
-def _handled(outcome: Any) -> int:
-    return int(
-        outcome.sent
-        + outcome.bounced
-        + outcome.deferred
-        + outcome.failed
-        + outcome.skipped
-        + outcome.dropped
-    )
+@shared_task(name="alerts.send_confirmation")
+def send_confirmation(
+    subscriber_id: int, nonce: str, changes: dict[str, Any] | None = None
+) -> None:
+    """A message queued by a release before the confirmation ledger (one task per email):
+    recorded as owed if its link is still the reader's, then sent with the rest."""
+    session = db.session()
+    if subscriptions.owe_queued_confirmation(session, subscriber_id, nonce, changes):
+        queue_confirmations(session)
+    session.commit()
 
 
 def queue_confirmations(session: Session) -> None:

@@ -18,10 +18,17 @@ from functools import partial
 
 from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts.clock import now
 from alerts.mail import emails, smtp
-from alerts.models import ConfirmationEmail, DeliveryStatus, Subscriber, Subscription
+from alerts.models import (
+    CONFIRMATION_PENDING,
+    ConfirmationEmail,
+    DeliveryStatus,
+    Subscriber,
+    Subscription,
+)
 from alerts.sending import batches, claims, ledger, loop
 from alerts.sending.policy import RetryPolicy
 from alerts.subscriptions.forms import Choices
@@ -33,7 +40,7 @@ WAKE_KEY = "alerts:confirmations:wake"
 # after that the next signup queues another; beat drains in between.
 WAKE_TTL = 60
 
-OWED = (ConfirmationEmail.status == DeliveryStatus.PENDING,)
+OWED = (CONFIRMATION_PENDING,)
 
 
 def claim_next(session: Session, policy: RetryPolicy) -> ledger.Claim:
@@ -106,10 +113,30 @@ class ConfirmationOutbox:
         if row is None or reader is None:
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="reader erased")
             return None
-        if reader.confirm_nonce != row.nonce:
+        # The reader as they are now, not as the batch found them.
+        nonce, status = self.session.execute(
+            select(Subscriber.confirm_nonce, Subscriber.status).where(Subscriber.id == reader.id)
+        ).one()
+        if nonce != row.nonce:
             # Confirmed, or a newer link went out since: this one would not work.
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="link replaced")
             return None
+        newer = self.session.scalar(
+            select(ConfirmationEmail.id)
+            .where(
+                ConfirmationEmail.subscriber_id == reader.id,
+                CONFIRMATION_PENDING,
+                ConfirmationEmail.id > key,
+            )
+            .limit(1)
+        )
+        if newer is not None:
+            # Signed up again (or an admin resent) while this one waited for a retry: the
+            # newer email carries the same link; one is enough.
+            self._close(key, status=DeliveryStatus.SKIPPED, last_error="superseded")
+            return None
+        set_committed_value(reader, "confirm_nonce", nonce)
+        set_committed_value(reader, "status", status)
         changes = Choices.from_payload(row.changes) if row.changes else None
         raw = emails.confirmation(self.settings, reader, row.nonce, changes)
         if raw is None:

@@ -76,14 +76,21 @@ class Outcome:
     relay_down_until: datetime | None = None
     lease_lost: bool = False
 
+    COUNTS = ("sent", "bounced", "deferred", "failed", "skipped", "dropped")
+
     def add(self, other: Outcome) -> None:
-        for name in ("sent", "bounced", "deferred", "failed", "skipped", "dropped"):
+        for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.relay_down_until = other.relay_down_until or self.relay_down_until
         self.lease_lost = self.lease_lost or other.lease_lost
 
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
+
+    @property
+    def handled(self) -> int:
+        """Rows the batch closed or put off, whatever became of them."""
+        return sum(getattr(self, name) for name in self.COUNTS)
 
 
 def _prepare(outbox: Outbox, key: int | None) -> None:

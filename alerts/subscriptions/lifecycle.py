@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import functools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -147,21 +147,17 @@ def _sign_up_new(
                 for topic_id in topic_ids
             ],
         )
-    connection.execute(
-        _LANGUAGES.insert(),
-        [{"subscriber_id": subscriber_id, "language_code": code} for code in choices.languages],
-    )
-    keywords: dict[str, dict[str, object]] = {}
-    for phrase in choices.keywords:
-        folded = " ".join(words(phrase))
-        if folded not in keywords and len(keywords) < MAX_KEYWORDS:
-            keywords[folded] = {
-                "subscriber_id": subscriber_id,
-                "frequency": choices.frequency,
-                **_keyword(phrase, folded),
-            }
+    if choices.languages:
+        connection.execute(
+            _LANGUAGES.insert(),
+            [{"subscriber_id": subscriber_id, "language_code": code} for code in choices.languages],
+        )
+    keywords = [
+        {"subscriber_id": subscriber_id, "frequency": choices.frequency, **_keyword(phrase, folded)}
+        for folded, phrase in _new_keywords(choices.keywords, ()).items()
+    ]
     if keywords:
-        connection.execute(_KEYWORDS.insert(), list(keywords.values()))
+        connection.execute(_KEYWORDS.insert(), keywords)
     record(session, subscriber_id, "signup", consent)
     _owe_confirmation(session, subscriber_id, nonce, None, current)
     call_after_commit(session, metrics.signed_up)
@@ -290,15 +286,26 @@ def add_keywords(
     """Follow these keywords (up to 20 in all), keeping the ones already followed."""
     existing = {keyword.words: keyword for keyword in subscriber.keywords}
     for phrase in phrases:
+        followed = existing.get(" ".join(words(phrase)))
+        if followed is not None:
+            followed.frequency = frequency
+    for folded, phrase in _new_keywords(phrases, existing).items():
+        session.add(
+            Keyword(subscriber_id=subscriber.id, frequency=frequency, **_keyword(phrase, folded))
+        )
+
+
+def _new_keywords(phrases: Sequence[str], followed: Collection[str]) -> dict[str, str]:
+    """The phrases to follow anew, folded -> as typed: not followed yet, each once, up to
+    MAX_KEYWORDS with those followed."""
+    new: dict[str, str] = {}
+    for phrase in phrases:
         folded = " ".join(words(phrase))
-        if folded in existing:
-            existing[folded].frequency = frequency
-        elif len(existing) < MAX_KEYWORDS:
-            keyword = Keyword(
-                subscriber_id=subscriber.id, frequency=frequency, **_keyword(phrase, folded)
-            )
-            session.add(keyword)
-            existing[folded] = keyword
+        if folded not in followed and folded not in new:
+            if len(followed) + len(new) >= MAX_KEYWORDS:
+                break
+            new[folded] = phrase
+    return new
 
 
 def confirm(
@@ -394,6 +401,26 @@ def purge_unconfirmed(session: Session, older_than: timedelta) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0))
+
+
+def owe_queued_confirmation(
+    session: Session, subscriber_id: int, nonce: str, changes: dict[str, Any] | None
+) -> bool:
+    """A confirmation queued as a task by a release before the ledger: owed now, if its link
+    is still the reader's and the ledger has no email for it yet."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.confirm_nonce != nonce:
+        return False
+    known = session.scalar(
+        select(ConfirmationEmail.id).where(
+            ConfirmationEmail.subscriber_id == subscriber_id, ConfirmationEmail.nonce == nonce
+        )
+    )
+    if known is not None:
+        return False
+    choices = Choices.from_payload(changes) if changes else None
+    _owe_confirmation(session, subscriber_id, nonce, choices, now())
+    return True
 
 
 def resend_confirmation(

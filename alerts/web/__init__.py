@@ -21,6 +21,8 @@ from alerts import logs
 from alerts.i18n import N_
 from alerts.i18n import gettext as _
 
+log = logging.getLogger(__name__)
+
 csrf = CSRFProtect()
 # Counters live in Redis (RATELIMIT_STORAGE_URI, by default the broker), shared by every web
 # worker; the limits themselves are settings (see alerts.config).
@@ -153,9 +155,12 @@ def _too_many(error: TooManyRequests) -> ResponseReturnValue:
             render_template("web/error.html", title=_("Please slow down"), message=message)
         )
     response.status_code = 429
-    refused = limiter.current_limit
-    if refused is not None:
-        response.headers["Retry-After"] = str(max(int(refused.reset_at - time.time()), 1))
+    try:
+        refused = limiter.current_limit
+        if refused is not None:
+            response.headers["Retry-After"] = str(max(int(refused.reset_at - time.time()), 1))
+    except Exception as error:  # the limits' store is away: the refusal stands without it
+        log.warning("no Retry-After for a 429: %s", error)
     return response
 
 
