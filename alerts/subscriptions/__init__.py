@@ -1,8 +1,15 @@
 """Subscribers: the reader's forms (`forms`), signing up to unsubscribing (`lifecycle`), the
-preference centre (`preferences`), their own data (`personal_data`) and consent records
-(`consent`). Plain domain code over a session."""
+confirmation emails they are owed (`confirmations`), the preference centre (`preferences`),
+their own data (`personal_data`) and consent records (`consent`). Plain domain code over a
+session."""
 
 from alerts.errors import InvalidInput, LinkNotValid
+from alerts.subscriptions.confirmations import (
+    ConfirmationRequest,
+    owe_queued_confirmation,
+    reactivate,
+    resend_confirmation,
+)
 from alerts.subscriptions.consent import Consent, record
 from alerts.subscriptions.forms import (
     DAILY_CAPS,
@@ -19,15 +26,11 @@ from alerts.subscriptions.forms import (
     validate_preferences,
 )
 from alerts.subscriptions.lifecycle import (
-    ConfirmationRequest,
     ConfirmResult,
     add_keywords,
     confirm,
     find_by_email,
-    owe_queued_confirmation,
     purge_unconfirmed,
-    reactivate,
-    resend_confirmation,
     subscribe,
     unsubscribe,
 )

@@ -1,5 +1,5 @@
-"""A reader's life: signing up, confirming (or confirming a change), unsubscribing, an
-admin lifting a suppression, and the purge of sign-ups never confirmed."""
+"""A reader's life: signing up, confirming (or confirming a change), unsubscribing, and the
+purge of sign-ups never confirmed. The confirmation emails they are owed: `confirmations`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import enum
 import functools
 import secrets
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -21,8 +20,6 @@ from alerts.db import call_after_commit, insert_ignoring_duplicates
 from alerts.errors import LinkNotValid
 from alerts.matching import MAX_KEYWORDS, words
 from alerts.models import (
-    ConfirmationEmail,
-    DeliveryStatus,
     Frequency,
     Keyword,
     Language,
@@ -32,17 +29,13 @@ from alerts.models import (
     Subscription,
     Topic,
 )
+from alerts.subscriptions.confirmations import (
+    ConfirmationRequest,
+    claim_confirmation,
+    owe_confirmation,
+)
 from alerts.subscriptions.consent import Consent, record
 from alerts.subscriptions.forms import Choices
-
-
-@dataclass(frozen=True)
-class ConfirmationRequest:
-    """A confirmation email now owed (its row is written): the sender is woken after commit."""
-
-    subscriber_id: int
-    nonce: str
-    changes: Choices | None = None
 
 
 class ConfirmResult(enum.StrEnum):
@@ -80,7 +73,7 @@ def subscribe(
     if subscriber.status is SubscriberStatus.ACTIVE:
         # An active reader's choices change only through the emailed link, never the form.
         nonce = secrets.token_hex(8)
-        if not _claim_confirmation(session, subscriber, resend_interval, nonce, choices):
+        if not claim_confirmation(session, subscriber, resend_interval, nonce, choices):
             return None
         return ConfirmationRequest(subscriber.id, nonce, changes=choices)
 
@@ -100,7 +93,7 @@ def subscribe(
     record(session, subscriber, "signup", consent)
     # A pending reader keeps one link: signing up again updates what it confirms.
     nonce = subscriber.confirm_nonce or secrets.token_hex(8)
-    if not _claim_confirmation(session, subscriber, resend_interval, nonce):
+    if not claim_confirmation(session, subscriber, resend_interval, nonce):
         return None
     call_after_commit(session, metrics.signed_up)
     return ConfirmationRequest(subscriber.id, nonce)
@@ -159,7 +152,7 @@ def _sign_up_new(
     if keywords:
         connection.execute(_KEYWORDS.insert(), keywords)
     record(session, subscriber_id, "signup", consent)
-    _owe_confirmation(session, subscriber_id, nonce, None, current)
+    owe_confirmation(session, subscriber_id, nonce, None, current)
     call_after_commit(session, metrics.signed_up)
     return ConfirmationRequest(subscriber_id, nonce)
 
@@ -169,7 +162,6 @@ _SUBSCRIBERS = cast(Table, Subscriber.__table__)
 _SUBSCRIPTIONS = cast(Table, Subscription.__table__)
 _LANGUAGES = cast(Table, SubscriberLanguage.__table__)
 _KEYWORDS = cast(Table, Keyword.__table__)
-_CONFIRMATIONS = cast(Table, ConfirmationEmail.__table__)
 _TOPIC_IDS = select(Topic.id).where(Topic.slug.in_(bindparam("slugs", expanding=True)))
 
 
@@ -181,60 +173,6 @@ def _new_reader(dialect: str) -> Any:
 def _keyword(phrase: str, folded: str) -> dict[str, str]:
     """A followed keyword's columns: as typed, folded, and its first folded word."""
     return {"phrase": phrase, "words": folded[:200], "first_word": folded.split()[0][:100]}
-
-
-def _claim_confirmation(
-    session: Session,
-    subscriber: Subscriber,
-    interval: timedelta,
-    nonce: str,
-    changes: Choices | None = None,
-) -> bool:
-    """Atomically take the right to send a confirmation email (at most one per interval),
-    and record it as owed, in the caller's transaction: it goes out once that commits."""
-    current = now()
-    claimed = session.execute(
-        update(Subscriber)
-        .where(
-            Subscriber.id == subscriber.id,
-            or_(
-                Subscriber.confirmation_sent_at.is_(None),
-                Subscriber.confirmation_sent_at <= current - interval,
-            ),
-        )
-        .values(confirmation_sent_at=current, confirm_nonce=nonce, updated_at=current)
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(claimed, "rowcount", 0) != 1:
-        return False
-    # What the UPDATE wrote, without reading the row back.
-    for name, value in (
-        ("confirmation_sent_at", current),
-        ("confirm_nonce", nonce),
-        ("updated_at", current),
-    ):
-        set_committed_value(subscriber, name, value)
-    _owe_confirmation(session, subscriber.id, nonce, changes, current)
-    return True
-
-
-def _owe_confirmation(
-    session: Session, subscriber_id: int, nonce: str, changes: Choices | None, at: datetime
-) -> None:
-    """The confirmation email is owed from the caller's commit (alerts.sending.confirmations
-    sends it)."""
-    session.connection().execute(
-        _CONFIRMATIONS.insert(),
-        {
-            "subscriber_id": subscriber_id,
-            "nonce": nonce,
-            "changes": changes.as_payload() if changes is not None else None,
-            "status": DeliveryStatus.PENDING,
-            "attempts": 0,
-            "created_at": at,
-            "updated_at": at,
-        },
-    )
 
 
 def clear_choices(session: Session, subscriber: Subscriber) -> None:
@@ -401,55 +339,3 @@ def purge_unconfirmed(session: Session, older_than: timedelta) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0))
-
-
-def owe_queued_confirmation(
-    session: Session, subscriber_id: int, nonce: str, changes: dict[str, Any] | None
-) -> bool:
-    """A confirmation queued as a task by a release before the ledger: owed now, if its link
-    is still the reader's and the ledger has no email for it yet."""
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None or subscriber.confirm_nonce != nonce:
-        return False
-    known = session.scalar(
-        select(ConfirmationEmail.id).where(
-            ConfirmationEmail.subscriber_id == subscriber_id, ConfirmationEmail.nonce == nonce
-        )
-    )
-    if known is not None:
-        return False
-    choices = Choices.from_payload(changes) if changes else None
-    _owe_confirmation(session, subscriber_id, nonce, choices, now())
-    return True
-
-
-def resend_confirmation(
-    session: Session, subscriber_id: int, resend_interval: timedelta
-) -> ConfirmationRequest | None:
-    """An admin sends a pending reader their confirmation link again (the same link, at most
-    one email per interval); None for a reader not pending, or one sent too recently."""
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None or subscriber.status is not SubscriberStatus.PENDING:
-        return None
-    nonce = subscriber.confirm_nonce or secrets.token_hex(8)
-    if not _claim_confirmation(session, subscriber, resend_interval, nonce):
-        return None
-    call_after_commit(session, metrics.signed_up)
-    return ConfirmationRequest(subscriber.id, nonce)
-
-
-def reactivate(
-    session: Session, subscriber_id: int, resend_interval: timedelta
-) -> ConfirmationRequest | None:
-    """An admin lifts a suppression: the reader is pending again and must confirm again."""
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None or subscriber.status is not SubscriberStatus.BOUNCED:
-        return None
-    subscriber.status = SubscriberStatus.PENDING
-    subscriber.suppressed_at = None
-    subscriber.confirmed_at = None
-    nonce = subscriber.confirm_nonce or secrets.token_hex(8)
-    session.flush()
-    if not _claim_confirmation(session, subscriber, resend_interval, nonce):
-        return None  # pending again; a confirmation went less than an hour ago
-    return ConfirmationRequest(subscriber.id, nonce)
