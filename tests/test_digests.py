@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 from alerts import clock, digests, tokens
 from alerts.mail.sink import MailSink
 from alerts.models import (
+    Delivery,
+    DeliveryStatus,
     DigestRecipient,
     DigestRun,
     DigestSchedule,
@@ -504,3 +506,39 @@ def test_digests_prepared_ahead_each_carry_their_own_readers_links(
         payload = tokens.read("test-secret", tokens.Purpose.UNSUBSCRIBE, link, 60)
         assert payload["s"] == reader.id
         assert f'<html lang="{reader.locale}"' in message.body("html")
+
+
+def test_readers_of_one_shape_share_a_digest_except_what_one_was_sent(
+    session: Session, frozen_clock: Any
+) -> None:
+    """Digests of readers with the same interests and window are built once and copied: a
+    reader who got one of the articles already gets a digest of their own without it."""
+    joined = datetime(2026, 11, 1, 9, tzinfo=UTC)
+    CLOCK.freeze(joined)
+    alerted, first, second = (
+        factories.subscriber(session, ["wipo"], frequency=DAILY, confirmed_at=joined)
+        for _ in range(3)
+    )
+    session.commit()
+    CLOCK.freeze(datetime(2026, 11, 2, 7, tzinfo=UTC))
+    older = factories.article(session, topics=["wipo"], title="Older")
+    newer = factories.article(session, topics=["wipo"], title="Newer")
+    session.add(
+        Delivery(
+            subscriber_id=alerted.id,
+            article_id=older.id,
+            status=DeliveryStatus.SENT,
+            sent_at=datetime(2026, 11, 2, 7, tzinfo=UTC),
+        )
+    )
+    session.commit()
+    contents = digests.build_contents(session, DAILY, [alerted.id, first.id, second.id])
+
+    def titles(reader: Any) -> list[str]:
+        return [item.article.title for _, items in contents[reader.id].groups for item in items]
+
+    assert titles(first) == titles(second) == ["Newer", "Older"]
+    assert contents[first.id].article_ids == contents[second.id].article_ids
+    assert contents[first.id].article_ids is not contents[second.id].article_ids  # copies
+    assert contents[second.id].subscriber is second
+    assert titles(alerted) == ["Newer"] and contents[alerted.id].article_ids == [newer.id]

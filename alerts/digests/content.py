@@ -187,6 +187,11 @@ def build_contents(
     # Readers of one shape (the same topics, languages, keywords) get the same answer for an
     # article: worked out once per shape and article.
     answers: dict[tuple[object, int], tuple[Reason, str] | None] = {}
+    # And readers of one shape whose windows hold the same articles, none of them sent to
+    # them yet nor held past their cap, get the same digest: built once, copied.
+    built: dict[tuple[object, tuple[int, ...]], DigestContent] = {}
+    windows: dict[datetime, tuple[int, ...]] = {}  # since -> the articles arrived since
+    sent_some = {subscriber_id for subscriber_id, _ in delivered}
     contents: dict[int, DigestContent] = {}
     for subscriber_id, reader in readers.items():
         content = DigestContent(
@@ -196,6 +201,18 @@ def build_contents(
             updates=updates.get(subscriber_id, []),
             articles=by_id,
         )
+        same = None
+        if subscriber_id not in overflow and subscriber_id not in sent_some:
+            start = since[subscriber_id]
+            if start not in windows:
+                windows[start] = tuple(a.id for a in articles if a.created_at >= start)
+            same = (wants[subscriber_id].shape, windows[start])
+        if same is not None and same in built:
+            twin = built[same]
+            content.groups = [(group, list(items)) for group, items in twin.groups]
+            content.article_ids = list(twin.article_ids)
+            contents[subscriber_id] = content
+            continue
         grouped: dict[str, list[DigestItem]] = {}
         for article in articles:
             article_scope = scopes[article.id]
@@ -243,6 +260,8 @@ def build_contents(
             if items:
                 content.groups.append((group, items))
         contents[subscriber_id] = content
+        if same is not None:
+            built[same] = content
     return contents
 
 
