@@ -214,3 +214,51 @@ def test_a_confirmation_queued_by_the_previous_release_is_owed_once(
     [message] = sink.store.all()
     assert message.recipients == ["reader@example.org"]
     assert [row.status for row in rows(session)] == [DeliveryStatus.SENT]
+
+
+def test_an_email_whose_link_another_sender_sent_since_is_not_sent_again(
+    app: Flask,
+    client: FlaskClient,
+    session: Session,
+    sink: MailSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two senders at once: one sent the newer email of a link while the other still held
+    the older one (waiting for its retry): the older one is not sent after it."""
+    monkeypatch.setattr(tasks.send_confirmations, "delay", lambda: None)
+    signup(client)
+    [older] = rows(session)
+    session.add(
+        ConfirmationEmail(
+            subscriber_id=older.subscriber_id,
+            nonce=older.nonce,
+            status=DeliveryStatus.SENT,
+            created_at=older.created_at + timedelta(hours=1),
+            sent_at=older.created_at + timedelta(hours=1),
+        )
+    )
+    session.commit()
+    drain(app)
+    assert sink.store.all() == []
+    first, _ = rows(session)
+    assert first.status is DeliveryStatus.SKIPPED and first.last_error == "superseded"
+
+
+def test_a_newer_email_with_an_old_link_does_not_take_the_place_of_the_current_one(
+    app: Flask,
+    client: FlaskClient,
+    session: Session,
+    sink: MailSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tasks.send_confirmations, "delay", lambda: None)
+    signup(client)
+    [current] = rows(session)
+    session.add(ConfirmationEmail(subscriber_id=current.subscriber_id, nonce="0" * 16))
+    session.commit()
+    drain(app)
+    [message] = sink.store.all()
+    assert message.recipients == ["reader@example.org"]
+    mine, stale = rows(session)
+    assert mine.status is DeliveryStatus.SENT
+    assert stale.status is DeliveryStatus.SKIPPED and stale.last_error == "link replaced"

@@ -51,7 +51,7 @@ def _warm_up(**_: Any) -> None:
     renderer().warm_up()
     # What is loaded by now lives as long as the process: kept out of the cyclic garbage
     # collector's full passes, which walked all of it every few hundred emails (a seventh of
-    # a digest's CPU), and out of the copy-on-write of the forked pool processes.
+    # a digest's CPU). The pool's processes inherit the frozen state when they fork.
     gc.collect()
     gc.freeze()
 

@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from celery import shared_task
 from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from alerts import db, digests, feeds, metrics, subscriptions
@@ -70,7 +71,12 @@ def send_confirmations() -> None:
         _log_drain("confirmation emails", total)
 
 
-@shared_task(name="alerts.send_confirmation")
+@shared_task(
+    name="alerts.send_confirmation",
+    autoretry_for=(SQLAlchemyError,),
+    retry_backoff=5,
+    max_retries=8,
+)
 def send_confirmation(
     subscriber_id: int, nonce: str, changes: dict[str, Any] | None = None
 ) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -121,18 +121,7 @@ class ConfirmationOutbox:
             # Confirmed, or a newer link went out since: this one would not work.
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="link replaced")
             return None
-        newer = self.session.scalar(
-            select(ConfirmationEmail.id)
-            .where(
-                ConfirmationEmail.subscriber_id == reader.id,
-                CONFIRMATION_PENDING,
-                ConfirmationEmail.id > key,
-            )
-            .limit(1)
-        )
-        if newer is not None:
-            # Signed up again (or an admin resent) while this one waited for a retry: the
-            # newer email carries the same link; one is enough.
+        if self._superseded(row):
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="superseded")
             return None
         set_committed_value(reader, "confirm_nonce", nonce)
@@ -143,6 +132,32 @@ class ConfirmationOutbox:
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="no longer pending")
             return None
         return reader.email, raw
+
+    def _superseded(self, row: ConfirmationEmail) -> bool:
+        """Another email with the same link makes this one redundant: a newer one waiting (the
+        reader signed up again, or an admin resent, while this one waited for a retry), or one
+        that went out since this one was asked for. An older one sent before it does not:
+        a resend is what the reader asked for."""
+        same_link = (
+            ConfirmationEmail.subscriber_id == row.subscriber_id,
+            ConfirmationEmail.nonce == row.nonce,
+            ConfirmationEmail.id != row.id,
+        )
+        other = self.session.scalar(
+            select(ConfirmationEmail.id)
+            .where(
+                *same_link,
+                or_(
+                    and_(CONFIRMATION_PENDING, ConfirmationEmail.id > row.id),
+                    and_(
+                        ConfirmationEmail.status == DeliveryStatus.SENT,
+                        ConfirmationEmail.sent_at >= row.created_at,
+                    ),
+                ),
+            )
+            .limit(1)
+        )
+        return other is not None
 
     def sent(self, key: int) -> None:
         self._close(
