@@ -479,7 +479,9 @@ def test_the_heartbeat_never_shares_the_send_tasks_connection(
 
     factories.subscriber(session)
     article = published(session)
-    quick = RetryPolicy(**{**POLICY.__dict__, "stale_after": timedelta(seconds=0.3)})
+    # Heartbeats every 0.5 s; the lease is lost only after 1.5 s without one (a loaded
+    # machine can hold a thread back a few hundred milliseconds).
+    quick = RetryPolicy(**{**POLICY.__dict__, "stale_after": timedelta(seconds=3)})
     renewed_on: list[int] = []
     real_renew = ledger.renew
 
@@ -491,7 +493,7 @@ def test_the_heartbeat_never_shares_the_send_tasks_connection(
 
     class SlowMailer(FakeMailer):
         def data(self, message: bytes) -> smtp.Rejection | None:
-            time.sleep(0.3)  # several heartbeats
+            time.sleep(1.2)  # a couple of heartbeats
             return super().data(message)
 
     engine = session.get_bind()
