@@ -38,8 +38,10 @@ from sqlalchemy.orm import Session
 
 from alerts.clock import now
 from alerts.models import (
+    CONFIRMATION_PENDING,
     DELIVERY_PENDING,
     Article,
+    ConfirmationEmail,
     Delivery,
     DeliveryStatus,
     DigestRecipient,
@@ -178,7 +180,8 @@ class WorkCollector(Collector):
         wait is the relay's answer, not ours)."""
         waiting = GaugeMetricFamily(
             "alerts_deliveries_waiting",
-            "Emails owed and due now, not sent yet, by kind (alert, digest, correction).",
+            "Emails owed and due now, not sent yet, by kind (alert, digest, correction, "
+            "confirmation).",
             labels=["kind"],
         )
         oldest = GaugeMetricFamily(
@@ -207,6 +210,11 @@ class WorkCollector(Collector):
             RevisionNotice.kind == NoticeKind.CORRECTION,
             RevisionNotice.status == DeliveryStatus.PENDING,
         )
+        confirmation_due = or_(
+            ConfirmationEmail.next_attempt_at.is_(None),
+            ConfirmationEmail.next_attempt_at <= current,
+        )
+        confirmations = select(ConfirmationEmail).where(CONFIRMATION_PENDING)
         rows = {
             "alert": (
                 session.execute(
@@ -238,6 +246,21 @@ class WorkCollector(Collector):
                     ).where(notice_due)
                 ).one(),
                 session.scalar(corrections.with_only_columns(func.count()).where(~notice_due)),
+            ),
+            "confirmation": (
+                session.execute(
+                    confirmations.with_only_columns(
+                        func.count(),
+                        func.min(
+                            func.coalesce(
+                                ConfirmationEmail.next_attempt_at, ConfirmationEmail.created_at
+                            )
+                        ),
+                    ).where(confirmation_due)
+                ).one(),
+                session.scalar(
+                    confirmations.with_only_columns(func.count()).where(~confirmation_due)
+                ),
             ),
         }
         for kind, ((count, since), later) in rows.items():

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from alerts import logs
 from alerts.devstack import EmbeddedRedis
 from alerts.mail.sink import MailSink
+from alerts.models import SubscriberStatus
 from worker.beat import BEAT_TICK_KEY
 
 import factories
@@ -173,6 +174,24 @@ def test_waiting_email_shows_its_age(ops_app: Flask, session: Session, frozen_cl
     samples = scrape(ops_app.test_client())
     assert value(samples, "alerts_deliveries_waiting", kind="alert") == 1
     assert value(samples, "alerts_deliveries_oldest_waiting_seconds", kind="alert") == 45 * 60
+
+
+def test_a_confirmation_owed_shows_as_waiting(
+    ops_app: Flask, session: Session, frozen_clock: Any
+) -> None:
+    """The alert on an email owed for over 30 minutes covers the double opt-in too."""
+    from alerts.models import ConfirmationEmail
+
+    reader = factories.subscriber(session, status=SubscriberStatus.PENDING)
+    session.add(ConfirmationEmail(subscriber_id=reader.id, nonce="0123456789abcdef"))
+    session.commit()
+    frozen_clock.advance(timedelta(minutes=40))
+    samples = scrape(ops_app.test_client())
+    assert value(samples, "alerts_deliveries_waiting", kind="confirmation") == 1
+    assert (
+        value(samples, "alerts_deliveries_oldest_waiting_seconds", kind="confirmation") == 40 * 60
+    )
+    assert value(samples, "alerts_deliveries_retrying", kind="confirmation") == 0
 
 
 def test_the_alert_rules_and_dashboard_use_metrics_that_exist(ops_app: Flask) -> None:
