@@ -113,6 +113,14 @@ def resend_confirmation(
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.status is not SubscriberStatus.PENDING:
         return None
+    return email_link_again(session, subscriber, resend_interval)
+
+
+def email_link_again(
+    session: Session, subscriber: Subscriber, resend_interval: timedelta
+) -> ConfirmationRequest | None:
+    """A pending reader's link (the one they have, or a first one) owed in an email, at most
+    one an interval; counted as a signup once the caller commits."""
     nonce = subscriber.confirm_nonce or secrets.token_hex(8)
     if not claim_confirmation(session, subscriber, resend_interval, nonce):
         return None

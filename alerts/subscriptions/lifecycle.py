@@ -32,6 +32,7 @@ from alerts.models import (
 from alerts.subscriptions.confirmations import (
     ConfirmationRequest,
     claim_confirmation,
+    email_link_again,
     owe_confirmation,
 )
 from alerts.subscriptions.consent import Consent, record
@@ -92,11 +93,7 @@ def subscribe(
     subscriber.timezone = choices.timezone or subscriber.timezone
     record(session, subscriber, "signup", consent)
     # A pending reader keeps one link: signing up again updates what it confirms.
-    nonce = subscriber.confirm_nonce or secrets.token_hex(8)
-    if not claim_confirmation(session, subscriber, resend_interval, nonce):
-        return None
-    call_after_commit(session, metrics.signed_up)
-    return ConfirmationRequest(subscriber.id, nonce)
+    return email_link_again(session, subscriber, resend_interval)
 
 
 def _sign_up_new(
