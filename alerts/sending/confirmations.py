@@ -8,19 +8,15 @@ button delays the email, never loses it. After the commit the web process wakes 
 (`WAKE_KEY`: one task queued at a time, however many readers sign up meanwhile); beat drains
 whatever a lost wake-up left. The rows are claimed with a token under a lease, each email
 goes through the one send loop, and its row is closed in the same commit as the relay's
-answer. The loop's keys here are row ids.
+answer (`rows`). The loop's keys here are row ids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import partial
-
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from alerts.clock import now
 from alerts.mail import emails, smtp
 from alerts.models import (
     CONFIRMATION_PENDING,
@@ -29,7 +25,7 @@ from alerts.models import (
     Subscriber,
     Subscription,
 )
-from alerts.sending import batches, claims, ledger, loop
+from alerts.sending import ledger, rows
 from alerts.sending.policy import RetryPolicy
 from alerts.subscriptions.forms import Choices
 
@@ -40,28 +36,13 @@ WAKE_KEY = "alerts:confirmations:wake"
 # after that the next signup queues another; beat drains in between.
 WAKE_TTL = 60
 
-OWED = (CONFIRMATION_PENDING,)
 
-
-def claim_next(session: Session, policy: RetryPolicy) -> ledger.Claim:
-    """Take the next confirmation emails owed (at most a batch); commits. The claim's keys
-    are row ids."""
-    token, ids = claims.claim(session, ConfirmationEmail, list(OWED), policy, now())
-    held = list(
-        session.scalars(
-            select(ConfirmationEmail.id)
-            .where(ConfirmationEmail.id.in_(ids), ConfirmationEmail.claim_token == token)
-            .order_by(ConfirmationEmail.subscriber_id, ConfirmationEmail.id)
-        )
-    )
-    session.commit()
-    return ledger.Claim(token, held)
-
-
-class ConfirmationOutbox:
+class ConfirmationOutbox(rows.RowOutbox):
     """One batch of confirmation emails, one row each."""
 
     kind = "confirmation"
+    model = ConfirmationEmail
+    owed = (CONFIRMATION_PENDING,)
 
     def __init__(
         self,
@@ -70,10 +51,7 @@ class ConfirmationOutbox:
         policy: RetryPolicy,
         claim: ledger.Claim,
     ) -> None:
-        self.session = session
-        self.settings = settings
-        self.policy = policy
-        self.token = claim.token
+        super().__init__(session, settings, policy, claim)
         self.rows = {
             row.id: row
             for row in session.scalars(
@@ -89,23 +67,6 @@ class ConfirmationOutbox:
                 .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.topic))
             )
         }
-
-    def _mine(self, key: int) -> ColumnElement[bool]:
-        return and_(ConfirmationEmail.id == key, ConfirmationEmail.claim_token == self.token)
-
-    def _close(self, key: int, **values: object) -> None:
-        self.session.execute(
-            update(ConfirmationEmail)
-            .where(self._mine(key))
-            .values(claim_token=None, updated_at=now(), **values)
-            .execution_options(synchronize_session=False)
-        )
-
-    def prepare(self, key: int) -> None:
-        """Nothing ahead: each is composed under the reader's current state."""
-
-    def forget_prepared(self) -> None:
-        pass
 
     def compose(self, key: int) -> tuple[str, bytes] | None:
         row = self.rows.get(key)
@@ -159,14 +120,6 @@ class ConfirmationOutbox:
         )
         return other is not None
 
-    def sent(self, key: int) -> None:
-        self._close(
-            key,
-            status=DeliveryStatus.SENT,
-            sent_at=now(),
-            attempts=ConfirmationEmail.attempts + 1,
-        )
-
     def refused(self, key: int, rejection: smtp.Rejection) -> str:
         if rejection.permanent:
             # Not suppressed: the address was never confirmed, and a typo bounces.
@@ -177,47 +130,5 @@ class ConfirmationOutbox:
     def dropped(self, key: int, error: str) -> str:
         return self._later(key, error)
 
-    def _later(self, key: int, error: str) -> str:
-        """A temporary failure: tried again after a backoff, until the retry horizon."""
-        current = now()
-        row = self.session.execute(
-            select(ConfirmationEmail.attempts, ConfirmationEmail.retry_until).where(self._mine(key))
-        ).one_or_none()
-        if row is None:
-            return "deferred"  # no longer ours
-        attempts, retry_until, again = self.policy.after_failure(int(row[0]), row[1], current)
-        if again is None:
-            self._close(
-                key, status=DeliveryStatus.FAILED, attempts=attempts, last_error=error[:2000]
-            )
-            return "failed"
-        self._close(
-            key,
-            attempts=attempts,
-            retry_until=retry_until,
-            next_attempt_at=again,
-            last_error=error[:2000],
-        )
-        return "deferred"
 
-    def release(self, keys: Sequence[int], error: str) -> None:
-        for key in keys:
-            self._close(key, last_error=error[:2000])
-
-
-def drain(
-    session: Session,
-    settings: emails.MailSettings,
-    policy: RetryPolicy,
-    connect: loop.Connect = smtp.connect,
-) -> batches.Drain:
-    """Send every confirmation email owed, batch after batch."""
-    return batches.drain_batches(
-        session,
-        settings,
-        policy,
-        connect,
-        claim_next=lambda: claim_next(session, policy),
-        renew=lambda token: partial(claims.renew, model=ConfirmationEmail, token=token),
-        outbox=lambda claim: ConfirmationOutbox(session, settings, policy, claim),
-    )
+drain = ConfirmationOutbox.drain

@@ -15,22 +15,17 @@ in the same commit as the relay's answer. The loop's keys here are notice ids.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import (
-    ColumnElement,
     Select,
     Table,
-    and_,
     exists,
     func,
     literal,
     or_,
     select,
-    update,
 )
 from sqlalchemy.orm import Session
 
@@ -48,7 +43,7 @@ from alerts.models import (
     RevisionNotice,
     Subscriber,
 )
-from alerts.sending import batches, claims, hold, ledger, loop, suppression
+from alerts.sending import batches, claims, hold, ledger, loop, rows, suppression
 from alerts.sending.policy import RetryPolicy
 
 OWED = (
@@ -147,25 +142,12 @@ def notice_roundup(
             _insert_notices(session, rows)
 
 
-def claim_next(session: Session, policy: RetryPolicy) -> ledger.Claim:
-    """Take the next correction emails owed (at most a batch); commits. The claim's keys are
-    notice ids."""
-    token, ids = claims.claim(session, RevisionNotice, list(OWED), policy, now())
-    held = list(
-        session.scalars(
-            select(RevisionNotice.id)
-            .where(RevisionNotice.id.in_(ids), RevisionNotice.claim_token == token)
-            .order_by(RevisionNotice.subscriber_id, RevisionNotice.id)
-        )
-    )
-    session.commit()
-    return ledger.Claim(token, held)
-
-
-class CorrectionOutbox:
+class CorrectionOutbox(rows.RowOutbox):
     """One batch of correction emails, one notice each."""
 
     kind = "correction"
+    model = RevisionNotice
+    owed = OWED
 
     def __init__(
         self,
@@ -174,44 +156,24 @@ class CorrectionOutbox:
         policy: RetryPolicy,
         claim: ledger.Claim,
     ) -> None:
-        self.session = session
-        self.settings = settings
-        self.policy = policy
-        self.token = claim.token
-        rows = session.execute(
+        super().__init__(session, settings, policy, claim)
+        notices = session.execute(
             select(
                 RevisionNotice.id, RevisionNotice.subscriber_id, RevisionNotice.revision_id
             ).where(RevisionNotice.id.in_(claim.subscriber_ids))
         ).all()
-        self.reader_of = {notice_id: subscriber_id for notice_id, subscriber_id, _ in rows}
+        self.reader_of = {notice_id: subscriber_id for notice_id, subscriber_id, _ in notices}
         self.readers = claims.readers_of(session, list(set(self.reader_of.values())))
         self.revisions = {
             revision.id: revision
             for revision in session.scalars(
                 select(ArticleRevision).where(
-                    ArticleRevision.id.in_({revision_id for _, _, revision_id in rows})
+                    ArticleRevision.id.in_({revision_id for _, _, revision_id in notices})
                 )
             )
         }
-        self.revision_of = {notice_id: revision_id for notice_id, _, revision_id in rows}
+        self.revision_of = {notice_id: revision_id for notice_id, _, revision_id in notices}
         self.shapes: emails.Shapes = {}
-
-    def _mine(self, key: int) -> ColumnElement[bool]:
-        return and_(RevisionNotice.id == key, RevisionNotice.claim_token == self.token)
-
-    def _close(self, key: int, **values: object) -> None:
-        self.session.execute(
-            update(RevisionNotice)
-            .where(self._mine(key))
-            .values(claim_token=None, updated_at=now(), **values)
-            .execution_options(synchronize_session=False)
-        )
-
-    def prepare(self, key: int) -> None:
-        """Nothing ahead: few are sent, and each is composed under the reader's checks."""
-
-    def forget_prepared(self) -> None:
-        pass
 
     def compose(self, key: int) -> tuple[str, bytes] | None:
         reader = self.readers.get(self.reader_of.get(key, 0))
@@ -265,50 +227,23 @@ class CorrectionOutbox:
         )
         return first or revision
 
-    def sent(self, key: int) -> None:
-        current = now()
-        self._close(
-            key, status=DeliveryStatus.SENT, sent_at=current, attempts=RevisionNotice.attempts + 1
-        )
-
     def refused(self, key: int, rejection: smtp.Rejection) -> str:
         if rejection.permanent:
             self._close(key, status=DeliveryStatus.BOUNCED, last_error=str(rejection)[:2000])
             suppression.suppress(self.session, self.reader_of[key], str(rejection))
             return "bounced"
-        return self._later(key, str(rejection), about_address=rejection.recipient)
+        return self._later_about(key, str(rejection), about_address=rejection.recipient)
 
     def dropped(self, key: int, error: str) -> str:
-        return self._later(key, error, about_address=False)
+        return self._later(key, error)
 
-    def _later(self, key: int, error: str, about_address: bool) -> str:
-        """A temporary failure: tried again after a backoff, until the retry horizon."""
-        current = now()
-        row = self.session.execute(
-            select(RevisionNotice.attempts, RevisionNotice.retry_until).where(self._mine(key))
-        ).one_or_none()
-        if row is None:
-            return "deferred"  # no longer ours
-        attempts, retry_until, again = self.policy.after_failure(int(row[0]), row[1], current)
-        if again is None:
-            self._close(
-                key, status=DeliveryStatus.FAILED, attempts=attempts, last_error=error[:2000]
-            )
-            if about_address:
-                suppression.soft_bounce(self.session, self.reader_of[key], error)
-            return "failed"
-        self._close(
-            key,
-            attempts=attempts,
-            retry_until=retry_until,
-            next_attempt_at=again,
-            last_error=error[:2000],
-        )
-        return "deferred"
-
-    def release(self, keys: Sequence[int], error: str) -> None:
-        for key in keys:
-            self._close(key, last_error=error[:2000])
+    def _later_about(self, key: int, error: str, about_address: bool) -> str:
+        """Retried later; a failure about the address that outlasts the retries counts
+        against it."""
+        outcome = self._later(key, error)
+        if outcome == "failed" and about_address:
+            suppression.soft_bounce(self.session, self.reader_of[key], error)
+        return outcome
 
 
 def drain(
@@ -319,12 +254,4 @@ def drain(
 ) -> batches.Drain:
     """Find who is owed a correction email, and send them all, batch after batch."""
     sweep(session)
-    return batches.drain_batches(
-        session,
-        settings,
-        policy,
-        connect,
-        claim_next=lambda: claim_next(session, policy),
-        renew=lambda token: partial(claims.renew, model=RevisionNotice, token=token),
-        outbox=lambda claim: CorrectionOutbox(session, settings, policy, claim),
-    )
+    return CorrectionOutbox.drain(session, settings, policy, connect)
