@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from alerts import digests
 from alerts.clock import now
 from alerts.models import (
+    DELIVERY_OUTCOMES,
     Article,
     Delivery,
     DeliveryStatus,
@@ -95,6 +96,7 @@ def last_30_days(session: Session) -> DaySeries:
             session,
             Delivery.updated_at,
             days[0],
+            DELIVERY_OUTCOMES,  # the index's predicate
             Delivery.status == status,
             Delivery.updated_at >= since_time,
         )

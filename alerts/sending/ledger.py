@@ -229,6 +229,7 @@ def renew(session: Session, token: str, article_id: int) -> None:
         .where(
             Delivery.article_id == article_id,
             DELIVERY_PENDING,
+            Delivery.digest_run_id.is_(None),
             Delivery.claim_token == token,
         )
         .values(claimed_at=now())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
@@ -152,7 +152,7 @@ def waiting(session: Session) -> Waiting:
     def count(query: object) -> int:
         return int(session.scalar(query) or 0)  # type: ignore[call-overload]
 
-    pending = DELIVERY_PENDING
+    pending = and_(DELIVERY_PENDING, Delivery.digest_run_id.is_(None))  # alerts (indexed)
     return Waiting(
         alerts_pending=count(
             select(func.count())

@@ -8,7 +8,6 @@ retry after a backoff and giving a batch back are the same for every such ledger
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, ClassVar
@@ -42,7 +41,7 @@ def claim_next(
     return ledger.Claim(token, held)
 
 
-class RowOutbox(ABC):
+class RowOutbox:
     """One batch of a one-row-per-email ledger, held by the claim's token."""
 
     kind: str
@@ -92,17 +91,17 @@ class RowOutbox(ABC):
             .execution_options(synchronize_session=False)
         )
 
-    @abstractmethod
     def compose(self, key: int) -> tuple[str, bytes] | None:
         """The reader's address and the email, or None (its row closed) when none is owed."""
+        raise NotImplementedError
 
-    @abstractmethod
     def refused(self, key: int, rejection: smtp.Rejection) -> str:
         """Record the relay's refusal; returns what became of the email."""
+        raise NotImplementedError
 
-    @abstractmethod
     def dropped(self, key: int, error: str) -> str:
         """Record a connection lost with the email's fate unknown; returns what became of it."""
+        raise NotImplementedError
 
     def prepare(self, key: int) -> None:
         """Nothing ahead: each is composed under the reader's state at that moment."""

@@ -1,0 +1,93 @@
+"""The statements that run per email, per batch or per scrape find their rows of `deliveries`
+through an index: the table holds a row per email ever sent, so a statement that scans it
+gets slower every day. Partial indexes are used only by a statement that states their
+predicate, which is easy to drop by accident; SQLite's plans say so."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event, insert, text
+from sqlalchemy.orm import Session
+
+from alerts import db, migrations, stats, taxonomy
+from alerts.metrics import WorkCollector
+from alerts.models import Delivery, DeliveryStatus, DigestRun, Frequency
+from alerts.sending import ledger, reconcile
+from alerts.sending.policy import RetryPolicy
+
+import factories
+
+
+@contextmanager
+def statements(session: Session) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL the session runs meanwhile, with its parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, parameters: Any, _ctx: Any, many: bool) -> None:
+        if not many and "deliveries" in sql:
+            seen.append((sql, parameters))
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def scans_of_deliveries(session: Session, seen: list[tuple[str, Any]]) -> list[str]:
+    """The statements whose plan reads every row of `deliveries`."""
+    scans = []
+    for sql, parameters in seen:
+        plan = session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters)
+        if any(str(row[-1]).strip() == "SCAN deliveries" for row in plan):
+            scans.append(sql)
+    return scans
+
+
+def test_alerts_metrics_and_the_dashboard_use_an_index(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/plans.db"
+    migrations.upgrade(url)
+    engine = db.make_engine(url)
+    with Session(engine, expire_on_commit=False) as session:
+        taxonomy.seed(session)
+        session.commit()
+        instant = factories.subscriber(session)
+        daily = factories.subscriber(session, frequency=Frequency.DAILY)
+        article = factories.article(session)
+        ledger.write_pending(session, article.id, [instant.id])
+        run = DigestRun(frequency=Frequency.DAILY, period="2026-11-29", triggered_by="test")
+        session.add(run)
+        session.flush()
+        session.execute(
+            insert(Delivery).values(
+                subscriber_id=daily.id,
+                article_id=article.id,
+                status=DeliveryStatus.PENDING,
+                attempts=0,
+                digest_run_id=run.id,
+            )
+        )
+        session.commit()
+        policy = RetryPolicy()
+
+        with statements(session) as seen:
+            claim = ledger.claim_next(session, article.id, policy)
+            assert claim.subscriber_ids == [instant.id]  # the digest's row is not an alert
+            ledger.renew(session, claim.token, article.id)
+            ledger.next_retry_at(session, article.id)
+            reconcile.owed(session, policy)
+            assert reconcile.waiting(session).alerts_pending == 1
+            stats.last_30_days(session)
+            list(WorkCollector(lambda: session, "localhost:25").collect())
+        assert len(seen) >= 8
+        assert scans_of_deliveries(session, seen) == []
+
+        # The check itself: a statement without the predicate does scan.
+        with statements(session) as seen:
+            session.execute(text("SELECT count(*) FROM deliveries WHERE status = 'pending'"))
+        assert len(scans_of_deliveries(session, seen)) == 1
+    engine.dispose()
