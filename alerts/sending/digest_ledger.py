@@ -56,6 +56,8 @@ _FINISH_RECIPIENT = Prepared(
 _FINISH_DELIVERIES = Prepared(
     update(_deliveries)
     .where(
+        # By run and reader (an index): not every article the reader was ever sent.
+        _deliveries.c.digest_run_id == bindparam("run"),
         _deliveries.c.subscriber_id == bindparam("subscriber"),
         _deliveries.c.claim_token == bindparam("token"),
     )
@@ -71,6 +73,8 @@ _FINISH_DELIVERIES = Prepared(
 _RELEASE_DELIVERIES = Prepared(
     update(_deliveries)
     .where(
+        # By run and reader (an index): not every article the reader was ever sent.
+        _deliveries.c.digest_run_id == bindparam("run"),
         _deliveries.c.subscriber_id == bindparam("subscriber"),
         _deliveries.c.claim_token == bindparam("token"),
     )
@@ -282,6 +286,7 @@ def finish(
             _FINISH_DELIVERIES.run(
                 cursor,
                 {
+                    "run": run_id,
                     "subscriber": reader.id,
                     "token": token,
                     "new_status": delivery_status,
@@ -321,10 +326,13 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
     )
 
 
-def _release_articles(session: Session, subscriber_id: int, token: str, error: str) -> None:
+def _release_articles(
+    session: Session, run_id: int, subscriber_id: int, token: str, error: str
+) -> None:
     _RELEASE_DELIVERIES.run(
         session,
         {
+            "run": run_id,
             "subscriber": subscriber_id,
             "token": token,
             "new_error": error[:2000],
@@ -348,7 +356,7 @@ def release(
             .values(claim_token=None, last_error=error[:2000], updated_at=now())
             .execution_options(synchronize_session=False)
         )
-        _release_articles(session, subscriber_id, token, error)
+        _release_articles(session, run_id, subscriber_id, token, error)
 
 
 def defer(
@@ -407,5 +415,5 @@ def defer(
         )
         .execution_options(synchronize_session=False)
     )
-    _release_articles(session, reader.id, token, error)
+    _release_articles(session, run_id, reader.id, token, error)
     return False
