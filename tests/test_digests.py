@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from alerts import clock, digests, tokens
@@ -444,8 +444,6 @@ def test_a_reader_changing_their_hour_while_their_batch_runs_gets_the_new_hour(
 ) -> None:
     """The batch loaded the reader with 08:00; at 08:00 they chose 18:00, before their digest
     was recorded: their next digest comes at 18:00 today, not tomorrow at 08:00."""
-    from sqlalchemy import update
-
     from alerts.sending import digest_ledger
     from alerts.sending.policy import RetryPolicy
 
@@ -484,6 +482,51 @@ def test_a_reader_changing_their_hour_while_their_batch_runs_gets_the_new_hour(
     assert schedule is not None
     session.refresh(schedule)
     assert schedule.next_at == utc(2026, 11, 2, 18, 0)
+
+
+def test_a_digest_recorded_by_a_task_that_lost_its_reader_moves_nothing(
+    session: Session, frozen_clock: Any
+) -> None:
+    """A task whose lease on the reader ran out and was taken over records nothing, not
+    even where the reader's digests are up to: the task that holds them now records theirs."""
+    from alerts.sending import digest_ledger
+    from alerts.sending.policy import RetryPolicy
+
+    frozen_clock(utc(2026, 11, 2, 8, 0))
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    run, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.commit()
+    schedule = session.scalar(
+        select(DigestSchedule).where(DigestSchedule.subscriber_id == reader.id)
+    )
+    assert schedule is not None
+    before = (schedule.next_at, schedule.last_sent_at)
+    stale = digest_ledger.claim_next(session, run.id, RetryPolicy())
+    session.execute(
+        update(DigestRecipient)
+        .where(DigestRecipient.run_id == run.id)
+        .values(claim_token="taken-over")
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    frozen_clock(utc(2026, 11, 2, 9, 30))  # the late task records an hour and a half on
+    digest_ledger.finish(
+        session,
+        run.id,
+        reader,
+        stale.token,
+        RecipientStatus.SENT,
+        frequency=DAILY,
+        slot=stale.slots[reader.id],
+        delivery_status=DeliveryStatus.SENT,
+    )
+    session.commit()
+    session.refresh(schedule)
+    assert (schedule.next_at, schedule.last_sent_at) == before
+    recipient = session.scalar(select(DigestRecipient).where(DigestRecipient.run_id == run.id))
+    assert recipient is not None
+    assert (recipient.status, recipient.claim_token) == (RecipientStatus.QUEUED, "taken-over")
 
 
 def test_digests_prepared_ahead_each_carry_their_own_readers_links(

@@ -269,7 +269,7 @@ def finish(
     its time is not due again the same day)."""
     current = now()
     with db.cursor(session) as cursor:
-        _FINISH_RECIPIENT.run(
+        ours = _FINISH_RECIPIENT.run(
             cursor,
             {
                 "run": run_id,
@@ -282,6 +282,8 @@ def finish(
                 "tried": 1 if delivery_status is not None else 0,
             },
         )
+        if not ours:
+            return  # another task took the reader over: theirs to record
         if delivery_status is not None:
             _FINISH_DELIVERIES.run(
                 cursor,
