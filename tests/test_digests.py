@@ -484,16 +484,19 @@ def test_a_reader_changing_their_hour_while_their_batch_runs_gets_the_new_hour(
     assert schedule.next_at == utc(2026, 11, 2, 18, 0)
 
 
-def test_a_digest_recorded_by_a_task_that_lost_its_reader_moves_nothing(
+def test_a_digest_sent_by_a_task_that_lost_its_reader_is_not_sent_again(
     session: Session, frozen_clock: Any
 ) -> None:
-    """A task whose lease on the reader ran out and was taken over records nothing, not
-    even where the reader's digests are up to: the task that holds them now records theirs."""
+    """A task whose lease on the reader ran out, and was taken over, while its digest went
+    out: the articles it still holds are recorded as sent (the task holding the reader now
+    finds them sent, and sends no second digest), but the reader's schedule is left to
+    that task."""
     from alerts.sending import digest_ledger
     from alerts.sending.policy import RetryPolicy
 
     frozen_clock(utc(2026, 11, 2, 8, 0))
     reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    article = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"])
     run, _ = digests.start_run(session, DAILY, "", "admin")
     digests.enqueue(session, run, due_only=False)
     session.commit()
@@ -503,6 +506,8 @@ def test_a_digest_recorded_by_a_task_that_lost_its_reader_moves_nothing(
     assert schedule is not None
     before = (schedule.next_at, schedule.last_sent_at)
     stale = digest_ledger.claim_next(session, run.id, RetryPolicy())
+    held = digest_ledger.claim_articles(session, run.id, {reader.id: [article.id]}, stale.token)
+    assert held == {reader.id: [article.id]}
     session.execute(
         update(DigestRecipient)
         .where(DigestRecipient.run_id == run.id)
@@ -527,6 +532,13 @@ def test_a_digest_recorded_by_a_task_that_lost_its_reader_moves_nothing(
     recipient = session.scalar(select(DigestRecipient).where(DigestRecipient.run_id == run.id))
     assert recipient is not None
     assert (recipient.status, recipient.claim_token) == (RecipientStatus.QUEUED, "taken-over")
+    delivery = session.scalar(select(Delivery).where(Delivery.subscriber_id == reader.id))
+    assert delivery is not None
+    assert (delivery.article_id, delivery.status, delivery.claim_token) == (
+        article.id,
+        DeliveryStatus.SENT,
+        None,
+    )
 
 
 def test_digests_prepared_ahead_each_carry_their_own_readers_links(

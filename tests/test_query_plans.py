@@ -1,7 +1,10 @@
 """The statements that run per email, per batch or per scrape find their rows of `deliveries`
 through an index: the table holds a row per email ever sent, so a statement that scans it
 gets slower every day. Partial indexes are used only by a statement that states their
-predicate, which is easy to drop by accident; SQLite's plans say so."""
+predicate, which is easy to drop by accident; SQLite's plans say so.
+
+The statements built once (`db.Prepared`) run on the driver's cursor, out of sight of the
+engine's events: their plans are asked for directly."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from sqlalchemy.orm import Session
 from alerts import db, migrations, stats, taxonomy
 from alerts.metrics import WorkCollector
 from alerts.models import Delivery, DeliveryStatus, DigestRun, Frequency
-from alerts.sending import ledger, reconcile
+from alerts.sending import digest_ledger, ledger, reconcile
 from alerts.sending.policy import RetryPolicy
 
 import factories
@@ -46,6 +49,27 @@ def scans_of_deliveries(session: Session, seen: list[tuple[str, Any]]) -> list[s
         if any(str(row[-1]).strip() == "SCAN deliveries" for row in plan):
             scans.append(sql)
     return scans
+
+
+def plan_of(session: Session, statement: db.Prepared) -> str:
+    sql, positions, _defaults, _processors = statement._for(session.get_bind().dialect)
+    plan = session.connection().exec_driver_sql(
+        "EXPLAIN QUERY PLAN " + sql, tuple(1 for _ in positions)
+    )
+    return "\n".join(str(row[-1]) for row in plan)
+
+
+def test_per_email_records_use_an_index(tmp_path: Any) -> None:
+    """An alert's outcome by article and reader; a digest's articles by run and reader, not
+    every article the reader was ever sent."""
+    url = f"sqlite:///{tmp_path}/plans.db"
+    migrations.upgrade(url)
+    engine = db.make_engine(url)
+    with Session(engine) as session:
+        assert "SEARCH deliveries USING INDEX" in plan_of(session, ledger._SENT)
+        for statement in (digest_ledger._FINISH_DELIVERIES, digest_ledger._RELEASE_DELIVERIES):
+            assert "ix_deliveries_digest_run_subscriber" in plan_of(session, statement)
+    engine.dispose()
 
 
 def test_alerts_metrics_and_the_dashboard_use_an_index(tmp_path: Any) -> None:

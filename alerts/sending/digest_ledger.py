@@ -282,9 +282,10 @@ def finish(
                 "tried": 1 if delivery_status is not None else 0,
             },
         )
-        if not ours:
-            return  # another task took the reader over: theirs to record
         if delivery_status is not None:
+            # The articles this task still holds, even if the reader is no longer its own:
+            # after a digest that went out, a task that took the reader over must not send
+            # them again (its build finds them sent).
             _FINISH_DELIVERIES.run(
                 cursor,
                 {
@@ -297,7 +298,8 @@ def finish(
                     "new_updated_at": current,
                 },
             )
-        if status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
+        if ours and status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
+            # Only by the task that holds the reader: one that took them over records theirs.
             # The end of the window this digest covered, not the time it finished: an article
             # arriving mid-batch belongs to the next digest.
             move_on(cursor, reader, frequency, until or current, max(current, slot or current))
