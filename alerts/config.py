@@ -84,6 +84,9 @@ def defaults() -> dict[str, Any]:
         "UNCONFIRMED_RETENTION_DAYS": 30,
         "UNSUBSCRIBE_MAX_AGE": 400 * 24 * 3600,
         "FANOUT_BATCH_SIZE": 500,
+        # Readers per digest batch: each batch claims, builds and records its readers'
+        # articles in a few statements, and opens one connection to the relay.
+        "DIGEST_BATCH_SIZE": 2000,
         # Send tasks per article (or digest run) started while fan-out writes its pages: as
         # many as the send workers' processes (SEND_PROCESSES per node).
         "SEND_PARALLELISM": SEND_PROCESSES,

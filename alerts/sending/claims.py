@@ -56,15 +56,17 @@ def claim(
     open_rows: list[Any],
     policy: RetryPolicy,
     current: datetime,
+    batch_size: int | None = None,
 ) -> tuple[str, list[int]]:
-    """Take at most a batch of the free, due rows among `open_rows` (conditions), in reader
-    order; returns the new token and the ids of the rows chosen (those it holds carry it)."""
+    """Take at most a batch (`batch_size`, the policy's by default) of the free, due rows
+    among `open_rows` (conditions), in reader order; returns the new token and the ids of
+    the rows chosen (those it holds carry it)."""
     token = secrets.token_hex(8)
     chosen = (
         select(model.id)
         .where(*open_rows, free(model, current, policy), due(model, current))
         .order_by(model.subscriber_id)
-        .limit(policy.batch_size)
+        .limit(batch_size or policy.batch_size)
     )
     if session.get_bind().dialect.name == "postgresql":
         # Rows another task is claiming right now are passed over, not waited for.

@@ -116,6 +116,7 @@ def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientC
         [DigestRecipient.run_id == run_id, DigestRecipient.status == RecipientStatus.QUEUED],
         policy,
         now(),
+        batch_size=policy.digest_batch_size,
     )
     rows = session.execute(
         select(DigestRecipient.subscriber_id, DigestRecipient.slot)

@@ -18,6 +18,7 @@ class RetryPolicy:
     # A lease not renewed for this long belongs to a dead worker and is taken over.
     stale_after: timedelta = timedelta(seconds=90)
     batch_size: int = 500
+    digest_batch_size: int = 2000
     # The relay unreachable: quick reconnects inside a batch, then the breaker opens for
     # `relay_backoff` seconds, doubling with each failed probe up to `relay_backoff_max`.
     reconnects: int = 2
@@ -38,6 +39,7 @@ class RetryPolicy:
             horizon=timedelta(seconds=float(config["SEND_RETRY_HORIZON"])),
             stale_after=timedelta(seconds=stale_after),
             batch_size=int(config["FANOUT_BATCH_SIZE"]),
+            digest_batch_size=int(config["DIGEST_BATCH_SIZE"]),
             relay_backoff=float(config["RELAY_BACKOFF"]),
             relay_backoff_max=float(config["RELAY_BACKOFF_MAX"]),
             task_slice=float(config["SEND_TASK_SLICE"]),
