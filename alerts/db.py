@@ -160,22 +160,11 @@ class Prepared:
             self._compiled[dialect.name] = found
         return found
 
-    def _parameters(
-        self, prepared: tuple, values: dict[str, Any], memo: dict[Any, Any] | None = None
-    ) -> Any:
+    def _parameters(self, prepared: tuple, values: dict[str, Any]) -> Any:
         _sql, positions, defaults, processors = prepared
         merged = {**defaults, **values}
         for name, processor in processors.items():
-            value = merged[name]
-            if memo is None or value is None:
-                merged[name] = processor(value)
-                continue
-            # Rows of one executemany mostly share their values (the same timestamp, the
-            # same status): each distinct value is converted once.
-            key = (name, id(value))
-            if key not in memo:
-                memo[key] = processor(value)
-            merged[name] = memo[key]
+            merged[name] = processor(merged[name])
         return [merged[name] for name in positions] if positions is not None else merged
 
     def run(self, session: Session | Cursor, values: dict[str, Any]) -> int:
@@ -186,11 +175,30 @@ class Prepared:
             cursor.execute(prepared[0], self._parameters(prepared, values))
             return int(cursor.rowcount)
 
-    def run_many(self, session: Session | Cursor, rows: list[dict[str, Any]]) -> None:
+    def run_many(
+        self,
+        session: Session | Cursor,
+        rows: list[tuple[Any, ...]],
+        columns: tuple[str, ...],
+        shared: dict[str, Any],
+    ) -> None:
+        """Run once per row: `rows` hold the values of `columns`, which differ from row to
+        row; `shared` the values every row has, converted for the driver once, not per row."""
         with _cursor(session) as (cursor, dialect):
-            prepared = self._for(dialect)
-            memo: dict[Any, Any] = {}  # the rows keep every value alive: ids stay unique
-            cursor.executemany(prepared[0], [self._parameters(prepared, row, memo) for row in rows])
+            sql, positions, defaults, processors = self._for(dialect)
+            common = {**defaults, **shared}
+            for name, processor in processors.items():
+                if name not in columns:
+                    common[name] = processor(common[name])
+            varying = [(name, processors.get(name)) for name in columns]
+
+            def one(row: tuple[Any, ...]) -> Any:
+                values = common.copy()
+                for (name, processor), value in zip(varying, row, strict=True):
+                    values[name] = processor(value) if processor is not None else value
+                return [values[name] for name in positions] if positions is not None else values
+
+            cursor.executemany(sql, [one(row) for row in rows])
 
     def rows(self, session: Session | Cursor, values: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run a SELECT; values as the driver returns them (no result processing)."""

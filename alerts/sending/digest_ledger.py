@@ -158,18 +158,7 @@ def claim_articles(
     versions = versions or {}
     current = now()
     rows = [
-        {
-            "subscriber_id": subscriber_id,
-            "article_id": article_id,
-            "status": DeliveryStatus.PENDING.value,
-            "attempts": 0,
-            "created_at": current,
-            "updated_at": current,
-            "digest_run_id": run_id,
-            "claim_token": token,
-            "claimed_at": current,
-            "revision_id": versions.get(article_id, 0),
-        }
+        (subscriber_id, article_id, versions.get(article_id, 0))
         for subscriber_id, article_ids in wanted.items()
         for article_id in article_ids
     ]
@@ -178,7 +167,20 @@ def claim_articles(
     if not rows:
         session.commit()
         return {}
-    _CLAIM_ARTICLES.run_many(session, rows)
+    _CLAIM_ARTICLES.run_many(
+        session,
+        rows,
+        ("subscriber_id", "article_id", "revision_id"),
+        {
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "created_at": current,
+            "updated_at": current,
+            "digest_run_id": run_id,
+            "claim_token": token,
+            "claimed_at": current,
+        },
+    )
     readers = list(wanted)
     # Rows an earlier attempt of this same run left behind (released, or a dead task's)
     # become ours: we hold these readers, and a reader's lease covers their articles.
