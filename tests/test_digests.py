@@ -597,3 +597,44 @@ def test_readers_of_one_shape_share_a_digest_except_what_one_was_sent(
     assert contents[first.id].article_ids is not contents[second.id].article_ids  # copies
     assert contents[second.id].subscriber is second
     assert titles(alerted) == ["Newer"] and contents[alerted.id].article_ids == [newer.id]
+
+
+def test_a_runs_last_batches_are_shares_of_what_is_left(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches are large while many readers wait, then shrink to a share of those left that
+    no task holds, so the run's send tasks finish together instead of three waiting on one."""
+    from alerts.sending import digest_ledger
+    from alerts.sending.policy import RetryPolicy
+
+    monkeypatch.setattr(digest_ledger, "LAST_BATCHES", 2)
+    policy = RetryPolicy(digest_batch_size=10, parallelism=2)  # shares of a quarter
+    readers = [factories.subscriber(session, ["wipo"], frequency=DAILY) for _ in range(60)]
+    run, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.commit()
+    assert digest_ledger.batch_size(session, run.id, policy) == 10  # 60 left: the largest
+    first = digest_ledger.claim_next(session, run.id, policy)
+    assert len(first.subscriber_ids) == 10
+    second = digest_ledger.claim_next(session, run.id, policy)
+    assert len(second.subscriber_ids) == 10
+    # 40 left, none held: a quarter of them.
+    assert digest_ledger.batch_size(session, run.id, policy) == 10
+    session.execute(
+        update(DigestRecipient)
+        .where(DigestRecipient.subscriber_id.in_([r.id for r in readers[20:44]]))
+        .values(status=RecipientStatus.SENT)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    assert digest_ledger.batch_size(session, run.id, policy) == 4  # 16 left
+    assert len(digest_ledger.claim_next(session, run.id, policy).subscriber_ids) == 4
+    assert digest_ledger.batch_size(session, run.id, policy) == 3  # 12 left
+    session.execute(
+        update(DigestRecipient)
+        .where(DigestRecipient.subscriber_id.in_([r.id for r in readers[48:58]]))
+        .values(status=RecipientStatus.SENT)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    assert digest_ledger.batch_size(session, run.id, policy) == 2  # 2 left: the smallest

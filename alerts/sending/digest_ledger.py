@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from alerts import db
@@ -108,6 +108,31 @@ class RecipientClaim:
     slots: dict[int, datetime] = field(default_factory=dict)  # the due slot each one serves
 
 
+# The smallest batch a run's last readers are taken in.
+LAST_BATCHES = 50
+
+
+def batch_size(session: Session, run_id: int, policy: RetryPolicy) -> int:
+    """A large batch costs less per digest, but the run's last ones would leave the other
+    send tasks idle while one of them finishes: once few readers are left, a batch is a
+    share of what is left (guided self-scheduling), so the run's tasks finish together."""
+    shares = 2 * max(policy.parallelism, 1)
+    largest = policy.digest_batch_size
+    left = session.scalar(
+        select(func.count()).select_from(
+            select(DigestRecipient.id)
+            .where(
+                DigestRecipient.run_id == run_id,
+                DigestRecipient.status == RecipientStatus.QUEUED,
+                DigestRecipient.claim_token.is_(None),  # not in another task's batch
+            )
+            .limit(largest * shares)  # counted no further than it matters
+            .subquery()
+        )
+    )
+    return max(min(largest, int(left or 0) // shares), min(LAST_BATCHES, largest))
+
+
 def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientClaim:
     """Take the run's next queued readers (at most a batch) that nobody holds; commits."""
     token, ids = claims.claim(
@@ -116,7 +141,7 @@ def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientC
         [DigestRecipient.run_id == run_id, DigestRecipient.status == RecipientStatus.QUEUED],
         policy,
         now(),
-        batch_size=policy.digest_batch_size,
+        batch_size=batch_size(session, run_id, policy),
     )
     rows = session.execute(
         select(DigestRecipient.subscriber_id, DigestRecipient.slot)

@@ -19,6 +19,8 @@ class RetryPolicy:
     stale_after: timedelta = timedelta(seconds=90)
     batch_size: int = 500
     digest_batch_size: int = 2000
+    # Send tasks working on one article or digest run at a time.
+    parallelism: int = 4
     # The relay unreachable: quick reconnects inside a batch, then the breaker opens for
     # `relay_backoff` seconds, doubling with each failed probe up to `relay_backoff_max`.
     reconnects: int = 2
@@ -40,6 +42,7 @@ class RetryPolicy:
             stale_after=timedelta(seconds=stale_after),
             batch_size=int(config["FANOUT_BATCH_SIZE"]),
             digest_batch_size=int(config["DIGEST_BATCH_SIZE"]),
+            parallelism=int(config["SEND_PARALLELISM"]),
             relay_backoff=float(config["RELAY_BACKOFF"]),
             relay_backoff_max=float(config["RELAY_BACKOFF_MAX"]),
             task_slice=float(config["SEND_TASK_SLICE"]),
