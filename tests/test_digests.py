@@ -22,6 +22,8 @@ from alerts.models import (
     RecipientStatus,
     Subscriber,
 )
+from alerts.sending import digest_claims, digest_ledger
+from alerts.sending.policy import RetryPolicy
 from worker import tasks
 
 import factories
@@ -444,8 +446,6 @@ def test_a_reader_changing_their_hour_while_their_batch_runs_gets_the_new_hour(
 ) -> None:
     """The batch loaded the reader with 08:00; at 08:00 they chose 18:00, before their digest
     was recorded: their next digest comes at 18:00 today, not tomorrow at 08:00."""
-    from alerts.sending import digest_ledger
-    from alerts.sending.policy import RetryPolicy
 
     frozen_clock(utc(2026, 11, 2, 8, 0))
     reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
@@ -455,7 +455,7 @@ def test_a_reader_changing_their_hour_while_their_batch_runs_gets_the_new_hour(
     run, _ = digests.start_run(session, DAILY, "", "admin")
     digests.enqueue(session, run, due_only=False)
     session.commit()
-    claim = digest_ledger.claim_next(session, run.id, RetryPolicy())
+    claim = digest_claims.claim_next(session, run.id, RetryPolicy())
     assert claim.subscriber_ids == [reader.id]
     # The preference centre, meanwhile, in another transaction.
     session.execute(
@@ -491,8 +491,6 @@ def test_a_digest_sent_by_a_task_that_lost_its_reader_is_not_sent_again(
     out: the articles it still holds are recorded as sent (the task holding the reader now
     finds them sent, and sends no second digest), but the reader's schedule is left to
     that task."""
-    from alerts.sending import digest_ledger
-    from alerts.sending.policy import RetryPolicy
 
     frozen_clock(utc(2026, 11, 2, 8, 0))
     reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
@@ -505,8 +503,8 @@ def test_a_digest_sent_by_a_task_that_lost_its_reader_is_not_sent_again(
     )
     assert schedule is not None
     before = (schedule.next_at, schedule.last_sent_at)
-    stale = digest_ledger.claim_next(session, run.id, RetryPolicy())
-    held = digest_ledger.claim_articles(session, run.id, {reader.id: [article.id]}, stale.token)
+    stale = digest_claims.claim_next(session, run.id, RetryPolicy())
+    held = digest_claims.claim_articles(session, run.id, {reader.id: [article.id]}, stale.token)
     assert held == {reader.id: [article.id]}
     session.execute(
         update(DigestRecipient)
@@ -604,22 +602,20 @@ def test_a_runs_last_batches_are_shares_of_what_is_left(
 ) -> None:
     """Batches are large while many readers wait, then shrink to a share of those left that
     no task holds, so the run's send tasks finish together instead of three waiting on one."""
-    from alerts.sending import digest_ledger
-    from alerts.sending.policy import RetryPolicy
 
-    monkeypatch.setattr(digest_ledger, "LAST_BATCHES", 2)
+    monkeypatch.setattr(digest_claims, "LAST_BATCHES", 2)
     policy = RetryPolicy(digest_batch_size=10, parallelism=2)  # shares of a quarter
     readers = [factories.subscriber(session, ["wipo"], frequency=DAILY) for _ in range(60)]
     run, _ = digests.start_run(session, DAILY, "", "admin")
     digests.enqueue(session, run, due_only=False)
     session.commit()
-    assert digest_ledger.batch_size(session, run.id, policy) == 10  # 60 left: the largest
-    first = digest_ledger.claim_next(session, run.id, policy)
+    assert digest_claims.batch_size(session, run.id, policy) == 10  # 60 left: the largest
+    first = digest_claims.claim_next(session, run.id, policy)
     assert len(first.subscriber_ids) == 10
-    second = digest_ledger.claim_next(session, run.id, policy)
+    second = digest_claims.claim_next(session, run.id, policy)
     assert len(second.subscriber_ids) == 10
     # 40 left, none held: a quarter of them.
-    assert digest_ledger.batch_size(session, run.id, policy) == 10
+    assert digest_claims.batch_size(session, run.id, policy) == 10
     session.execute(
         update(DigestRecipient)
         .where(DigestRecipient.subscriber_id.in_([r.id for r in readers[20:44]]))
@@ -627,9 +623,9 @@ def test_a_runs_last_batches_are_shares_of_what_is_left(
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    assert digest_ledger.batch_size(session, run.id, policy) == 4  # 16 left
-    assert len(digest_ledger.claim_next(session, run.id, policy).subscriber_ids) == 4
-    assert digest_ledger.batch_size(session, run.id, policy) == 3  # 12 left
+    assert digest_claims.batch_size(session, run.id, policy) == 4  # 16 left
+    assert len(digest_claims.claim_next(session, run.id, policy).subscriber_ids) == 4
+    assert digest_claims.batch_size(session, run.id, policy) == 3  # 12 left
     session.execute(
         update(DigestRecipient)
         .where(DigestRecipient.subscriber_id.in_([r.id for r in readers[48:58]]))
@@ -637,4 +633,80 @@ def test_a_runs_last_batches_are_shares_of_what_is_left(
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    assert digest_ledger.batch_size(session, run.id, policy) == 2  # 2 left: the smallest
+    assert digest_claims.batch_size(session, run.id, policy) == 2  # 2 left: the smallest
+
+
+def test_a_retried_digest_drops_the_articles_its_reader_no_longer_follows(
+    session: Session, frozen_clock: Any
+) -> None:
+    """A reader's digest was tried once (its articles claimed), and handed back; then the
+    reader stopped following one topic. The retry carries, and records, only what they still
+    follow; the other article's claim is gone, not left pending for a run that ends (which
+    would keep it out of every later digest) nor recorded as sent."""
+
+    frozen_clock(utc(2026, 11, 2, 8, 0))
+    reader = factories.subscriber(session, ["wipo", "wto-trips"], frequency=DAILY)
+    kept = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"])
+    dropped = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wto-trips"])
+    run, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.commit()
+    policy = RetryPolicy()
+
+    def rows() -> dict[int, tuple[DeliveryStatus, str | None]]:
+        return {
+            row.article_id: (row.status, row.claim_token)
+            for row in session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id))
+        }
+
+    first = digest_claims.claim_next(session, run.id, policy)
+    wanted = {reader.id: [kept.id, dropped.id]}
+    assert digest_claims.claim_articles(session, run.id, wanted, first.token) == wanted
+    digest_ledger.release(session, run.id, [reader.id], first.token, "relay down")
+    session.commit()
+    assert set(rows()) == {kept.id, dropped.id}
+
+    # Only the first article matches now (as the retry's build finds).
+    second = digest_claims.claim_next(session, run.id, policy)
+    assert second.subscriber_ids == [reader.id]
+    held = digest_claims.claim_articles(session, run.id, {reader.id: [kept.id]}, second.token)
+    assert held == {reader.id: [kept.id]}
+    assert rows() == {kept.id: (DeliveryStatus.PENDING, second.token)}
+    digest_ledger.finish(
+        session,
+        run.id,
+        reader,
+        second.token,
+        RecipientStatus.SENT,
+        frequency=DAILY,
+        slot=second.slots[reader.id],
+        article_count=1,
+        delivery_status=DeliveryStatus.SENT,
+    )
+    session.commit()
+    assert rows() == {kept.id: (DeliveryStatus.SENT, None)}
+
+
+def test_a_retried_digest_that_comes_out_empty_leaves_no_claim_behind(
+    session: Session, frozen_clock: Any
+) -> None:
+
+    frozen_clock(utc(2026, 11, 2, 8, 0))
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    article = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"])
+    run, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.commit()
+    policy = RetryPolicy()
+    first = digest_claims.claim_next(session, run.id, policy)
+    digest_claims.claim_articles(session, run.id, {reader.id: [article.id]}, first.token)
+    digest_ledger.release(session, run.id, [reader.id], first.token, "relay down")
+    session.commit()
+    second = digest_claims.claim_next(session, run.id, policy)
+    assert not digest_claims.claim_articles(session, run.id, {reader.id: []}, second.token).get(
+        reader.id
+    )
+    left = session.scalar(
+        select(func.count()).select_from(Delivery).where(Delivery.subscriber_id == reader.id)
+    )
+    assert left == 0  # a later digest may carry the article if they follow it again

@@ -28,7 +28,7 @@ from alerts.models import (
     DigestRun,
     RecipientStatus,
 )
-from alerts.sending import claims, digest_ledger, hold, ledger, loop, relay
+from alerts.sending import claims, digest_claims, digest_ledger, hold, ledger, loop, relay
 from alerts.sending.lease import Lease
 from alerts.sending.policy import RetryPolicy
 from alerts.topic_tree import TopicTree
@@ -242,7 +242,7 @@ class DigestOutbox:
         settings: emails.MailSettings,
         policy: RetryPolicy,
         run: DigestRun,
-        claim: digest_ledger.RecipientClaim,
+        claim: digest_claims.RecipientClaim,
         render: emails.DigestRenderer,
         tree: TopicTree,
     ) -> None:
@@ -262,7 +262,7 @@ class DigestOutbox:
             for content in self.contents.values()
             for article_id, article in content.articles.items()
         }
-        self.held = digest_ledger.claim_articles(
+        self.held = digest_claims.claim_articles(
             session,
             run.id,
             {
@@ -398,8 +398,8 @@ def drain_digests(
         settings,
         policy,
         connect,
-        claim_next=lambda: digest_ledger.claim_next(session, run_id, policy),
-        renew=lambda token: partial(digest_ledger.renew, run_id=run_id, token=token),
+        claim_next=lambda: digest_claims.claim_next(session, run_id, policy),
+        renew=lambda token: partial(digest_claims.renew, run_id=run_id, token=token),
         outbox=lambda claim: DigestOutbox(session, settings, policy, run, claim, render, tree),
         on_batch=on_batch,
     )

@@ -1,0 +1,269 @@
+"""Claiming digests: a digest run's readers (`digest_recipients`), each taken by a send task
+under a lease, and then the articles of each digest in the send ledger (`deliveries`), the
+same ledger as alerts, so an article sent as an alert or in another digest never appears
+again. The outcomes are recorded by `digest_ledger` with the claim's token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from alerts.clock import now
+from alerts.db import Prepared, insert_ignoring_duplicates
+from alerts.models import (
+    DELIVERY_PENDING,
+    Delivery,
+    DeliveryStatus,
+    DigestRecipient,
+    RecipientStatus,
+)
+from alerts.sending import claims
+from alerts.sending.policy import RetryPolicy
+
+_deliveries = cast(Table, Delivery.__table__)
+
+_CLAIM_ARTICLES = Prepared(
+    lambda dialect: insert_ignoring_duplicates(dialect, _deliveries),
+    columns=(
+        "subscriber_id",
+        "article_id",
+        "status",
+        "attempts",
+        "created_at",
+        "updated_at",
+        "digest_run_id",
+        "claim_token",
+        "claimed_at",
+        "revision_id",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RecipientClaim:
+    token: str
+    subscriber_ids: list[int]  # the readers this task holds, in id order
+    slots: dict[int, datetime] = field(default_factory=dict)  # the due slot each one serves
+
+
+# The smallest batch a run's last readers are taken in.
+LAST_BATCHES = 50
+
+
+def batch_size(session: Session, run_id: int, policy: RetryPolicy) -> int:
+    """A large batch costs less per digest, but the run's last ones would leave the other
+    send tasks idle while one of them finishes: once few readers are left, a batch is a
+    share of what is left (guided self-scheduling), so the run's tasks finish together."""
+    shares = 2 * max(policy.parallelism, 1)
+    largest = policy.digest_batch_size
+    left = session.scalar(
+        select(func.count()).select_from(
+            select(DigestRecipient.id)
+            .where(
+                DigestRecipient.run_id == run_id,
+                DigestRecipient.status == RecipientStatus.QUEUED,
+                DigestRecipient.claim_token.is_(None),  # not in another task's batch
+            )
+            .limit(largest * shares)  # counted no further than it matters
+            .subquery()
+        )
+    )
+    return max(min(largest, int(left or 0) // shares), min(LAST_BATCHES, largest))
+
+
+def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientClaim:
+    """Take the run's next queued readers (at most a batch) that nobody holds; commits."""
+    token, ids = claims.claim(
+        session,
+        DigestRecipient,
+        [DigestRecipient.run_id == run_id, DigestRecipient.status == RecipientStatus.QUEUED],
+        policy,
+        now(),
+        batch_size=batch_size(session, run_id, policy),
+    )
+    rows = session.execute(
+        select(DigestRecipient.subscriber_id, DigestRecipient.slot)
+        .where(DigestRecipient.id.in_(ids), DigestRecipient.claim_token == token)
+        .order_by(DigestRecipient.subscriber_id)
+    ).all()
+    session.commit()
+    return RecipientClaim(
+        token,
+        [subscriber_id for subscriber_id, _ in rows],
+        {subscriber_id: slot for subscriber_id, slot in rows},
+    )
+
+
+def renew(session: Session, run_id: int, token: str) -> None:
+    """Keep a running batch's lease fresh (the heartbeat). The readers' lease covers their
+    articles: nobody else may take those while the reader is held."""
+    session.execute(
+        update(DigestRecipient)
+        .where(DigestRecipient.run_id == run_id, DigestRecipient.claim_token == token)
+        .values(claimed_at=now())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def claim_articles(
+    session: Session,
+    run_id: int,
+    wanted: dict[int, list[int]],
+    token: str,
+    carries_held_from: datetime | None = None,
+    versions: dict[int, int] | None = None,
+) -> dict[int, list[int]]:
+    """Record each digest's articles in the send ledger (reader -> article ids); returns what
+    each digest may carry: an alert or another digest may have taken an article meanwhile.
+    `carries_held_from`: when the digests were built; the run takes the alerts held past its
+    readers' daily cap (a run scoped to one topic passes None, and takes none). `versions`:
+    the version of each article the digests show (article -> revision id)."""
+    versions = versions or {}
+    current = now()
+    rows = [
+        (subscriber_id, article_id, versions.get(article_id, 0))
+        for subscriber_id, article_ids in wanted.items()
+        for article_id in article_ids
+    ]
+    if wanted:
+        _forget_unwanted(session, run_id, wanted, current)
+    if carries_held_from is not None and wanted:
+        _take_held_past_cap(session, run_id, wanted, token, current, carries_held_from)
+    if not rows:
+        session.commit()
+        return {}
+    _CLAIM_ARTICLES.run_many(
+        session,
+        rows,
+        ("subscriber_id", "article_id", "revision_id"),
+        {
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "created_at": current,
+            "updated_at": current,
+            "digest_run_id": run_id,
+            "claim_token": token,
+            "claimed_at": current,
+        },
+    )
+    readers = list(wanted)
+    # Rows an earlier attempt of this same run left behind (released, or a dead task's)
+    # become ours: we hold these readers, and a reader's lease covers their articles.
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id.in_(readers),
+            Delivery.digest_run_id == run_id,
+            DELIVERY_PENDING,
+        )
+        .values(claim_token=token, claimed_at=current, updated_at=current)
+        .execution_options(synchronize_session=False)
+    )
+    held: dict[int, set[int]] = {}
+    stale: list[dict[str, int]] = []
+    for row_id, subscriber_id, article_id, version in session.execute(
+        select(
+            Delivery.id, Delivery.subscriber_id, Delivery.article_id, Delivery.revision_id
+        ).where(Delivery.subscriber_id.in_(readers), Delivery.claim_token == token)
+    ):
+        held.setdefault(subscriber_id, set()).add(article_id)
+        if version != versions.get(article_id, 0):  # carried from the cap, or an earlier try
+            stale.append({"row": row_id, "version": versions.get(article_id, 0)})
+    if stale:
+        session.execute(
+            update(_deliveries)
+            .where(_deliveries.c.id == bindparam("row"))
+            .values(revision_id=bindparam("version")),
+            stale,
+        )
+    session.commit()
+    return {
+        subscriber_id: [a for a in article_ids if a in held.get(subscriber_id, ())]
+        for subscriber_id, article_ids in wanted.items()
+    }
+
+
+def _forget_unwanted(
+    session: Session, run_id: int, wanted: dict[int, list[int]], current: datetime
+) -> None:
+    """Rows an earlier attempt of this run claimed for articles these digests no longer carry
+    (the reader changed what they follow meanwhile). A digest's row is deleted, as if never
+    claimed: left pending, it would be taken by this digest and recorded as sent unsent, or,
+    if this digest is empty, stay pending for a run that is over and keep the article out of
+    every later digest. An alert held past the cap is closed as no longer matching.
+
+    Not yet covered: another digest of the reader's sent between the attempts moves their
+    window past these articles, and the retry drops them as well (a retry should carry the
+    rows its run already claimed whatever the window)."""
+    carried = {subscriber_id: set(article_ids) for subscriber_id, article_ids in wanted.items()}
+    gone = [
+        (row_id, held)
+        for row_id, subscriber_id, article_id, held in session.execute(
+            select(Delivery.id, Delivery.subscriber_id, Delivery.article_id, Delivery.held).where(
+                Delivery.subscriber_id.in_(list(wanted)),
+                Delivery.digest_run_id == run_id,
+                DELIVERY_PENDING,
+            )
+        )
+        if article_id not in carried[subscriber_id]
+    ]
+    claimed = [row_id for row_id, held in gone if held != "cap"]
+    capped = [row_id for row_id, held in gone if held == "cap"]
+    if claimed:
+        session.execute(
+            delete(Delivery)
+            .where(Delivery.id.in_(claimed), DELIVERY_PENDING)
+            .execution_options(synchronize_session=False)
+        )
+    if capped:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(capped), DELIVERY_PENDING)
+            .values(
+                status=DeliveryStatus.SKIPPED,
+                claim_token=None,
+                last_error="no longer matches",
+                updated_at=current,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _take_held_past_cap(
+    session: Session,
+    run_id: int,
+    wanted: dict[int, list[int]],
+    token: str,
+    current: datetime,
+    built_at: datetime,
+) -> None:
+    """Alerts held past these readers' daily cap: the rows exist, and become this digest's.
+    A held alert the digest does not carry no longer matches the reader (they changed what
+    they follow): it is closed, not left waiting for a digest that will never take it. One
+    held after the digests were built is left for the next digest."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.subscriber_id, Delivery.article_id, Delivery.updated_at).where(
+            Delivery.subscriber_id.in_(list(wanted)),
+            Delivery.status == DeliveryStatus.HELD,
+            Delivery.held == "cap",
+        )
+    ).all()
+    carried = [row.id for row in rows if row.article_id in set(wanted[row.subscriber_id])]
+    dropped = [row.id for row in rows if row.id not in set(carried) and row.updated_at < built_at]
+    for ids, values in (
+        (carried, {"status": DeliveryStatus.PENDING, "digest_run_id": run_id,
+                   "claim_token": token, "claimed_at": current}),
+        (dropped, {"status": DeliveryStatus.SKIPPED, "last_error": "no longer matches"}),
+    ):  # fmt: skip
+        if ids:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids))
+                .values(updated_at=current, **values)
+                .execution_options(synchronize_session=False)
+            )
