@@ -602,7 +602,6 @@ def test_a_runs_last_batches_are_shares_of_what_is_left(
 ) -> None:
     """Batches are large while many readers wait, then shrink to a share of those left that
     no task holds, so the run's send tasks finish together instead of three waiting on one."""
-
     monkeypatch.setattr(digest_claims, "LAST_BATCHES", 2)
     policy = RetryPolicy(digest_batch_size=10, parallelism=2)  # shares of a quarter
     readers = [factories.subscriber(session, ["wipo"], frequency=DAILY) for _ in range(60)]
@@ -616,23 +615,21 @@ def test_a_runs_last_batches_are_shares_of_what_is_left(
     assert len(second.subscriber_ids) == 10
     # 40 left, none held: a quarter of them.
     assert digest_claims.batch_size(session, run.id, policy) == 10
-    session.execute(
-        update(DigestRecipient)
-        .where(DigestRecipient.subscriber_id.in_([r.id for r in readers[20:44]]))
-        .values(status=RecipientStatus.SENT)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+
+    def sent_elsewhere(some: list[Subscriber]) -> None:
+        session.execute(
+            update(DigestRecipient)
+            .where(DigestRecipient.subscriber_id.in_([r.id for r in some]))
+            .values(status=RecipientStatus.SENT)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+
+    sent_elsewhere(readers[20:44])
     assert digest_claims.batch_size(session, run.id, policy) == 4  # 16 left
     assert len(digest_claims.claim_next(session, run.id, policy).subscriber_ids) == 4
     assert digest_claims.batch_size(session, run.id, policy) == 3  # 12 left
-    session.execute(
-        update(DigestRecipient)
-        .where(DigestRecipient.subscriber_id.in_([r.id for r in readers[48:58]]))
-        .values(status=RecipientStatus.SENT)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+    sent_elsewhere(readers[48:58])
     assert digest_claims.batch_size(session, run.id, policy) == 2  # 2 left: the smallest
 
 
@@ -643,7 +640,6 @@ def test_a_retried_digest_drops_the_articles_its_reader_no_longer_follows(
     reader stopped following one topic. The retry carries, and records, only what they still
     follow; the other article's claim is gone, not left pending for a run that ends (which
     would keep it out of every later digest) nor recorded as sent."""
-
     frozen_clock(utc(2026, 11, 2, 8, 0))
     reader = factories.subscriber(session, ["wipo", "wto-trips"], frequency=DAILY)
     kept = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"])
@@ -690,7 +686,7 @@ def test_a_retried_digest_drops_the_articles_its_reader_no_longer_follows(
 def test_a_retried_digest_that_comes_out_empty_leaves_no_claim_behind(
     session: Session, frozen_clock: Any
 ) -> None:
-
+    """The same, when the retry carries nothing: no row is left pending for the ended run."""
     frozen_clock(utc(2026, 11, 2, 8, 0))
     reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
     article = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"])
