@@ -21,6 +21,7 @@ from alerts.models import (
     Frequency,
     RecipientStatus,
     Subscriber,
+    Subscription,
 )
 from alerts.sending import digest_claims, digest_ledger
 from alerts.sending.policy import RetryPolicy
@@ -706,3 +707,114 @@ def test_a_retried_digest_that_comes_out_empty_leaves_no_claim_behind(
         select(func.count()).select_from(Delivery).where(Delivery.subscriber_id == reader.id)
     )
     assert left == 0  # a later digest may carry the article if they follow it again
+
+
+def test_a_retried_digest_carries_what_its_run_claimed_after_another_digest_moved_the_window(
+    app: Flask, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    """A reader's digest was tried once (its article claimed) and handed back; before the
+    retry, another digest of theirs went out and moved their window past that article. The
+    retry still carries it: nothing else ever would (every later digest starts after it)."""
+    frozen_clock(utc(2026, 11, 2, 8, 0))
+    reader = factories.subscriber(
+        session, ["wipo"], frequency=DAILY, confirmed_at=utc(2026, 11, 1, 9, 0)
+    )
+    article = factories.article(
+        session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"], title="Claimed once"
+    )
+    run, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.commit()
+    first = digest_claims.claim_next(session, run.id, RetryPolicy())
+    digest_claims.claim_articles(session, run.id, {reader.id: [article.id]}, first.token)
+    digest_ledger.release(session, run.id, [reader.id], first.token, "relay down")
+    session.commit()
+    frozen_clock(utc(2026, 11, 2, 9, 0))
+    session.execute(
+        update(DigestSchedule)
+        .where(DigestSchedule.subscriber_id == reader.id)
+        .values(last_sent_at=utc(2026, 11, 2, 8, 30))
+    )
+    session.commit()
+    assert digests.build_contents(session, DAILY, [reader.id])[reader.id].empty  # a new digest
+
+    with app.app_context():
+        tasks.resume_digest_run(run.id)
+    [message] = sink.store.to(reader.email)
+    assert "Claimed once" in message.body("plain")
+    [row] = session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id))
+    session.refresh(row)
+    assert (row.status, row.claim_token) == (DeliveryStatus.SENT, None)
+
+
+@pytest.mark.parametrize("away", ["paused", "weekly now"])
+def test_a_reader_who_went_away_mid_run_is_still_owed_what_the_run_claimed(
+    app: Flask, session: Session, sink: MailSink, frozen_clock: Any, away: str
+) -> None:
+    """The run claimed a reader's article and an alert held past their cap, then handed the
+    reader back; meanwhile they paused their alerts, or moved their topic to a weekly digest.
+    Paused: the run sends nothing and gives both back, for their first digest after the
+    pause. Weekly: the run still sends the held alert (a held alert goes in the next digest,
+    whatever its frequency) and gives the article back, for the weekly digest."""
+    frozen_clock(utc(2026, 11, 2, 8, 0))
+    reader = factories.subscriber(
+        session, ["wipo"], frequency=DAILY, confirmed_at=utc(2026, 11, 1, 9, 0)
+    )
+    article = factories.article(
+        session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"], title="Owed"
+    )
+    capped = factories.article(
+        session, published_at=utc(2026, 11, 2, 7, 30), topics=["wipo"], title="Held back"
+    )
+    session.add(
+        Delivery(
+            subscriber_id=reader.id,
+            article_id=capped.id,
+            status=DeliveryStatus.HELD,
+            held="cap",
+            updated_at=utc(2026, 11, 2, 7, 30),
+        )
+    )
+    run, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.commit()
+    first = digest_claims.claim_next(session, run.id, RetryPolicy())
+    digest_claims.claim_articles(
+        session,
+        run.id,
+        {reader.id: [article.id, capped.id]},
+        first.token,
+        carries_held_from=utc(2026, 11, 2, 8, 0),
+    )
+    digest_ledger.release(session, run.id, [reader.id], first.token, "relay down")
+    stored = session.get(Subscriber, reader.id)
+    assert stored is not None
+    if away == "paused":
+        stored.paused_until = utc(2026, 11, 3, 12, 0)
+    else:
+        session.execute(
+            update(Subscription)
+            .where(Subscription.subscriber_id == reader.id)
+            .values(frequency=WEEKLY)
+        )
+    session.flush()
+    digests.sync_schedules(session, stored)
+    session.commit()
+    with app.app_context():
+        tasks.resume_digest_run(run.id)
+    rows = {
+        row.article_id: (row.status, row.digest_run_id)
+        for row in session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id))
+    }
+    if away == "paused":
+        assert sink.store.to(reader.email) == []
+        assert rows == {capped.id: (DeliveryStatus.HELD, None)}
+        owed, frequency = [article.id, capped.id], DAILY
+    else:
+        [message] = sink.store.to(reader.email)
+        assert "Held back" in message.body("plain") and "Owed" not in message.body("plain")
+        assert rows == {capped.id: (DeliveryStatus.SENT, run.id)}
+        owed, frequency = [article.id], WEEKLY
+    frozen_clock(utc(2026, 11, 9, 9, 0))
+    later = digests.build_contents(session, frequency, [reader.id])[reader.id]
+    assert sorted(later.article_ids) == sorted(owed)

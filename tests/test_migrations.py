@@ -5,10 +5,22 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
 
 from alerts import db
-from alerts.models import Base
+from alerts.models import (
+    Base,
+    Delivery,
+    DeliveryStatus,
+    DigestRecipient,
+    Frequency,
+    RecipientStatus,
+)
+
+import factories
+
+DAILY = Frequency.DAILY
 
 
 @pytest.mark.filterwarnings("ignore:.*expression-based index:UserWarning")
@@ -91,3 +103,48 @@ def test_0011_names_topics_and_folds_keywords_again(tmp_path: object) -> None:
         ("icann", "icann"),
     ]
     assert "Droit d'auteur" in names and locale == "en"
+
+
+def test_0018_gives_back_the_claims_of_digests_that_are_over(
+    database_url: str, session: Session
+) -> None:
+    """Rows a digest run left pending for a reader whose digest in it is over: a digest's
+    claim is deleted, an alert held past the cap is held again. A reader still queued in
+    the run keeps theirs (their digest will send it)."""
+    from alembic import command
+
+    from alerts import digests, migrations
+
+    done, waiting = (factories.subscriber(session, ["wipo"], frequency=DAILY) for _ in range(2))
+    claimed, capped = (factories.article(session, topics=["wipo"]) for _ in range(2))
+    run, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.execute(
+        update(DigestRecipient)
+        .where(DigestRecipient.subscriber_id == done.id)
+        .values(status=RecipientStatus.SKIPPED)
+    )
+    for reader in (done, waiting):
+        session.add_all(
+            Delivery(
+                subscriber_id=reader.id,
+                article_id=article.id,
+                status=DeliveryStatus.PENDING,
+                digest_run_id=run.id,
+                held=held,
+            )
+            for article, held in ((claimed, None), (capped, "cap"))
+        )
+    session.commit()
+    command.downgrade(migrations.alembic_config(database_url), "0017")
+    migrations.upgrade(database_url)
+    session.expire_all()
+    rows = {
+        (row.subscriber_id, row.article_id): (row.status, row.digest_run_id)
+        for row in session.scalars(select(Delivery))
+    }
+    assert rows == {
+        (done.id, capped.id): (DeliveryStatus.HELD, None),
+        (waiting.id, claimed.id): (DeliveryStatus.PENDING, run.id),
+        (waiting.id, capped.id): (DeliveryStatus.PENDING, run.id),
+    }

@@ -97,9 +97,12 @@ def build_contents(
     scope: str = "",
     tree: TopicTree | None = None,
     limit: int = MAX_ARTICLES,
+    run_id: int | None = None,
 ) -> dict[int, DigestContent]:
     """Each reader's digest now: every matching article not sent to them yet, published since
     their previous digest (or since they confirmed), each once, grouped, newest first.
+    `run_id`: the run this digest belongs to; what an earlier attempt of it claimed is carried
+    whatever the window (another digest of the reader's may have moved it past those).
 
     Raises:
         UnknownTopic: `scope` names no topic.
@@ -144,12 +147,14 @@ def build_contents(
     # Instant alerts held past a reader's daily cap: this digest carries them, whenever they
     # arrived, for the reason their alert had (a digest scoped to one topic does not).
     overflow = _held_past_cap(session, list(readers)) if not scope else {}
+    # What an earlier attempt of this run claimed for them, still theirs whatever the window.
+    claimed = _claimed_by_run(session, run_id, list(readers)) if run_id is not None else {}
+    known = {article.id for article in articles}
+    extra = {a for carried in (overflow, claimed) for ids in carried.values() for a in ids} - known
+    if extra:
+        articles += revisions.load(session, Article.id.in_(extra))
+        articles.sort(key=lambda a: (a.published_at, a.id), reverse=True)
     if overflow:
-        known = {article.id for article in articles}
-        extra = {article_id for held in overflow.values() for article_id in held} - known
-        if extra:
-            articles += revisions.load(session, Article.id.in_(extra))
-            articles.sort(key=lambda a: (a.published_at, a.id), reverse=True)
         alert_interests = interests(session, list(overflow), tuple(Frequency))
     by_id = {article.id: article for article in articles}
     if not articles:
@@ -202,7 +207,7 @@ def build_contents(
             articles=by_id,
         )
         same = None
-        if subscriber_id not in overflow and subscriber_id not in sent_some:
+        if not any(subscriber_id in other for other in (overflow, sent_some, claimed)):
             start = since[subscriber_id]
             if start not in windows:
                 windows[start] = tuple(a.id for a in articles if a.created_at >= start)
@@ -228,7 +233,10 @@ def build_contents(
                     content.article_ids.append(article.id)
                 continue
             if (
-                article.created_at < since[subscriber_id]
+                (
+                    article.created_at < since[subscriber_id]
+                    and article.id not in claimed.get(subscriber_id, ())
+                )
                 or (subscriber_id, article.id) in delivered
                 or (scoped is not None and not scoped[0].intersection(article_scope.topic_ids))
             ):
@@ -281,3 +289,21 @@ def _held_past_cap(session: Session, subscriber_ids: list[int]) -> dict[int, set
     ):
         held.setdefault(subscriber_id, set()).add(article_id)
     return held
+
+
+def _claimed_by_run(
+    session: Session, run_id: int, subscriber_ids: list[int]
+) -> dict[int, set[int]]:
+    """Reader -> the articles an earlier attempt of the run claimed for their digest (alerts
+    held past the cap aside: `_held_past_cap` carries those)."""
+    claimed: dict[int, set[int]] = {}
+    for subscriber_id, article_id in session.execute(
+        select(Delivery.subscriber_id, Delivery.article_id).where(
+            Delivery.digest_run_id == run_id,
+            Delivery.subscriber_id.in_(subscriber_ids),
+            DELIVERY_PENDING,
+            or_(Delivery.held.is_(None), Delivery.held != "cap"),
+        )
+    ):
+        claimed.setdefault(subscriber_id, set()).add(article_id)
+    return claimed

@@ -254,7 +254,7 @@ class DigestOutbox:
         self.render = render
         built_at = now()
         self.contents = digests.build_contents(
-            session, run.frequency, claim.subscriber_ids, run.scope, tree
+            session, run.frequency, claim.subscriber_ids, run.scope, tree, run_id=run.id
         )
         # The version of each article as built: what its ledger rows record.
         self.versions = {

@@ -196,10 +196,8 @@ def _forget_unwanted(
     claimed: left pending, it would be taken by this digest and recorded as sent unsent, or,
     if this digest is empty, stay pending for a run that is over and keep the article out of
     every later digest. An alert held past the cap is closed as no longer matching.
-
-    Not yet covered: another digest of the reader's sent between the attempts moves their
-    window past these articles, and the retry drops them as well (a retry should carry the
-    rows its run already claimed whatever the window)."""
+    (Another digest of the reader's, sent between the attempts, does not drop them: the
+    retry's build carries what its run claimed whatever the window.)"""
     carried = {subscriber_id: set(article_ids) for subscriber_id, article_ids in wanted.items()}
     gone = [
         (row_id, held)

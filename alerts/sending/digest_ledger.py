@@ -9,7 +9,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts import db
@@ -137,7 +137,8 @@ def finish(
 
 
 def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str) -> None:
-    """No longer active: no email, and no schedule to move on."""
+    """No longer active, or no longer on this frequency: no email, and no schedule to move
+    on."""
     session.execute(
         update(DigestRecipient)
         .where(
@@ -148,15 +149,29 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
         .values(status=RecipientStatus.SKIPPED, claim_token=None, last_error="not active")
         .execution_options(synchronize_session=False)
     )
-    # Every article this run held for them, whoever held it: no longer owed to them.
+    # The articles this run claimed for them, whoever held them, are given back as they were
+    # before: a paused reader, or one who moved to another frequency, is still owed them.
+    # Claimed for the digest: the claim is deleted. An alert held past the cap: held again.
+    mine = [
+        Delivery.subscriber_id == subscriber_id,
+        Delivery.digest_run_id == run_id,
+        DELIVERY_PENDING,
+    ]
+    session.execute(
+        delete(Delivery)
+        .where(*mine, or_(Delivery.held.is_(None), Delivery.held != "cap"))
+        .execution_options(synchronize_session=False)
+    )
     session.execute(
         update(Delivery)
-        .where(
-            Delivery.subscriber_id == subscriber_id,
-            Delivery.digest_run_id == run_id,
-            DELIVERY_PENDING,
+        .where(*mine, Delivery.held == "cap")
+        .values(
+            status=DeliveryStatus.HELD,
+            digest_run_id=None,
+            claim_token=None,
+            claimed_at=None,
+            updated_at=now(),
         )
-        .values(status=DeliveryStatus.SKIPPED, claim_token=None, last_error="not active")
         .execution_options(synchronize_session=False)
     )
 
