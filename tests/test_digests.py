@@ -818,3 +818,23 @@ def test_a_reader_who_went_away_mid_run_is_still_owed_what_the_run_claimed(
     frozen_clock(utc(2026, 11, 9, 9, 0))
     later = digests.build_contents(session, frequency, [reader.id])[reader.id]
     assert sorted(later.article_ids) == sorted(owed)
+
+
+def test_a_reader_found_away_keeps_the_claims_another_task_still_sends(
+    session: Session, frozen_clock: Any
+) -> None:
+    """A task whose lease went stale may still be sending a reader's digest when a second
+    task takes the reader over and finds them paused: the second gives back nothing of the
+    first's, whose email is recorded as sent when it goes (not sent again after the pause)."""
+    frozen_clock(utc(2026, 11, 2, 8, 0))
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    article = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"])
+    run, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.commit()
+    first = digest_claims.claim_next(session, run.id, RetryPolicy())
+    digest_claims.claim_articles(session, run.id, {reader.id: [article.id]}, first.token)
+    digest_ledger.skip_inactive(session, run.id, reader.id, "a second task's token")
+    session.commit()
+    [row] = session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id))
+    assert (row.status, row.claim_token) == (DeliveryStatus.PENDING, first.token)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -110,12 +112,15 @@ def test_0018_gives_back_the_claims_of_digests_that_are_over(
 ) -> None:
     """Rows a digest run left pending for a reader whose digest in it is over: a digest's
     claim is deleted, an alert held past the cap is held again. A reader still queued in
-    the run keeps theirs (their digest will send it)."""
+    the run keeps theirs (their digest will send it), also one whose earlier slot in the run
+    was sent by hand."""
     from alembic import command
 
     from alerts import digests, migrations
 
-    done, waiting = (factories.subscriber(session, ["wipo"], frequency=DAILY) for _ in range(2))
+    done, waiting, twice = (
+        factories.subscriber(session, ["wipo"], frequency=DAILY) for _ in range(3)
+    )
     claimed, capped = (factories.article(session, topics=["wipo"]) for _ in range(2))
     run, _ = digests.start_run(session, DAILY, "", "admin")
     digests.enqueue(session, run, due_only=False)
@@ -124,7 +129,18 @@ def test_0018_gives_back_the_claims_of_digests_that_are_over(
         .where(DigestRecipient.subscriber_id == done.id)
         .values(status=RecipientStatus.SKIPPED)
     )
-    for reader in (done, waiting):
+    by_hand = session.scalars(
+        select(DigestRecipient).where(DigestRecipient.subscriber_id == twice.id)
+    ).one()
+    session.add(
+        DigestRecipient(
+            run_id=run.id,
+            subscriber_id=twice.id,
+            slot=by_hand.slot - timedelta(hours=8),
+            status=RecipientStatus.SENT,
+        )
+    )
+    for reader in (done, waiting, twice):
         session.add_all(
             Delivery(
                 subscriber_id=reader.id,
@@ -147,4 +163,6 @@ def test_0018_gives_back_the_claims_of_digests_that_are_over(
         (done.id, capped.id): (DeliveryStatus.HELD, None),
         (waiting.id, claimed.id): (DeliveryStatus.PENDING, run.id),
         (waiting.id, capped.id): (DeliveryStatus.PENDING, run.id),
+        (twice.id, claimed.id): (DeliveryStatus.PENDING, run.id),
+        (twice.id, capped.id): (DeliveryStatus.PENDING, run.id),
     }

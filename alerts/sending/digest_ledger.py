@@ -137,8 +137,7 @@ def finish(
 
 
 def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str) -> None:
-    """No longer active, or no longer on this frequency: no email, and no schedule to move
-    on."""
+    """No longer active: no email, and no schedule to move on."""
     session.execute(
         update(DigestRecipient)
         .where(
@@ -149,13 +148,15 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
         .values(status=RecipientStatus.SKIPPED, claim_token=None, last_error="not active")
         .execution_options(synchronize_session=False)
     )
-    # The articles this run claimed for them, whoever held them, are given back as they were
-    # before: a paused reader, or one who moved to another frequency, is still owed them.
-    # Claimed for the digest: the claim is deleted. An alert held past the cap: held again.
+    # The articles this run claimed for them are given back as they were before: a paused
+    # reader is still owed them. Claimed for the digest: the claim is deleted; an alert held
+    # past the cap: held again. Not rows another task holds: its email may be on its way,
+    # and that task records it (or hands the rows back, to be given back here next time).
     mine = [
         Delivery.subscriber_id == subscriber_id,
         Delivery.digest_run_id == run_id,
         DELIVERY_PENDING,
+        or_(Delivery.claim_token.is_(None), Delivery.claim_token == token),
     ]
     session.execute(
         delete(Delivery)

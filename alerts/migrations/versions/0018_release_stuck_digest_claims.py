@@ -33,14 +33,15 @@ deliveries = sa.table(
 recipients = sa.table(
     "digest_recipients", sa.column("run_id"), sa.column("subscriber_id"), sa.column("status")
 )
-# A digest's pending row whose reader's digest in the run is over (sent, skipped, failed).
+# A digest's pending row whose reader has no digest left to send in the run (a reader may
+# have several in one run, one per slot: a send by hand, a change of clocks).
 ENDED = sa.and_(
     deliveries.c.status == "pending",
     deliveries.c.digest_run_id.is_not(None),
-    sa.exists().where(
+    ~sa.exists().where(
         recipients.c.run_id == deliveries.c.digest_run_id,
         recipients.c.subscriber_id == deliveries.c.subscriber_id,
-        recipients.c.status != "queued",
+        recipients.c.status == "queued",
     ),
 )
 
