@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from flask import Flask
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -82,27 +86,56 @@ def engine() -> Engine:
 
 @contextmanager
 def sending_session() -> Iterator[Session]:
-    """A session for a send task. On SQLite, one connection held for all its transactions:
-    the send loop commits once per email, and a session on the pool hands its connection
-    back after each commit and takes one again for the next statement, which cost more
-    than the email's own statements. Each commit is still a commit of its own.
+    """A session for a send task: one connection held for all its transactions. The send
+    loop commits once per email, and a session on the pool hands its connection back after
+    each commit and takes one again, with a ping on PostgreSQL, for the next statement: that
+    cost more than the email's own statements. Each commit is still a commit of its own.
 
-    On PostgreSQL the task stays on the pool: a server connection can die (a restart, a
-    failover), and the ping at each checkout replaces a dead one before the outcome of a
-    message the relay has taken is recorded. On a held connection that record would fail,
-    and the message would go again once its lease ran out.
+    A server connection can die (a restart, a failover): the send steps run through
+    `outlasting_lost_connections`, which goes on over a new one.
     """
     from flask import current_app
 
-    if engine().dialect.name != "sqlite":
-        yield session()
-        return
     with engine().connect() as connection:
         held = current_app.extensions["alerts.sessionmaker"](bind=connection)
         try:
             yield held
         finally:
             held.close()
+
+
+def outlasting_lost_connections(
+    session: Session,
+    step: Callable[[], T],
+    patience: float,
+    rolled_back: Callable[[], None] | None = None,
+) -> T:
+    """`step()` (statements, and the commit it ends with), run again from the start when the
+    database connection was lost or the server would not answer (`OperationalError`: a
+    restart, a failover, a terminated backend, a lock held past the busy timeout): rolled
+    back, then over a new connection, for up to `patience` seconds.
+
+    A step must hold its effects in its transaction only: run again, it does everything
+    once. The outcome of a message the relay has taken is such a step, guarded by its claim
+    token: if the first commit did land, the second matches nothing. Given up on, the email
+    would be sent again once its lease ran out. `rolled_back()` is called after each
+    rollback (the session's objects are expired).
+    """
+    deadline = time.monotonic() + patience
+    pause = 0.05
+    while True:
+        try:
+            return step()
+        except DBAPIError as error:
+            lost = isinstance(error, OperationalError) or error.connection_invalidated
+            if not lost or time.monotonic() + pause > deadline:
+                raise
+            log.warning("database connection lost (%s); trying again", error.orig)
+            session.rollback()
+            if rolled_back is not None:
+                rolled_back()
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def _close_session(_exc: BaseException | None) -> None:
@@ -219,12 +252,28 @@ class Cursor:
 
 @contextmanager
 def cursor(session: Session) -> Iterator[Cursor]:
+    """The driver's errors come out as SQLAlchemy's would (an `OperationalError`...), and a
+    connection they show is dead is invalidated: the session replaces it after a rollback."""
     connection = session.connection()
-    raw = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dialect = connection.dialect
+    raw_connection = connection.connection.dbapi_connection
+    raw = None
     try:
-        yield Cursor(raw, connection.dialect)
+        raw = raw_connection.cursor()  # type: ignore[union-attr]
+        yield Cursor(raw, dialect)
+    except dialect.loaded_dbapi.Error as error:
+        lost = dialect.is_disconnect(error, raw_connection, raw)
+        if lost:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            None, None, error, dialect.loaded_dbapi.Error, True, lost, dialect
+        ) from error
     finally:
-        raw.close()
+        try:
+            if raw is not None:
+                raw.close()
+        except dialect.loaded_dbapi.Error:
+            pass  # a connection already gone
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts import digests, matching, revisions
+from alerts import db, digests, matching, revisions
 from alerts.clock import now
 from alerts.mail import emails, message, smtp
 from alerts.models import (
@@ -71,12 +71,17 @@ def drain_batches(
     started = time.monotonic()
     sender = message.envelope_sender(settings.mail_from)
     relay_key = relay.key_of(settings.smtp)
+    # Each step done again over a new database connection if it lost its own (a claim whose
+    # commit was lost: its rows wait for its lease to go stale).
+    outlasting = partial(
+        db.outlasting_lost_connections, session, patience=policy.stale_after.total_seconds()
+    )
     while True:
-        down = relay.may_send(session, relay_key, policy)
+        down = outlasting(partial(relay.may_send, session, relay_key, policy))
         if down is not None:
             drain.outcome.relay_down_until = down
             break
-        claim = claim_next()
+        claim = outlasting(claim_next)
         if not claim.subscriber_ids:
             break
         # The lease is renewed from the moment of the claim: preparing the batch is part of
@@ -89,7 +94,7 @@ def drain_batches(
         ) as lease:
             outcome = loop.send(
                 session,
-                outbox(claim),
+                outlasting(partial(outbox, claim)),
                 claim.subscriber_ids,
                 settings.smtp,
                 sender,
@@ -173,7 +178,8 @@ class AlertOutbox:
         )
 
     def sent(self, key: int) -> None:
-        ledger.record_sent(self.session, self.token, self.article.id, key, self.carried.pop(key, 0))
+        # Read, not popped: a record that lost its connection is made again from the start.
+        ledger.record_sent(self.session, self.token, self.article.id, key, self.carried.get(key, 0))
 
     def refused(self, key: int, rejection: smtp.Rejection) -> str:
         if rejection.permanent:

@@ -17,17 +17,19 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
-from alerts import metrics
+from alerts import db, metrics
 from alerts.mail import smtp
 from alerts.sending import relay
 from alerts.sending.lease import Lease
 from alerts.sending.policy import RetryPolicy
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Connect = Callable[[smtp.SmtpSettings], AbstractContextManager[smtp.Mailer]]
 
@@ -103,6 +105,33 @@ def _prepare(outbox: Outbox, key: int | None) -> None:
             log.debug("preparing %s %s failed; composed again in turn", outbox.kind, key)
 
 
+def _compose(session: Session, outbox: Outbox, key: int) -> tuple[str, bytes] | None:
+    """The reader's message; when there is none, the outbox recorded why: committed."""
+    composed = outbox.compose(key)
+    if composed is None:
+        session.commit()
+    return composed
+
+
+def _record(
+    session: Session,
+    outbox: Outbox,
+    key: int,
+    rejection: smtp.Rejection | None,
+    relay_back: str | None,
+) -> str:
+    """Record what became of a message the relay answered, and commit; returns it."""
+    if rejection is not None:
+        result = outbox.refused(key, rejection)
+    else:
+        outbox.sent(key)
+        result = "sent"
+        if relay_back is not None:
+            relay.recovered(session, relay_back)
+    session.commit()
+    return result
+
+
 def send(
     session: Session,
     outbox: Outbox,
@@ -119,19 +148,34 @@ def send(
     remaining = deque(keys)
     failures = 0  # connections in a row that broke before the relay accepted anything
     ahead = True  # the next reader's message is prepared while the relay reads one
+
+    def rolled_back() -> None:
+        # The batch's objects are expired: preparing would read them again between a
+        # message's data and its answer. Composed in turn from here on.
+        nonlocal ahead
+        ahead = False
+        outbox.forget_prepared()
+
+    def outlasting(step: Callable[[], T]) -> T:
+        # Run again over a new connection if the database's was lost, up to the lease's
+        # stale limit (past it, another worker may take the rows over).
+        return db.outlasting_lost_connections(
+            session, step, policy.stale_after.total_seconds(), rolled_back
+        )
+
     while remaining:
         accepted = 0
         mailer: smtp.Mailer | None = None
         try:
             with connect(settings) as mailer:
                 while remaining:
+                    key = remaining[0]
+                    composed = outlasting(partial(_compose, session, outbox, key))
                     if lease is not None and lease.lost:
                         # Another worker may take these over any moment: send none of them.
                         outcome.lease_lost = True
                         session.rollback()
                         return outcome
-                    key = remaining[0]
-                    composed = outbox.compose(key)
                     result = "skipped"
                     if composed is None:
                         outcome.skipped += 1
@@ -143,31 +187,30 @@ def send(
                             raw, sender, address, partial(_prepare, outbox, upcoming)
                         )
                         took = time.perf_counter() - started
-                        if rejection is None:
-                            outbox.sent(key)
-                            outcome.sent += 1
-                            result = "sent"
-                            if not accepted:
-                                # Only a message accepted proves the relay is back: one
-                                # that answers connections and then refuses stays "down".
-                                relay.recovered(session, relay_key)
+                        # Recorded before the next message: a crash from here on repeats
+                        # nothing. Only a message accepted proves the relay is back: one that
+                        # answers connections and then refuses stays "down".
+                        result = outlasting(
+                            partial(
+                                _record,
+                                session,
+                                outbox,
+                                key,
+                                rejection,
+                                None if accepted else relay_key,
+                            )
+                        )
+                        if result == "sent":
                             accepted += 1
                             failures = 0
-                        else:
-                            result = outbox.refused(key, rejection)
-                            outcome.count(result)
-                    # Recorded before the next message: a crash from here on repeats nothing.
-                    session.commit()
+                        outcome.count(result)
                     remaining.popleft()
                     if composed is not None:  # counted once recorded; counting never raises
                         metrics.smtp_latency(outbox.kind, took)
                         metrics.email(outbox.kind, result)
         except (OSError, smtplib.SMTPException) as error:
             session.rollback()
-            # Rolled back, the batch's objects are expired: preparing would read them again
-            # between a message's data and its answer. Composed in turn from here on.
-            ahead = False
-            outbox.forget_prepared()
+            rolled_back()
             text = f"{type(error).__name__}: {error}"
             if mailer is not None and mailer.in_data and remaining:
                 # The relay may have kept it; SMTP cannot tell. Retried after a backoff of

@@ -88,10 +88,12 @@ class RoundupOutbox:
     def _mine(self, key: int) -> ColumnElement[bool]:
         return and_(Delivery.subscriber_id == key, Delivery.claim_token == self.token)
 
-    def _close(self, key: int, **values: object) -> None:
+    def _close(self, key: int, articles: list[int] | None = None, **values: object) -> None:
+        """Close the reader's rows this batch holds (of `articles` only, if given)."""
+        only = [Delivery.article_id.in_(articles)] if articles is not None else []
         self.session.execute(
             update(Delivery)
-            .where(self._mine(key))
+            .where(self._mine(key), *only)
             .values(claim_token=None, updated_at=now(), **values)
             .execution_options(synchronize_session=False)
         )
@@ -150,8 +152,14 @@ class RoundupOutbox:
                 .values(revision_id=version)
                 .execution_options(synchronize_session=False)
             )
+        # The articles the email carried: one that no longer matched was closed by compose,
+        # or, if that was rolled back (a lost connection), is met again at the next try.
         self._close(
-            key, status=DeliveryStatus.SENT, sent_at=current, attempts=Delivery.attempts + 1
+            key,
+            list(versions),
+            status=DeliveryStatus.SENT,
+            sent_at=current,
+            attempts=Delivery.attempts + 1,
         )
         # A correction made while it was being sent is owed to the reader.
         corrections.notice_roundup(self.session, self.readers[key], versions, current)
