@@ -103,9 +103,7 @@ def test_alerts_the_relay_took_are_recorded_over_a_new_connection(
     session.commit()
     with task_session(session) as task:
         killer = ConnectionKiller(task, after={2, 3, 6})
-        drained = batches.drain_alerts(
-            task, settings(sink), POLICY, article.id, killer.connect
-        )
+        drained = batches.drain_alerts(task, settings(sink), POLICY, article.id, killer.connect)
     assert killer.killed == 3
     assert drained.outcome.sent == 7
     assert sorted(m.recipients[0] for m in sink.store.all()) == sorted(r.email for r in readers)

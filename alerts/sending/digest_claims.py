@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
@@ -153,13 +153,15 @@ def claim_articles(
     )
     readers = list(wanted)
     # Rows an earlier attempt of this same run left behind (released, or a dead task's)
-    # become ours: we hold these readers, and a reader's lease covers their articles.
+    # become ours: we hold these readers, and a reader's lease covers their articles. (Not
+    # the rows just written: rewriting a batch's 20,000 rows cost as much as writing them.)
     session.execute(
         update(Delivery)
         .where(
             Delivery.subscriber_id.in_(readers),
             Delivery.digest_run_id == run_id,
             DELIVERY_PENDING,
+            or_(Delivery.claim_token.is_(None), Delivery.claim_token != token),
         )
         .values(claim_token=token, claimed_at=current, updated_at=current)
         .execution_options(synchronize_session=False)
