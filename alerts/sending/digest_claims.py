@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, func, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
@@ -21,6 +21,7 @@ from alerts.models import (
     DeliveryStatus,
     DigestRecipient,
     RecipientStatus,
+    UTCDateTime,
 )
 from alerts.sending import claims
 from alerts.sending.policy import RetryPolicy
@@ -42,6 +43,17 @@ _CLAIM_ARTICLES = Prepared(
         "revision_id",
     ),
 )
+
+# PostgreSQL: the rows given as arrays, the ones already there (sent, or another email's)
+# left as they are.
+_CLAIM_ARTICLES_AT_ONCE = text(
+    "INSERT INTO deliveries (subscriber_id, article_id, revision_id, status, attempts,"
+    " created_at, updated_at, digest_run_id, claim_token, claimed_at)"
+    " SELECT s, a, r, :status, 0, :at, :at, :run, :token, :at"
+    " FROM unnest(CAST(:subscribers AS INTEGER[]), CAST(:articles AS INTEGER[]),"
+    " CAST(:revisions AS INTEGER[])) AS rows (s, a, r)"
+    " ON CONFLICT DO NOTHING"
+).bindparams(bindparam("at", type_=UTCDateTime()))
 
 
 @dataclass(frozen=True)
@@ -137,20 +149,39 @@ def claim_articles(
     if not rows:
         session.commit()
         return {}
-    _CLAIM_ARTICLES.run_many(
-        session,
-        rows,
-        ("subscriber_id", "article_id", "revision_id"),
-        {
-            "status": DeliveryStatus.PENDING.value,
-            "attempts": 0,
-            "created_at": current,
-            "updated_at": current,
-            "digest_run_id": run_id,
-            "claim_token": token,
-            "claimed_at": current,
-        },
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement for the batch's rows: row by row, PostgreSQL spent more on starting
+        # 20,000 statements than on the rows.
+        subscriber_ids, article_ids, revision_ids = (
+            list(column) for column in zip(*rows, strict=True)
+        )
+        session.execute(
+            _CLAIM_ARTICLES_AT_ONCE,
+            {
+                "subscribers": subscriber_ids,
+                "articles": article_ids,
+                "revisions": revision_ids,
+                "status": DeliveryStatus.PENDING.value,
+                "at": current,
+                "run": run_id,
+                "token": token,
+            },
+        )
+    else:
+        _CLAIM_ARTICLES.run_many(
+            session,
+            rows,
+            ("subscriber_id", "article_id", "revision_id"),
+            {
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "created_at": current,
+                "updated_at": current,
+                "digest_run_id": run_id,
+                "claim_token": token,
+                "claimed_at": current,
+            },
+        )
     readers = list(wanted)
     # Rows an earlier attempt of this same run left behind (released, or a dead task's)
     # become ours: we hold these readers, and a reader's lease covers their articles. (Not
