@@ -27,10 +27,14 @@ def run(args: argparse.Namespace) -> None:
             publish(stack.base_url, f"WIPO story {number + 1}")
         started = time.perf_counter()
         body = api(stack.base_url, "/api/v1/digests", {"frequency": "daily"})
+        asked = time.perf_counter() - started
+        first: float | None = None
         run_id = body["id"]
         while True:
             status = api(stack.base_url, f"/api/v1/digests/{run_id}")
             done = int(status["total"]) - int(status["remaining"])  # type: ignore[call-overload]
+            if done and first is None:
+                first = time.perf_counter() - started
             bar(done, int(status["total"]), started)  # type: ignore[call-overload]
             if status["done"]:
                 break
@@ -39,6 +43,10 @@ def run(args: argparse.Namespace) -> None:
         print(file=sys.stderr)
         counts, sample = stack.received()
         print(f"  {check_received(counts, expected, 1, 'digest')}")
+        print(
+            f"  run started in {asked * 1000:,.0f} ms;"
+            f" first digests recorded after {first or elapsed:.1f} s of {elapsed:.1f} s"
+        )
     sent = int(status["sent"])  # type: ignore[call-overload]
     rate = sent / elapsed
     limit = wire.limit(sample, min(total, args.wire_messages), args.concurrency)
