@@ -425,8 +425,15 @@ class Delivery(Base):
             sqlite_where=DELIVERY_OUTCOMES,
             postgresql_where=DELIVERY_OUTCOMES,
         ),
-        # A digest batch takes its readers' rows of the run (not every row of the run).
-        Index("ix_deliveries_digest_run_subscriber", "digest_run_id", "subscriber_id"),
+        # A digest batch takes its readers' rows of the run (not every row of the run). An
+        # alert's row has no run, and no entry: every statement using it names a run.
+        Index(
+            "ix_deliveries_digest_run_subscriber",
+            "digest_run_id",
+            "subscriber_id",
+            sqlite_where=text("digest_run_id IS NOT NULL"),
+            postgresql_where=text("digest_run_id IS NOT NULL"),
+        ),
         # Alerts held back (quiet hours, the daily cap), found by when they may go.
         Index(
             "ix_deliveries_held",

@@ -115,3 +115,49 @@ def test_alerts_metrics_and_the_dashboard_use_an_index(tmp_path: Any) -> None:
             session.execute(text("SELECT count(*) FROM deliveries WHERE status = 'pending'"))
         assert len(scans_of_deliveries(session, seen)) == 1
     engine.dispose()
+
+
+def test_a_digest_batchs_statements_use_an_index(tmp_path: Any) -> None:
+    """A batch's build, its claim of article rows (and of what an earlier attempt left), and
+    its readers' outcomes find the run's rows by run and reader (not by reader alone: every
+    article the reader was ever sent)."""
+    from alerts import digests
+    from alerts.models import RecipientStatus
+    from alerts.sending import digest_claims
+
+    url = f"sqlite:///{tmp_path}/plans.db"
+    migrations.upgrade(url)
+    engine = db.make_engine(url)
+    with Session(engine, expire_on_commit=False) as session:
+        taxonomy.seed(session)
+        session.commit()
+        readers = [factories.subscriber(session, frequency=Frequency.DAILY) for _ in range(3)]
+        article = factories.article(session)
+        run, _ = digests.start_run(session, Frequency.DAILY, "", "admin")
+        digests.enqueue(session, run, due_only=False)
+        session.commit()
+        policy = RetryPolicy()
+        with statements(session) as seen:
+            claim = digest_claims.claim_next(session, run.id, policy)
+            digests.build_contents(session, Frequency.DAILY, claim.subscriber_ids, run_id=run.id)
+            wanted = {reader.id: [article.id] for reader in readers}
+            digest_claims.claim_articles(session, run.id, wanted, claim.token)
+            digest_ledger.skip_inactive(session, run.id, readers[0].id, claim.token)
+            digest_ledger.finish(
+                session,
+                run.id,
+                readers[1],
+                claim.token,
+                RecipientStatus.SENT,
+                frequency=Frequency.DAILY,
+                article_count=1,
+                delivery_status=DeliveryStatus.SENT,
+            )
+        assert len(seen) >= 6
+        assert scans_of_deliveries(session, seen) == []
+        by_run = [(sql, parameters) for sql, parameters in seen if "digest_run_id = " in sql]
+        assert len(by_run) >= 4
+        for sql, parameters in by_run:
+            plan = session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters)
+            assert any("ix_deliveries_digest_run_subscriber" in str(row[-1]) for row in plan), sql
+    engine.dispose()
