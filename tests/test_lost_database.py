@@ -140,3 +140,43 @@ def test_digests_the_relay_took_are_recorded_over_a_new_connection(
         select(Delivery.status).where(Delivery.digest_run_id == run.id)
     ).all()
     assert articles_sent == [DeliveryStatus.SENT] * 15
+
+
+def test_a_round_up_recorded_over_a_new_connection_records_only_what_it_carried(
+    session: Session, sink: MailSink
+) -> None:
+    """Two alerts held in quiet hours; the reader no longer follows what one of them matched.
+    The round-up carries the other; its record is made again over a new connection, and the
+    article it did not carry is not recorded as sent (a correction of it would follow)."""
+    from alerts.clock import now
+    from alerts.sending import roundup
+
+    reader = factories.subscriber(session, ["wipo"])
+    kept = factories.article(session, topics=["wipo"], title="Still followed")
+    dropped = factories.article(session, topics=["wto-trips"], title="No longer followed")
+    for article in (kept, dropped):
+        session.add(
+            Delivery(
+                subscriber_id=reader.id,
+                article_id=article.id,
+                status=DeliveryStatus.HELD,
+                held="quiet",
+                held_until=now() - timedelta(minutes=1),
+            )
+        )
+    session.commit()
+    with task_session(session) as task:
+        killer = ConnectionKiller(task, after={1})
+        drained = roundup.drain(task, settings(sink), POLICY, killer.connect)
+    assert killer.killed == 1 and drained.outcome.sent == 1
+    [message] = sink.store.to(reader.email)
+    assert "Still followed" in message.body("plain")
+    assert "No longer followed" not in message.body("plain")
+    session.expire_all()
+    statuses = dict(
+        session.execute(
+            select(Delivery.article_id, Delivery.status).where(Delivery.subscriber_id == reader.id)
+        ).all()
+    )
+    assert statuses[kept.id] is DeliveryStatus.SENT
+    assert statuses[dropped.id] is not DeliveryStatus.SENT

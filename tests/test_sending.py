@@ -469,6 +469,41 @@ def test_a_slow_relay_never_lets_a_second_task_take_over(
     assert result.outcome.sent == 2 and sorted(mailer.sent) == sorted(r.email for r in readers)
 
 
+def test_a_lease_taken_over_or_not_renewed_in_time_stays_lost(session: Session) -> None:
+    """A renewal that finds the rows taken over ends the lease; so do renewals failing for
+    half the stale limit, for good: a task that waited out a database outage must not go on
+    sending rows another task took meanwhile once its renewals succeed again."""
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    from alerts.sending.lease import Lease
+
+    engine = session.get_bind().engine  # type: ignore[union-attr]
+    answers: list[Any] = [3, 2, 0, 5]
+
+    def renew(_other: Session) -> int:
+        answer = answers.pop(0) if answers else 5
+        if isinstance(answer, Exception):
+            raise answer
+        return int(answer)
+
+    with Lease(engine, renew, every=0.02, stale_after=10) as taken_over:
+        time.sleep(0.3)
+        assert taken_over.lost
+    down = OperationalError("UPDATE", {}, Exception("server closed the connection"))
+    answers[:] = [down] * 15  # about 0.3 s of failures, past half of 0.4 s
+    with Lease(engine, renew, every=0.02, stale_after=0.4) as outage:
+        time.sleep(0.3)
+        assert outage.lost
+        time.sleep(0.3)  # renewals succeed again
+        assert outage.lost
+    answers[:] = []
+    with Lease(engine, renew, every=0.02, stale_after=0.4) as healthy:
+        time.sleep(0.5)
+        assert not healthy.lost
+
+
 def test_the_heartbeat_never_shares_the_send_tasks_connection(
     session: Session, monkeypatch: Any
 ) -> None:
@@ -485,9 +520,9 @@ def test_the_heartbeat_never_shares_the_send_tasks_connection(
     renewed_on: list[int] = []
     real_renew = ledger.renew
 
-    def spy(other: Session, token: str, article_id: int) -> None:
+    def spy(other: Session, token: str, article_id: int) -> int:
         renewed_on.append(id(other.connection().connection.dbapi_connection))
-        real_renew(other, token, article_id)
+        return real_renew(other, token, article_id)
 
     monkeypatch.setattr(ledger, "renew", spy)
 

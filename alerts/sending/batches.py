@@ -61,7 +61,7 @@ def drain_batches(
     connect: loop.Connect,
     *,
     claim_next: Callable[[], Any],
-    renew: Callable[[str], Callable[[Session], None]],
+    renew: Callable[[str], Callable[[Session], int]],
     outbox: Callable[[Any], loop.Outbox],
     on_batch: Callable[[int], None] | None = None,
 ) -> Drain:

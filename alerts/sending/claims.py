@@ -40,13 +40,16 @@ def due(model: Ledger, current: datetime) -> ColumnElement[bool]:
     return or_(model.next_attempt_at.is_(None), model.next_attempt_at <= current)
 
 
-def renew(session: Session, model: Ledger, token: str) -> None:
-    """Keep a batch's lease fresh (the heartbeat): every row the token holds."""
-    session.execute(
-        update(model)
-        .where(model.claim_token == token)
-        .values(claimed_at=now())
-        .execution_options(synchronize_session=False)
+def renew(session: Session, model: Ledger, token: str) -> int:
+    """Keep a batch's lease fresh (the heartbeat): every row the token holds; returns how
+    many."""
+    return rowcount(
+        session.execute(
+            update(model)
+            .where(model.claim_token == token)
+            .values(claimed_at=now())
+            .execution_options(synchronize_session=False)
+        )
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Table, bindparam, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
-from alerts.db import Prepared, insert_ignoring_duplicates
+from alerts.db import Prepared, insert_ignoring_duplicates, rowcount
 from alerts.models import (
     DELIVERY_PENDING,
     Delivery,
@@ -111,14 +111,17 @@ def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientC
     )
 
 
-def renew(session: Session, run_id: int, token: str) -> None:
-    """Keep a running batch's lease fresh (the heartbeat). The readers' lease covers their
-    articles: nobody else may take those while the reader is held."""
-    session.execute(
-        update(DigestRecipient)
-        .where(DigestRecipient.run_id == run_id, DigestRecipient.claim_token == token)
-        .values(claimed_at=now())
-        .execution_options(synchronize_session=False)
+def renew(session: Session, run_id: int, token: str) -> int:
+    """Keep a running batch's lease fresh (the heartbeat); returns the readers still held.
+    The readers' lease covers their articles: nobody else may take those while the reader
+    is held."""
+    return rowcount(
+        session.execute(
+            update(DigestRecipient)
+            .where(DigestRecipient.run_id == run_id, DigestRecipient.claim_token == token)
+            .values(claimed_at=now())
+            .execution_options(synchronize_session=False)
+        )
     )
 
 

@@ -23,12 +23,13 @@ log = logging.getLogger(__name__)
 
 class Lease:
     """`with Lease(engine, renew, every, stale_after):` calls renew(session) every `every`
-    seconds on its own connection until the block ends."""
+    seconds on its own connection until the block ends; renew returns the rows it still
+    holds (0: another task took them over)."""
 
     def __init__(
         self,
         engine: Engine,
-        renew: Callable[[Session], None],
+        renew: Callable[[Session], int],
         every: float,
         stale_after: float,
     ) -> None:
@@ -39,22 +40,33 @@ class Lease:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
         self._renewed = time.monotonic()
+        self._lost = False
 
     @property
     def lost(self) -> bool:
-        """True once renewals have failed for half the stale limit: stop sending, another
-        worker may take the rows over soon."""
-        return time.monotonic() - self._renewed > self.stale_after / 2
+        """True once renewals have failed for half the stale limit (another worker may take
+        the rows over soon), or a renewal found the rows taken over: stop sending. For good:
+        a task that waited out a database outage must not carry on with rows another task
+        took meanwhile, even when its renewals succeed again."""
+        if time.monotonic() - self._renewed > self.stale_after / 2:
+            self._lost = True
+        return self._lost
 
     def _beat(self) -> None:
         while not self._stop.wait(self.every):
+            if self.lost:
+                return
             try:
                 with Session(self.engine) as session:
-                    self.renew(session)
+                    held = self.renew(session)
                     session.commit()
-                self._renewed = time.monotonic()
             except SQLAlchemyError as error:
                 log.warning("could not renew a send lease: %s", error)
+                continue
+            if held == 0:
+                self._lost = True
+                return
+            self._renewed = time.monotonic()
 
     def __enter__(self) -> Lease:
         self._renewed = time.monotonic()

@@ -17,7 +17,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
-from alerts.db import Prepared, insert_ignoring_duplicates
+from alerts.db import Prepared, insert_ignoring_duplicates, rowcount
 from alerts.models import DELIVERY_PENDING, Delivery, DeliveryStatus, Subscriber
 from alerts.sending import claims, suppression
 from alerts.sending.policy import RetryPolicy
@@ -222,9 +222,10 @@ def release(
     )
 
 
-def renew(session: Session, token: str, article_id: int) -> None:
-    """Keep the lease of a running batch fresh (the heartbeat calls this)."""
-    session.execute(
+def renew(session: Session, token: str, article_id: int) -> int:
+    """Keep the lease of a running batch fresh (the heartbeat calls this); returns the rows
+    still held."""
+    result = session.execute(
         update(Delivery)
         .where(
             Delivery.article_id == article_id,
@@ -235,6 +236,7 @@ def renew(session: Session, token: str, article_id: int) -> None:
         .values(claimed_at=now())
         .execution_options(synchronize_session=False)
     )
+    return rowcount(result)
 
 
 def next_retry_at(session: Session, article_id: int) -> datetime | None:

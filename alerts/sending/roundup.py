@@ -115,7 +115,6 @@ class RoundupOutbox:
         articles = revisions.load(
             self.session, Article.id.in_(select(Delivery.article_id).where(self._mine(key)))
         )
-        self.versions[key] = {article.id: article.version for article in articles}
         wants = matching.interests(self.session, [key], matching.ALL_FREQUENCIES).get(key)
         items, gone = [], []
         for article in articles:
@@ -140,6 +139,8 @@ class RoundupOutbox:
             )
         if not items:
             return None
+        # What the email carries, and the versions it shows: what `sent` records.
+        self.versions[key] = {item.article.id: item.article.version for item in items}
         return reader.email, followups.roundup(self.settings, reader, items)
 
     def sent(self, key: int) -> None:
@@ -152,7 +153,7 @@ class RoundupOutbox:
                 .values(revision_id=version)
                 .execution_options(synchronize_session=False)
             )
-        # The articles the email carried: one that no longer matched was closed by compose,
+        # The articles the email carried: one that no longer matched was closed by compose
         # or, if that was rolled back (a lost connection), is met again at the next try.
         self._close(
             key,
