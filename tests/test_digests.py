@@ -68,6 +68,17 @@ def test_periods() -> None:
     assert digests.period_of(MONTHLY, at) == "2026-11"
 
 
+def one_reader_run(session: Session, frozen_clock: Any) -> tuple[Subscriber, Any, DigestRun]:
+    """At 08:00, a daily reader of WIPO, an article of 07:00, and a run with them queued."""
+    frozen_clock(utc(2026, 11, 2, 8, 0))
+    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
+    article = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"])
+    run, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.commit()
+    return reader, article, run
+
+
 @pytest.fixture
 def monday(frozen_clock: Any) -> Any:
     frozen_clock(MONDAY)
@@ -493,12 +504,7 @@ def test_a_digest_sent_by_a_task_that_lost_its_reader_is_not_sent_again(
     finds them sent, and sends no second digest), but the reader's schedule is left to
     that task."""
 
-    frozen_clock(utc(2026, 11, 2, 8, 0))
-    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
-    article = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"])
-    run, _ = digests.start_run(session, DAILY, "", "admin")
-    digests.enqueue(session, run, due_only=False)
-    session.commit()
+    reader, article, run = one_reader_run(session, frozen_clock)
     schedule = session.scalar(
         select(DigestSchedule).where(DigestSchedule.subscriber_id == reader.id)
     )
@@ -688,12 +694,7 @@ def test_a_retried_digest_that_comes_out_empty_leaves_no_claim_behind(
     session: Session, frozen_clock: Any
 ) -> None:
     """The same, when the retry carries nothing: no row is left pending for the ended run."""
-    frozen_clock(utc(2026, 11, 2, 8, 0))
-    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
-    article = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"])
-    run, _ = digests.start_run(session, DAILY, "", "admin")
-    digests.enqueue(session, run, due_only=False)
-    session.commit()
+    reader, article, run = one_reader_run(session, frozen_clock)
     policy = RetryPolicy()
     first = digest_claims.claim_next(session, run.id, policy)
     digest_claims.claim_articles(session, run.id, {reader.id: [article.id]}, first.token)
@@ -826,12 +827,7 @@ def test_a_reader_found_away_keeps_the_claims_another_task_still_sends(
     """A task whose lease went stale may still be sending a reader's digest when a second
     task takes the reader over and finds them paused: the second gives back nothing of the
     first's, whose email is recorded as sent when it goes (not sent again after the pause)."""
-    frozen_clock(utc(2026, 11, 2, 8, 0))
-    reader = factories.subscriber(session, ["wipo"], frequency=DAILY)
-    article = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"])
-    run, _ = digests.start_run(session, DAILY, "", "admin")
-    digests.enqueue(session, run, due_only=False)
-    session.commit()
+    reader, article, run = one_reader_run(session, frozen_clock)
     first = digest_claims.claim_next(session, run.id, RetryPolicy())
     digest_claims.claim_articles(session, run.id, {reader.id: [article.id]}, first.token)
     digest_ledger.skip_inactive(session, run.id, reader.id, "a second task's token")

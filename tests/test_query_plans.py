@@ -51,6 +51,19 @@ def scans_of_deliveries(session: Session, seen: list[tuple[str, Any]]) -> list[s
     return scans
 
 
+@contextmanager
+def seeded(tmp_path: Any) -> Iterator[Session]:
+    """A session on a fresh SQLite database, migrated, with the site's topics."""
+    url = f"sqlite:///{tmp_path}/plans.db"
+    migrations.upgrade(url)
+    engine = db.make_engine(url)
+    with Session(engine, expire_on_commit=False) as session:
+        taxonomy.seed(session)
+        session.commit()
+        yield session
+    engine.dispose()
+
+
 def plan_of(session: Session, statement: db.Prepared) -> str:
     sql, positions, _defaults, _processors = statement._for(session.get_bind().dialect)
     plan = session.connection().exec_driver_sql(
@@ -73,12 +86,7 @@ def test_per_email_records_use_an_index(tmp_path: Any) -> None:
 
 
 def test_alerts_metrics_and_the_dashboard_use_an_index(tmp_path: Any) -> None:
-    url = f"sqlite:///{tmp_path}/plans.db"
-    migrations.upgrade(url)
-    engine = db.make_engine(url)
-    with Session(engine, expire_on_commit=False) as session:
-        taxonomy.seed(session)
-        session.commit()
+    with seeded(tmp_path) as session:
         instant = factories.subscriber(session)
         daily = factories.subscriber(session, frequency=Frequency.DAILY)
         article = factories.article(session)
@@ -114,7 +122,6 @@ def test_alerts_metrics_and_the_dashboard_use_an_index(tmp_path: Any) -> None:
         with statements(session) as seen:
             session.execute(text("SELECT count(*) FROM deliveries WHERE status = 'pending'"))
         assert len(scans_of_deliveries(session, seen)) == 1
-    engine.dispose()
 
 
 def test_a_digest_batchs_statements_use_an_index(tmp_path: Any) -> None:
@@ -125,12 +132,7 @@ def test_a_digest_batchs_statements_use_an_index(tmp_path: Any) -> None:
     from alerts.models import RecipientStatus
     from alerts.sending import digest_claims
 
-    url = f"sqlite:///{tmp_path}/plans.db"
-    migrations.upgrade(url)
-    engine = db.make_engine(url)
-    with Session(engine, expire_on_commit=False) as session:
-        taxonomy.seed(session)
-        session.commit()
+    with seeded(tmp_path) as session:
         readers = [factories.subscriber(session, frequency=Frequency.DAILY) for _ in range(3)]
         article = factories.article(session)
         run, _ = digests.start_run(session, Frequency.DAILY, "", "admin")
@@ -160,4 +162,3 @@ def test_a_digest_batchs_statements_use_an_index(tmp_path: Any) -> None:
         for sql, parameters in by_run:
             plan = session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters)
             assert any("ix_deliveries_digest_run_subscriber" in str(row[-1]) for row in plan), sql
-    engine.dispose()
