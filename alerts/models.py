@@ -482,6 +482,8 @@ class Delivery(Base):
 # "Pending" written into the statement, not bound: PostgreSQL uses the partial index of
 # pending rows only when it can see the value (a prepared statement's generic plan cannot).
 DELIVERY_PENDING = Delivery.status == literal_column("'pending'")
+# A row that is not an instant alert held past the reader's daily cap (a digest's own claim).
+NOT_HELD_PAST_CAP = or_(Delivery.held.is_(None), Delivery.held != "cap")
 
 
 class NoticeKind(enum.StrEnum):

@@ -18,6 +18,7 @@ from alerts.i18n import Text
 from alerts.matching import Reason, interests, match, scope_of
 from alerts.models import (
     DELIVERY_PENDING,
+    NOT_HELD_PAST_CAP,
     Article,
     ArticleTopic,
     Delivery,
@@ -302,7 +303,7 @@ def _claimed_by_run(
             Delivery.digest_run_id == run_id,
             Delivery.subscriber_id.in_(subscriber_ids),
             DELIVERY_PENDING,
-            or_(Delivery.held.is_(None), Delivery.held != "cap"),
+            NOT_HELD_PAST_CAP,
         )
     ):
         claimed.setdefault(subscriber_id, set()).add(article_id)

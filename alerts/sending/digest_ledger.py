@@ -18,6 +18,7 @@ from alerts.db import Prepared
 from alerts.digests.schedules import move_on
 from alerts.models import (
     DELIVERY_PENDING,
+    NOT_HELD_PAST_CAP,
     Delivery,
     DeliveryStatus,
     DigestRecipient,
@@ -160,7 +161,7 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
     ]
     session.execute(
         delete(Delivery)
-        .where(*mine, or_(Delivery.held.is_(None), Delivery.held != "cap"))
+        .where(*mine, NOT_HELD_PAST_CAP)
         .execution_options(synchronize_session=False)
     )
     session.execute(
