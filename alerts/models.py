@@ -469,8 +469,10 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now, onupdate=now)
     sent_at: Mapped[datetime | None]
-    # Why an alert was kept back: "quiet" (quiet hours; until `held_until`) or "cap" (the
-    # daily cap: its next digest carries it). Kept once sent, so it is not counted again.
+    # Why it was kept back: "quiet" (an alert in quiet hours; until `held_until`), "cap" (an
+    # alert past the daily cap: the next digest carries it) or "carry" (a digest's article
+    # its retry no longer carried: the next digest carries it). Kept once sent, so it is not
+    # counted again.
     held: Mapped[str | None] = mapped_column(String(10))
     held_until: Mapped[datetime | None]
     # Set when the article went out in a digest (None: an alert).
@@ -482,8 +484,14 @@ class Delivery(Base):
 # "Pending" written into the statement, not bound: PostgreSQL uses the partial index of
 # pending rows only when it can see the value (a prepared statement's generic plan cannot).
 DELIVERY_PENDING = Delivery.status == literal_column("'pending'")
-# A row that is not an instant alert held past the reader's daily cap (a digest's own claim).
-NOT_HELD_PAST_CAP = or_(Delivery.held.is_(None), Delivery.held != "cap")
+# Rows the reader's next digest carries whatever its window and frequency (a run scoped to
+# one topic aside), for the reason they still follow the article, or closes: an alert held
+# past their daily cap, and an article a digest run claimed and, retried, no longer carried
+# (they had moved its topic to another frequency: that digest may have gone out meanwhile).
+FOR_NEXT_DIGEST = ("cap", "carry")
+HELD_FOR_NEXT_DIGEST = Delivery.held.in_(FOR_NEXT_DIGEST)
+# A row that is none of those (a digest's own claim).
+NOT_HELD_FOR_NEXT_DIGEST = or_(Delivery.held.is_(None), Delivery.held.not_in(FOR_NEXT_DIGEST))
 
 
 class NoticeKind(enum.StrEnum):

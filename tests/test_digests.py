@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from alerts import clock, digests, tokens
+from alerts.clock import now
 from alerts.mail.sink import MailSink
 from alerts.models import (
     Delivery,
@@ -22,8 +23,9 @@ from alerts.models import (
     RecipientStatus,
     Subscriber,
     Subscription,
+    Topic,
 )
-from alerts.sending import digest_claims, digest_ledger
+from alerts.sending import digest_claims, digest_ledger, explain
 from alerts.sending.policy import RetryPolicy
 from worker import tasks
 
@@ -645,8 +647,9 @@ def test_a_retried_digest_drops_the_articles_its_reader_no_longer_follows(
 ) -> None:
     """A reader's digest was tried once (its articles claimed), and handed back; then the
     reader stopped following one topic. The retry carries, and records, only what they still
-    follow; the other article's claim is gone, not left pending for a run that ends (which
-    would keep it out of every later digest) nor recorded as sent."""
+    follow; the other article is neither left pending for a run that ends (which would keep
+    it out of every later digest) nor recorded as sent: it is held for their next digest,
+    which closes it, as they follow it no more."""
     frozen_clock(utc(2026, 11, 2, 8, 0))
     reader = factories.subscriber(session, ["wipo", "wto-trips"], frequency=DAILY)
     kept = factories.article(session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"])
@@ -670,11 +673,21 @@ def test_a_retried_digest_drops_the_articles_its_reader_no_longer_follows(
     assert set(rows()) == {kept.id, dropped.id}
 
     # Only the first article matches now (as the retry's build finds).
+    session.execute(
+        delete(Subscription).where(
+            Subscription.subscriber_id == reader.id,
+            Subscription.topic_id
+            == select(Topic.id).where(Topic.slug == "wto-trips").scalar_subquery(),
+        )
+    )
     second = digest_claims.claim_next(session, run.id, policy)
     assert second.subscriber_ids == [reader.id]
     held = digest_claims.claim_articles(session, run.id, {reader.id: [kept.id]}, second.token)
     assert held == {reader.id: [kept.id]}
-    assert rows() == {kept.id: (DeliveryStatus.PENDING, second.token)}
+    assert rows() == {
+        kept.id: (DeliveryStatus.PENDING, second.token),
+        dropped.id: (DeliveryStatus.HELD, None),
+    }
     digest_ledger.finish(
         session,
         run.id,
@@ -687,13 +700,28 @@ def test_a_retried_digest_drops_the_articles_its_reader_no_longer_follows(
         delivery_status=DeliveryStatus.SENT,
     )
     session.commit()
-    assert rows() == {kept.id: (DeliveryStatus.SENT, None)}
+    assert rows() == {
+        kept.id: (DeliveryStatus.SENT, None),
+        dropped.id: (DeliveryStatus.HELD, None),
+    }
+    frozen_clock(utc(2026, 11, 3, 8, 0))
+    assert digests.build_contents(session, DAILY, [reader.id])[reader.id].empty
+    later, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, later, due_only=False)
+    session.commit()
+    third = digest_claims.claim_next(session, later.id, policy)
+    digest_claims.claim_articles(
+        session, later.id, {reader.id: []}, third.token, carries_held_from=utc(2026, 11, 3, 8, 0)
+    )
+    assert rows()[dropped.id] == (DeliveryStatus.SKIPPED, None)
 
 
 def test_a_retried_digest_that_comes_out_empty_leaves_no_claim_behind(
     session: Session, frozen_clock: Any
 ) -> None:
-    """The same, when the retry carries nothing: no row is left pending for the ended run."""
+    """The same, when the retry carries nothing: no row is left pending for the ended run,
+    and the article is held for the reader's next digest (which carries it if they follow it
+    again)."""
     reader, article, run = one_reader_run(session, frozen_clock)
     policy = RetryPolicy()
     first = digest_claims.claim_next(session, run.id, policy)
@@ -704,10 +732,13 @@ def test_a_retried_digest_that_comes_out_empty_leaves_no_claim_behind(
     assert not digest_claims.claim_articles(session, run.id, {reader.id: []}, second.token).get(
         reader.id
     )
-    left = session.scalar(
-        select(func.count()).select_from(Delivery).where(Delivery.subscriber_id == reader.id)
+    [row] = session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id))
+    assert (row.status, row.held, row.digest_run_id, row.claim_token) == (
+        DeliveryStatus.HELD,
+        "carry",
+        None,
+        None,
     )
-    assert left == 0  # a later digest may carry the article if they follow it again
 
 
 def test_a_retried_digest_carries_what_its_run_claimed_after_another_digest_moved_the_window(
@@ -756,7 +787,7 @@ def test_a_reader_who_went_away_mid_run_is_still_owed_what_the_run_claimed(
     reader back; meanwhile they paused their alerts, or moved their topic to a weekly digest.
     Paused: the run sends nothing and gives both back, for their first digest after the
     pause. Weekly: the run still sends the held alert (a held alert goes in the next digest,
-    whatever its frequency) and gives the article back, for the weekly digest."""
+    whatever its frequency) and holds the article for the next digest, the weekly one."""
     frozen_clock(utc(2026, 11, 2, 8, 0))
     reader = factories.subscriber(
         session, ["wipo"], frequency=DAILY, confirmed_at=utc(2026, 11, 1, 9, 0)
@@ -814,11 +845,81 @@ def test_a_reader_who_went_away_mid_run_is_still_owed_what_the_run_claimed(
     else:
         [message] = sink.store.to(reader.email)
         assert "Held back" in message.body("plain") and "Owed" not in message.body("plain")
-        assert rows == {capped.id: (DeliveryStatus.SENT, run.id)}
+        assert rows == {
+            capped.id: (DeliveryStatus.SENT, run.id),
+            article.id: (DeliveryStatus.HELD, None),
+        }
         owed, frequency = [article.id], WEEKLY
     frozen_clock(utc(2026, 11, 9, 9, 0))
     later = digests.build_contents(session, frequency, [reader.id])[reader.id]
     assert sorted(later.article_ids) == sorted(owed)
+
+
+@pytest.mark.parametrize("moved_to", [WEEKLY, Frequency.IMMEDIATE])
+def test_an_article_a_daily_run_held_when_its_reader_moved_the_topic_is_not_lost(
+    app: Flask, session: Session, sink: MailSink, frozen_clock: Any, moved_to: Frequency
+) -> None:
+    """A daily run claimed a reader's article and handed them back (the relay was down); the
+    reader then moved the topic to a weekly digest, which went out before the daily run was
+    retried: it could not take the article the daily run held, and its window moved past it.
+    Or they moved it to instant alerts, and have no digest left. The retry sends nothing
+    (they follow nothing daily now) and holds the article for their next digest (a daily one
+    kept for it, if they have none), which carries it: sent once, not lost."""
+    frozen_clock(utc(2026, 11, 2, 8, 0))
+    reader = factories.subscriber(
+        session, ["wipo"], frequency=DAILY, confirmed_at=utc(2026, 11, 1, 9, 0)
+    )
+    article = factories.article(
+        session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"], title="Owed once"
+    )
+    daily, _ = digests.start_run(session, DAILY, "", "admin")
+    digests.enqueue(session, daily, due_only=False)
+    session.commit()
+    first = digest_claims.claim_next(session, daily.id, RetryPolicy())
+    digest_claims.claim_articles(session, daily.id, {reader.id: [article.id]}, first.token)
+    digest_ledger.release(session, daily.id, [reader.id], first.token, "relay down")
+    session.commit()
+
+    frozen_clock(utc(2026, 11, 2, 10, 0))
+    session.execute(
+        update(Subscription)
+        .where(Subscription.subscriber_id == reader.id)
+        .values(frequency=moved_to)
+    )
+    stored = session.get(Subscriber, reader.id)
+    assert stored is not None
+    digests.sync_schedules(session, stored)
+    session.commit()
+
+    def run_now(frequency: Frequency, at: datetime) -> DigestRun:
+        frozen_clock(at)
+        run, _ = digests.start_run(session, frequency, "", "admin")
+        digests.enqueue(session, run, due_only=False)
+        session.commit()
+        with app.app_context():
+            tasks.resume_digest_run(run.id)
+        return run
+
+    if moved_to == WEEKLY:
+        run_now(WEEKLY, utc(2026, 11, 2, 11, 0))
+    frozen_clock(utc(2026, 11, 2, 12, 0))
+    with app.app_context():
+        tasks.resume_digest_run(daily.id)
+    assert sink.store.to(reader.email) == []
+    session.expire_all()
+    assert explain.explain(session, stored, article, now()).why == (
+        "held for their next digest: they changed how they follow it meanwhile"
+    )
+
+    next_week = (
+        run_now(WEEKLY, utc(2026, 11, 9, 11, 0))
+        if moved_to == WEEKLY
+        else run_now(DAILY, utc(2026, 11, 3, 9, 0))
+    )
+    [message] = sink.store.to(reader.email)
+    assert "Owed once" in message.body("plain")
+    [row] = session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id))
+    assert (row.status, row.digest_run_id) == (DeliveryStatus.SENT, next_week.id)
 
 
 def test_a_reader_found_away_keeps_the_claims_another_task_still_sends(

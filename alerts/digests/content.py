@@ -18,7 +18,8 @@ from alerts.i18n import Text
 from alerts.matching import Reason, interests, match, scope_of
 from alerts.models import (
     DELIVERY_PENDING,
-    NOT_HELD_PAST_CAP,
+    HELD_FOR_NEXT_DIGEST,
+    NOT_HELD_FOR_NEXT_DIGEST,
     Article,
     ArticleTopic,
     Delivery,
@@ -275,13 +276,14 @@ def build_contents(
 
 
 def _held_past_cap(session: Session, subscriber_ids: list[int]) -> dict[int, set[int]]:
-    """Reader -> the articles whose instant alert their daily cap held back (and those a
-    digest took and has not sent yet: a retry of that digest carries them again)."""
+    """Reader -> the articles held for their next digest (models.FOR_NEXT_DIGEST: an instant
+    alert their daily cap held back, or a digest's article its retry no longer carried), and
+    those a digest took and has not sent yet: a retry of that digest carries them again."""
     held: dict[int, set[int]] = {}
     for subscriber_id, article_id in session.execute(
         select(Delivery.subscriber_id, Delivery.article_id).where(
             Delivery.subscriber_id.in_(subscriber_ids),
-            Delivery.held == "cap",
+            HELD_FOR_NEXT_DIGEST,
             or_(
                 Delivery.status == DeliveryStatus.HELD,
                 and_(DELIVERY_PENDING, Delivery.digest_run_id.is_not(None)),
@@ -295,15 +297,15 @@ def _held_past_cap(session: Session, subscriber_ids: list[int]) -> dict[int, set
 def _claimed_by_run(
     session: Session, run_id: int, subscriber_ids: list[int]
 ) -> dict[int, set[int]]:
-    """Reader -> the articles an earlier attempt of the run claimed for their digest (alerts
-    held past the cap aside: `_held_past_cap` carries those)."""
+    """Reader -> the articles an earlier attempt of the run claimed for their digest (rows
+    held for the next digest aside: `_held_past_cap` carries those)."""
     claimed: dict[int, set[int]] = {}
     for subscriber_id, article_id in session.execute(
         select(Delivery.subscriber_id, Delivery.article_id).where(
             Delivery.digest_run_id == run_id,
             Delivery.subscriber_id.in_(subscriber_ids),
             DELIVERY_PENDING,
-            NOT_HELD_PAST_CAP,
+            NOT_HELD_FOR_NEXT_DIGEST,
         )
     ):
         claimed.setdefault(subscriber_id, set()).add(article_id)

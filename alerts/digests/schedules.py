@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from alerts.clock import now, zone
 from alerts.db import Cursor, Prepared
 from alerts.models import (
+    HELD_FOR_NEXT_DIGEST,
     Delivery,
     DeliveryStatus,
     DigestSchedule,
@@ -75,10 +76,10 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
     )
     wanted = {frequency for frequency in followed if frequency in DIGEST_FREQUENCIES}
     if not wanted and (
-        subscriber.daily_cap is not None or _holds_alerts_past_cap(session, subscriber)
+        subscriber.daily_cap is not None or _holds_for_next_digest(session, subscriber)
     ):
         # Alerts past the cap go in the next digest: a reader with none gets a daily one,
-        # and keeps it while alerts held that way wait (a cap lifted since included).
+        # and keeps it while rows held for it wait (a cap lifted since included).
         wanted.add(Frequency.DAILY)
     existing = {
         schedule.frequency: schedule
@@ -126,14 +127,14 @@ def sync_schedules(session: Session, subscriber: Subscriber) -> None:
     session.flush()
 
 
-def _holds_alerts_past_cap(session: Session, subscriber: Subscriber) -> bool:
+def _holds_for_next_digest(session: Session, subscriber: Subscriber) -> bool:
     return bool(
         session.scalar(
             select(
                 exists().where(
                     Delivery.subscriber_id == subscriber.id,
                     Delivery.status == DeliveryStatus.HELD,
-                    Delivery.held == "cap",
+                    HELD_FOR_NEXT_DIGEST,
                 )
             )
         )
@@ -141,7 +142,7 @@ def _holds_alerts_past_cap(session: Session, subscriber: Subscriber) -> bool:
 
 
 def ensure_digest(session: Session, subscriber: Subscriber) -> None:
-    """Make sure the reader has a digest to carry alerts held past their cap."""
+    """Make sure the reader has a digest to carry what is held for their next digest."""
     if (
         session.scalar(select(exists().where(DigestSchedule.subscriber_id == subscriber.id)))
         is not True

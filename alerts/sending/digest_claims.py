@@ -10,17 +10,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import Table, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
 from alerts.db import Prepared, insert_ignoring_duplicates, rowcount
+from alerts.digests.schedules import ensure_digest
 from alerts.models import (
     DELIVERY_PENDING,
+    FOR_NEXT_DIGEST,
+    HELD_FOR_NEXT_DIGEST,
     Delivery,
     DeliveryStatus,
     DigestRecipient,
     RecipientStatus,
+    Subscriber,
     UTCDateTime,
 )
 from alerts.sending import claims
@@ -228,15 +232,19 @@ def _forget_unwanted(
     session: Session, run_id: int, wanted: dict[int, list[int]], current: datetime
 ) -> None:
     """Rows an earlier attempt of this run claimed for articles these digests no longer carry
-    (the reader changed what they follow meanwhile). A digest's row is deleted, as if never
-    claimed: left pending, it would be taken by this digest and recorded as sent unsent, or,
-    if this digest is empty, stay pending for a run that is over and keep the article out of
-    every later digest. An alert held past the cap is closed as no longer matching.
-    (Another digest of the reader's, sent between the attempts, does not drop them: the
+    (the reader changed what they follow meanwhile). Left pending, such a row would be taken
+    by this digest and recorded as sent unsent, or, if this digest is empty, stay pending for
+    a run that is over and keep the article out of every later digest. Deleted, it would be
+    lost to a reader who moved its topic to another digest that went out meanwhile (its
+    window is past the article, and it could not claim it then). So the row is held for the
+    reader's next digest, whatever its window or frequency: it carries the article if they
+    still follow it, and closes it if not. A row held that way already (an alert past the
+    cap) is closed as no longer matching: it was built for any of the reader's frequencies.
+    (Another digest of the reader's, sent between the attempts, does not drop the rows: the
     retry's build carries what its run claimed whatever the window.)"""
     carried = {subscriber_id: set(article_ids) for subscriber_id, article_ids in wanted.items()}
     gone = [
-        (row_id, held)
+        (row_id, subscriber_id, held)
         for row_id, subscriber_id, article_id, held in session.execute(
             select(Delivery.id, Delivery.subscriber_id, Delivery.article_id, Delivery.held).where(
                 Delivery.subscriber_id.in_(list(wanted)),
@@ -246,26 +254,27 @@ def _forget_unwanted(
         )
         if article_id not in carried[subscriber_id]
     ]
-    claimed = [row_id for row_id, held in gone if held != "cap"]
-    capped = [row_id for row_id, held in gone if held == "cap"]
-    if claimed:
-        session.execute(
-            delete(Delivery)
-            .where(Delivery.id.in_(claimed), DELIVERY_PENDING)
-            .execution_options(synchronize_session=False)
-        )
-    if capped:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(capped), DELIVERY_PENDING)
-            .values(
-                status=DeliveryStatus.SKIPPED,
-                claim_token=None,
-                last_error="no longer matches",
-                updated_at=current,
+    claimed = [row_id for row_id, _, held in gone if held not in FOR_NEXT_DIGEST]
+    capped = [row_id for row_id, _, held in gone if held in FOR_NEXT_DIGEST]
+    for ids, values in (
+        (claimed, {"status": DeliveryStatus.HELD, "held": "carry", "digest_run_id": None,
+                   "claimed_at": None}),
+        (capped, {"status": DeliveryStatus.SKIPPED, "last_error": "no longer matches"}),
+    ):  # fmt: skip
+        if ids:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids), DELIVERY_PENDING)
+                .values(claim_token=None, updated_at=current, **values)
+                .execution_options(synchronize_session=False)
             )
-            .execution_options(synchronize_session=False)
-        )
+    # A reader who moved the article's topic to instant alerts may have no digest left.
+    for subscriber_id in {
+        subscriber_id for _, subscriber_id, held in gone if held not in FOR_NEXT_DIGEST
+    }:
+        reader = session.get(Subscriber, subscriber_id)
+        if reader is not None:
+            ensure_digest(session, reader)
 
 
 def _take_held_past_cap(
@@ -276,15 +285,15 @@ def _take_held_past_cap(
     current: datetime,
     built_at: datetime,
 ) -> None:
-    """Alerts held past these readers' daily cap: the rows exist, and become this digest's.
-    A held alert the digest does not carry no longer matches the reader (they changed what
-    they follow): it is closed, not left waiting for a digest that will never take it. One
-    held after the digests were built is left for the next digest."""
+    """Rows held for these readers' next digest (an alert past their daily cap, say): the rows
+    exist, and become this digest's. One the digest does not carry no longer matches the
+    reader (they changed what they follow): it is closed, not left waiting for a digest that
+    will never take it. One held after the digests were built is left for the next digest."""
     rows = session.execute(
         select(Delivery.id, Delivery.subscriber_id, Delivery.article_id, Delivery.updated_at).where(
             Delivery.subscriber_id.in_(list(wanted)),
             Delivery.status == DeliveryStatus.HELD,
-            Delivery.held == "cap",
+            HELD_FOR_NEXT_DIGEST,
         )
     ).all()
     carried = [row.id for row in rows if row.article_id in set(wanted[row.subscriber_id])]

@@ -18,7 +18,8 @@ from alerts.db import Prepared
 from alerts.digests.schedules import move_on
 from alerts.models import (
     DELIVERY_PENDING,
-    NOT_HELD_PAST_CAP,
+    HELD_FOR_NEXT_DIGEST,
+    NOT_HELD_FOR_NEXT_DIGEST,
     Delivery,
     DeliveryStatus,
     DigestRecipient,
@@ -150,9 +151,10 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
         .execution_options(synchronize_session=False)
     )
     # The articles this run claimed for them are given back as they were before: a paused
-    # reader is still owed them. Claimed for the digest: the claim is deleted; an alert held
-    # past the cap: held again. Not rows another task holds: its email may be on its way,
-    # and that task records it (or hands the rows back, to be given back here next time).
+    # reader is still owed them. Claimed for the digest: the claim is deleted; a row held for
+    # the next digest (an alert past the cap, say): held again. Not rows another task holds:
+    # its email may be on its way, and that task records it (or hands the rows back, to be
+    # given back here next time).
     mine = [
         Delivery.subscriber_id == subscriber_id,
         Delivery.digest_run_id == run_id,
@@ -161,12 +163,12 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
     ]
     session.execute(
         delete(Delivery)
-        .where(*mine, NOT_HELD_PAST_CAP)
+        .where(*mine, NOT_HELD_FOR_NEXT_DIGEST)
         .execution_options(synchronize_session=False)
     )
     session.execute(
         update(Delivery)
-        .where(*mine, Delivery.held == "cap")
+        .where(*mine, HELD_FOR_NEXT_DIGEST)
         .values(
             status=DeliveryStatus.HELD,
             digest_run_id=None,

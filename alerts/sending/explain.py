@@ -120,6 +120,13 @@ def _recorded(row: Delivery) -> Verdict:
     if row.status is DeliveryStatus.HELD:
         if row.held == hold.QUIET:
             return Verdict(True, "quiet-hours round-up", row.held_until, "held in quiet hours")
+        if row.held == "carry":
+            return Verdict(
+                True,
+                "next digest",
+                None,
+                "held for their next digest: they changed how they follow it meanwhile",
+            )
         return Verdict(True, "next digest", None, "held: their daily limit was reached")
     if row.status is DeliveryStatus.PENDING:
         return Verdict(True, kind, row.next_attempt_at, row.last_error or "being sent now")
