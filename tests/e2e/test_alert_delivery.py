@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+import psutil
 import pytest
 from sqlalchemy import select
 
@@ -122,3 +125,16 @@ def test_one_click_unsubscribe_stops_the_next_alert(stack: Stack, browser: Brows
     stack.settle()
     assert [m.subject for m in stack.to(people["leaving"].email)] == ["First"]
     assert sorted(m.subject for m in stack.to(people["staying"].email)) == ["First", "Second"]
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_the_workers_run_as_batch_work_so_they_do_not_preempt_the_relay(stack: Stack) -> None:
+    """A worker woken by a reply must not take the CPU from the web process or a local relay:
+    the worker and every process of its pool run under SCHED_BATCH."""
+    [worker] = [p for p in stack.processes if p.name == "worker" and p.running()]
+    assert worker.process is not None
+    tree = psutil.Process(worker.process.pid)
+    pool = tree.children(recursive=True)
+    assert pool, "the worker's pool has no processes"
+    for process in [tree, *pool]:
+        assert os.sched_getscheduler(process.pid) == os.SCHED_BATCH, process.cmdline()
