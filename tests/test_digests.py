@@ -741,18 +741,17 @@ def test_a_retried_digest_that_comes_out_empty_leaves_no_claim_behind(
     )
 
 
-def test_a_retried_digest_carries_what_its_run_claimed_after_another_digest_moved_the_window(
-    app: Flask, session: Session, sink: MailSink, frozen_clock: Any
-) -> None:
-    """A reader's digest was tried once (its article claimed) and handed back; before the
-    retry, another digest of theirs went out and moved their window past that article. The
-    retry still carries it: nothing else ever would (every later digest starts after it)."""
+def claimed_then_handed_back(
+    session: Session, frozen_clock: Any, title: str
+) -> tuple[Subscriber, Any, DigestRun]:
+    """At 08:00, a daily run to a reader of WIPO claimed an article of 07:00 for them, then
+    handed them back (the relay was down): their digest waits for the run's retry."""
     frozen_clock(utc(2026, 11, 2, 8, 0))
     reader = factories.subscriber(
         session, ["wipo"], frequency=DAILY, confirmed_at=utc(2026, 11, 1, 9, 0)
     )
     article = factories.article(
-        session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"], title="Claimed once"
+        session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"], title=title
     )
     run, _ = digests.start_run(session, DAILY, "", "admin")
     digests.enqueue(session, run, due_only=False)
@@ -761,6 +760,16 @@ def test_a_retried_digest_carries_what_its_run_claimed_after_another_digest_move
     digest_claims.claim_articles(session, run.id, {reader.id: [article.id]}, first.token)
     digest_ledger.release(session, run.id, [reader.id], first.token, "relay down")
     session.commit()
+    return reader, article, run
+
+
+def test_a_retried_digest_carries_what_its_run_claimed_after_another_digest_moved_the_window(
+    app: Flask, session: Session, sink: MailSink, frozen_clock: Any
+) -> None:
+    """A reader's digest was tried once (its article claimed) and handed back; before the
+    retry, another digest of theirs went out and moved their window past that article. The
+    retry still carries it: nothing else ever would (every later digest starts after it)."""
+    reader, _, run = claimed_then_handed_back(session, frozen_clock, "Claimed once")
     frozen_clock(utc(2026, 11, 2, 9, 0))
     session.execute(
         update(DigestSchedule)
@@ -865,20 +874,7 @@ def test_an_article_a_daily_run_held_when_its_reader_moved_the_topic_is_not_lost
     Or they moved it to instant alerts, and have no digest left. The retry sends nothing
     (they follow nothing daily now) and holds the article for their next digest (a daily one
     kept for it, if they have none), which carries it: sent once, not lost."""
-    frozen_clock(utc(2026, 11, 2, 8, 0))
-    reader = factories.subscriber(
-        session, ["wipo"], frequency=DAILY, confirmed_at=utc(2026, 11, 1, 9, 0)
-    )
-    article = factories.article(
-        session, published_at=utc(2026, 11, 2, 7, 0), topics=["wipo"], title="Owed once"
-    )
-    daily, _ = digests.start_run(session, DAILY, "", "admin")
-    digests.enqueue(session, daily, due_only=False)
-    session.commit()
-    first = digest_claims.claim_next(session, daily.id, RetryPolicy())
-    digest_claims.claim_articles(session, daily.id, {reader.id: [article.id]}, first.token)
-    digest_ledger.release(session, daily.id, [reader.id], first.token, "relay down")
-    session.commit()
+    reader, article, daily = claimed_then_handed_back(session, frozen_clock, "Owed once")
 
     frozen_clock(utc(2026, 11, 2, 10, 0))
     session.execute(
