@@ -4,7 +4,7 @@ field gets its own message at once (raised as InvalidInput)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -49,6 +49,9 @@ class Choices:
     locale: str | None = None
     # The browser's time zone, for a new reader's digest hour (not carried in links).
     timezone: str | None = None
+    # The topics' ids, when validate() read them (not carried in links): a new signup
+    # writes them without reading them again.
+    topic_ids: tuple[int, ...] = field(default=(), compare=False)
 
     def as_payload(self) -> dict[str, Any]:
         return {
@@ -131,13 +134,18 @@ def normalize_email(raw: str) -> str:
     return normalized
 
 
-def _check_topics(session: Session, slugs: Collection[str]) -> str | None:
-    """The message for topics that do not exist, or None."""
-    known = set(session.scalars(select(Topic.slug).where(Topic.slug.in_(list(slugs)))))
-    unknown = sorted(set(slugs) - known)
-    if not unknown:
-        return None
-    return Text("Unknown topic: %(topics)s.", topics=", ".join(unknown[:5]))
+def _check_topics(session: Session, slugs: Collection[str]) -> tuple[tuple[int, ...], str | None]:
+    """The topics' ids in order, and the message for topics that do not exist (or None)."""
+    known: dict[str, int] = {
+        slug: topic_id
+        for slug, topic_id in session.execute(
+            select(Topic.slug, Topic.id).where(Topic.slug.in_(list(slugs)))
+        )
+    }
+    unknown = sorted(set(slugs) - set(known))
+    if unknown:
+        return (), Text("Unknown topic: %(topics)s.", topics=", ".join(unknown[:5]))
+    return tuple(known[slug] for slug in slugs), None
 
 
 def _check_locale(code: str | None) -> Text | None:
@@ -185,13 +193,16 @@ def validate(
         errors.update(error.errors)
 
     wanted_topics = tuple(dict.fromkeys(slug.strip() for slug in topics if slug.strip()))
+    topic_ids: tuple[int, ...] = ()
     if not wanted_topics:
         if not wanted_keywords and "keywords" not in errors:
             errors["topics"] = Text("Choose at least one topic, or type a keyword.")
         elif within_topics:
             errors["topics"] = Text("Choose topics for your keywords to stay within.")
-    elif problem := _check_topics(session, wanted_topics):
-        errors["topics"] = problem
+    else:
+        topic_ids, problem = _check_topics(session, wanted_topics)
+        if problem:
+            errors["topics"] = problem
 
     wanted_languages = tuple(dict.fromkeys(code.strip() for code in languages if code.strip()))
     if problem := _check_languages(session, wanted_languages):
@@ -217,6 +228,7 @@ def validate(
         # The browser says it, the reader never sees it: one this machine does not know is
         # left out, not an error.
         timezone if timezone in timezones() else None,
+        topic_ids=topic_ids,
     )
 
 
@@ -326,7 +338,7 @@ def validate_preferences(
             errors["topics"] = Text("Choose how often for each topic.")
     if not topics and not phrases and "topics" not in errors and "keywords" not in errors:
         errors["topics"] = Text("Keep at least one topic or keyword, or unsubscribe instead.")
-    elif topics and (problem := _check_topics(session, topics)):
+    elif topics and (problem := _check_topics(session, topics)[1]):
         errors["topics"] = problem
     codes = tuple(dict.fromkeys(code for code in languages if code))
     if problem := _check_languages(session, codes):

@@ -123,7 +123,11 @@ def _sign_up_new(
     ).scalar()
     if subscriber_id is None:
         return None
-    topic_ids = connection.execute(_TOPIC_IDS, {"slugs": list(choices.topics)}).scalars().all()
+    topic_ids = choices.topic_ids or (
+        connection.execute(_TOPIC_IDS, {"slugs": list(choices.topics)}).scalars().all()
+        if choices.topics
+        else ()
+    )
     if topic_ids:
         connection.execute(
             _SUBSCRIPTIONS.insert(),
