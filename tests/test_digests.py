@@ -849,7 +849,10 @@ def test_a_reader_who_went_away_mid_run_is_still_owed_what_the_run_claimed(
     }
     if away == "paused":
         assert sink.store.to(reader.email) == []
-        assert rows == {capped.id: (DeliveryStatus.HELD, None)}
+        assert rows == {
+            capped.id: (DeliveryStatus.HELD, None),
+            article.id: (DeliveryStatus.HELD, None),
+        }
         owed, frequency = [article.id, capped.id], DAILY
     else:
         [message] = sink.store.to(reader.email)
@@ -864,16 +867,24 @@ def test_a_reader_who_went_away_mid_run_is_still_owed_what_the_run_claimed(
     assert sorted(later.article_ids) == sorted(owed)
 
 
-@pytest.mark.parametrize("moved_to", [WEEKLY, Frequency.IMMEDIATE])
+@pytest.mark.parametrize(
+    ("moved_to", "paused"), [(WEEKLY, False), (Frequency.IMMEDIATE, False), (WEEKLY, True)]
+)
 def test_an_article_a_daily_run_held_when_its_reader_moved_the_topic_is_not_lost(
-    app: Flask, session: Session, sink: MailSink, frozen_clock: Any, moved_to: Frequency
+    app: Flask,
+    session: Session,
+    sink: MailSink,
+    frozen_clock: Any,
+    moved_to: Frequency,
+    paused: bool,
 ) -> None:
     """A daily run claimed a reader's article and handed them back (the relay was down); the
     reader then moved the topic to a weekly digest, which went out before the daily run was
     retried: it could not take the article the daily run held, and its window moved past it.
     Or they moved it to instant alerts, and have no digest left. The retry sends nothing
     (they follow nothing daily now) and holds the article for their next digest (a daily one
-    kept for it, if they have none), which carries it: sent once, not lost."""
+    kept for it, if they have none), which carries it: sent once, not lost. The same if they
+    also paused their emails until the next day: the retry finds them away."""
     reader, article, daily = claimed_then_handed_back(session, frozen_clock, "Owed once")
 
     frozen_clock(utc(2026, 11, 2, 10, 0))
@@ -884,6 +895,8 @@ def test_an_article_a_daily_run_held_when_its_reader_moved_the_topic_is_not_lost
     )
     stored = session.get(Subscriber, reader.id)
     assert stored is not None
+    if paused:
+        stored.paused_until = utc(2026, 11, 3, 12, 0)
     digests.sync_schedules(session, stored)
     session.commit()
 

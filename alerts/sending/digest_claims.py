@@ -27,7 +27,7 @@ from alerts.models import (
     Subscriber,
     UTCDateTime,
 )
-from alerts.sending import claims
+from alerts.sending import claims, hold
 from alerts.sending.policy import RetryPolicy
 
 _deliveries = cast(Table, Delivery.__table__)
@@ -257,7 +257,7 @@ def _forget_unwanted(
     claimed = [row_id for row_id, _, held in gone if held not in FOR_NEXT_DIGEST]
     capped = [row_id for row_id, _, held in gone if held in FOR_NEXT_DIGEST]
     for ids, values in (
-        (claimed, {"status": DeliveryStatus.HELD, "held": "carry", "digest_run_id": None,
+        (claimed, {"status": DeliveryStatus.HELD, "held": hold.CARRY, "digest_run_id": None,
                    "claimed_at": None}),
         (capped, {"status": DeliveryStatus.SKIPPED, "last_error": "no longer matches"}),
     ):  # fmt: skip
@@ -304,9 +304,11 @@ def _take_held_past_cap(
         (dropped, {"status": DeliveryStatus.SKIPPED, "last_error": "no longer matches"}),
     ):  # fmt: skip
         if ids:
+            # Still held: another run built from the same rows may have taken them since
+            # (PostgreSQL checks the condition again once the other's lock is gone).
             session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(ids))
+                .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.HELD)
                 .values(updated_at=current, **values)
                 .execution_options(synchronize_session=False)
             )

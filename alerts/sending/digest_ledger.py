@@ -9,13 +9,13 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, or_, select, update
+from sqlalchemy import Table, bindparam, case, delete, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts import db
 from alerts.clock import now
 from alerts.db import Prepared
-from alerts.digests.schedules import move_on
+from alerts.digests.schedules import ensure_digest, move_on
 from alerts.models import (
     DELIVERY_PENDING,
     HELD_FOR_NEXT_DIGEST,
@@ -26,8 +26,10 @@ from alerts.models import (
     Frequency,
     RecipientStatus,
     Subscriber,
+    SubscriberStatus,
 )
 from alerts.sending import suppression
+from alerts.sending.hold import CARRY
 from alerts.sending.policy import RetryPolicy
 
 # Statements built once: they run once or twice per digest sent, so they must cost little.
@@ -150,9 +152,11 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
         .values(status=RecipientStatus.SKIPPED, claim_token=None, last_error="not active")
         .execution_options(synchronize_session=False)
     )
-    # The articles this run claimed for them are given back as they were before: a paused
-    # reader is still owed them. Claimed for the digest: the claim is deleted; a row held for
-    # the next digest (an alert past the cap, say): held again. Not rows another task holds:
+    # The articles this run claimed for them are held for their next digest: a paused reader
+    # is still owed them. A row held that way before (an alert past the cap) is held again; a
+    # digest's own claim becomes a "carry" row: deleted, it would be lost to a reader who also
+    # moved its topic to another frequency, whose new schedule starts after it. A reader who
+    # left or bounced is owed nothing: their claims are deleted. Not rows another task holds:
     # its email may be on its way, and that task records it (or hands the rows back, to be
     # given back here next time).
     mine = [
@@ -161,16 +165,20 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
         DELIVERY_PENDING,
         or_(Delivery.claim_token.is_(None), Delivery.claim_token == token),
     ]
-    session.execute(
-        delete(Delivery)
-        .where(*mine, NOT_HELD_FOR_NEXT_DIGEST)
-        .execution_options(synchronize_session=False)
-    )
+    reader = session.get(Subscriber, subscriber_id)
+    paused = reader is not None and reader.status is SubscriberStatus.ACTIVE
+    if not paused:
+        session.execute(
+            delete(Delivery)
+            .where(*mine, NOT_HELD_FOR_NEXT_DIGEST)
+            .execution_options(synchronize_session=False)
+        )
     session.execute(
         update(Delivery)
-        .where(*mine, HELD_FOR_NEXT_DIGEST)
+        .where(*mine)
         .values(
             status=DeliveryStatus.HELD,
+            held=case((HELD_FOR_NEXT_DIGEST, Delivery.held), else_=literal(CARRY)),
             digest_run_id=None,
             claim_token=None,
             claimed_at=None,
@@ -178,6 +186,8 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
         )
         .execution_options(synchronize_session=False)
     )
+    if paused and reader is not None:
+        ensure_digest(session, reader)
 
 
 def _release_articles(

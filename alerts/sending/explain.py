@@ -120,7 +120,7 @@ def _recorded(row: Delivery) -> Verdict:
     if row.status is DeliveryStatus.HELD:
         if row.held == hold.QUIET:
             return Verdict(True, "quiet-hours round-up", row.held_until, "held in quiet hours")
-        if row.held == "carry":
+        if row.held == hold.CARRY:
             return Verdict(
                 True,
                 "next digest",

@@ -27,6 +27,8 @@ from alerts.models import Article, Delivery, DeliveryStatus, Subscriber
 
 QUIET = "quiet"
 CAP = "cap"
+# Not an alert: a digest's article its run could no longer send (models.FOR_NEXT_DIGEST).
+CARRY = "carry"
 
 
 @dataclass(frozen=True)
