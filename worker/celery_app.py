@@ -46,7 +46,7 @@ def _batch_scheduling(**_: Any) -> None:
     database's, thousands a second) no longer preempts the process running then. The web
     process and a relay on the same host (a local MTA, or the sink of `make run`) keep their
     CPU: on 2 cores, a local relay lost a tenth of its time to waking workers, and the
-    alerts with it (README, "Performance")."""
+    alerts with it (README, "Benchmarks")."""
     policy = getattr(os, "SCHED_BATCH", None)
     if policy is not None:
         with contextlib.suppress(OSError):

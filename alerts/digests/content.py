@@ -148,7 +148,7 @@ def build_contents(
     updates = revisions.updates_for(session, list(readers), current) if not scope else {}
     # Instant alerts held past a reader's daily cap: this digest carries them, whenever they
     # arrived, for the reason their alert had (a digest scoped to one topic does not).
-    overflow = _held_past_cap(session, list(readers)) if not scope else {}
+    overflow = _held_for_next_digest(session, list(readers)) if not scope else {}
     # What an earlier attempt of this run claimed for them, still theirs whatever the window.
     claimed = _claimed_by_run(session, run_id, list(readers)) if run_id is not None else {}
     known = {article.id for article in articles}
@@ -275,7 +275,7 @@ def build_contents(
     return contents
 
 
-def _held_past_cap(session: Session, subscriber_ids: list[int]) -> dict[int, set[int]]:
+def _held_for_next_digest(session: Session, subscriber_ids: list[int]) -> dict[int, set[int]]:
     """Reader -> the articles held for their next digest (models.FOR_NEXT_DIGEST: an instant
     alert their daily cap held back, or a digest's article its retry no longer carried), and
     those a digest took and has not sent yet: a retry of that digest carries them again."""
@@ -298,7 +298,7 @@ def _claimed_by_run(
     session: Session, run_id: int, subscriber_ids: list[int]
 ) -> dict[int, set[int]]:
     """Reader -> the articles an earlier attempt of the run claimed for their digest (rows
-    held for the next digest aside: `_held_past_cap` carries those)."""
+    held for the next digest aside: `_held_for_next_digest` carries those)."""
     claimed: dict[int, set[int]] = {}
     for subscriber_id, article_id in session.execute(
         select(Delivery.subscriber_id, Delivery.article_id).where(

@@ -152,7 +152,7 @@ def claim_articles(
     if wanted:
         _forget_unwanted(session, run_id, wanted, current)
     if carries_held_from is not None and wanted:
-        _take_held_past_cap(session, run_id, wanted, token, current, carries_held_from)
+        _take_held_for_next_digest(session, run_id, wanted, token, current, carries_held_from)
     if not rows:
         session.commit()
         return {}
@@ -254,11 +254,11 @@ def _forget_unwanted(
         )
         if article_id not in carried[subscriber_id]
     ]
-    claimed = [row_id for row_id, _, held in gone if held not in FOR_NEXT_DIGEST]
+    claimed = {row_id: reader for row_id, reader, held in gone if held not in FOR_NEXT_DIGEST}
     capped = [row_id for row_id, _, held in gone if held in FOR_NEXT_DIGEST]
     for ids, values in (
-        (claimed, {"status": DeliveryStatus.HELD, "held": hold.CARRY, "digest_run_id": None,
-                   "claimed_at": None}),
+        (list(claimed), {"status": DeliveryStatus.HELD, "held": hold.CARRY,
+                         "digest_run_id": None, "claimed_at": None}),
         (capped, {"status": DeliveryStatus.SKIPPED, "last_error": "no longer matches"}),
     ):  # fmt: skip
         if ids:
@@ -269,15 +269,13 @@ def _forget_unwanted(
                 .execution_options(synchronize_session=False)
             )
     # A reader who moved the article's topic to instant alerts may have no digest left.
-    for subscriber_id in {
-        subscriber_id for _, subscriber_id, held in gone if held not in FOR_NEXT_DIGEST
-    }:
+    for subscriber_id in set(claimed.values()):
         reader = session.get(Subscriber, subscriber_id)
         if reader is not None:
             ensure_digest(session, reader)
 
 
-def _take_held_past_cap(
+def _take_held_for_next_digest(
     session: Session,
     run_id: int,
     wanted: dict[int, list[int]],

@@ -166,8 +166,8 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
         or_(Delivery.claim_token.is_(None), Delivery.claim_token == token),
     ]
     reader = session.get(Subscriber, subscriber_id)
-    paused = reader is not None and reader.status is SubscriberStatus.ACTIVE
-    if not paused:
+    paused = reader if reader is not None and reader.status is SubscriberStatus.ACTIVE else None
+    if paused is None:
         session.execute(
             delete(Delivery)
             .where(*mine, NOT_HELD_FOR_NEXT_DIGEST)
@@ -186,8 +186,8 @@ def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str)
         )
         .execution_options(synchronize_session=False)
     )
-    if paused and reader is not None:
-        ensure_digest(session, reader)
+    if paused is not None:
+        ensure_digest(session, paused)
 
 
 def _release_articles(
