@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from alerts import db
 from alerts.clock import now
 from alerts.db import insert_ignoring_duplicates, rowcount
 from alerts.models import (
@@ -128,7 +129,7 @@ def told_up_to(
             )
             .join(ArticleRevision, ArticleRevision.id == RevisionNotice.revision_id)
             .where(
-                RevisionNotice.subscriber_id.in_(list(subscriber_ids)),
+                db.among(session, RevisionNotice.subscriber_id, list(subscriber_ids)),
                 ArticleRevision.article_id.in_(list(article_ids)),
                 RevisionNotice.status.not_in([DeliveryStatus.SKIPPED]),
                 RevisionNotice.revision_id < before if before is not None else true(),
@@ -165,7 +166,7 @@ def updates_for(
         (subscriber_id, article_id): int(stamp or 0)
         for subscriber_id, article_id, stamp in session.execute(
             select(Delivery.subscriber_id, Delivery.article_id, Delivery.revision_id).where(
-                Delivery.subscriber_id.in_(readers),
+                db.among(session, Delivery.subscriber_id, readers),
                 Delivery.article_id.in_(article_ids),
                 Delivery.status == DeliveryStatus.SENT,
             )
@@ -238,7 +239,7 @@ def claim_for_digest(
         .where(
             RevisionNotice.kind == NoticeKind.DIGEST,
             RevisionNotice.status == DeliveryStatus.PENDING,
-            RevisionNotice.subscriber_id.in_(readers),
+            db.among(session, RevisionNotice.subscriber_id, readers),
             RevisionNotice.digest_run_id == run_id,
         )
         .limit(1)
@@ -249,7 +250,7 @@ def claim_for_digest(
         update(RevisionNotice)
         .where(
             RevisionNotice.kind == NoticeKind.DIGEST,
-            RevisionNotice.subscriber_id.in_(readers),
+            db.among(session, RevisionNotice.subscriber_id, readers),
             RevisionNotice.digest_run_id == run_id,
             RevisionNotice.status == DeliveryStatus.PENDING,
         )
@@ -259,7 +260,8 @@ def claim_for_digest(
     held: dict[int, set[int]] = {}
     for subscriber_id, revision_id in session.execute(
         select(RevisionNotice.subscriber_id, RevisionNotice.revision_id).where(
-            RevisionNotice.subscriber_id.in_(readers), RevisionNotice.claim_token == token
+            db.among(session, RevisionNotice.subscriber_id, readers),
+            RevisionNotice.claim_token == token,
         )
     ):
         held.setdefault(subscriber_id, set()).add(revision_id)

@@ -8,11 +8,12 @@ engine's events: their plans are asked for directly."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.orm import Session
 
 from alerts import db, migrations, stats, taxonomy
@@ -25,12 +26,14 @@ import factories
 
 
 @contextmanager
-def statements(session: Session) -> Iterator[list[tuple[str, Any]]]:
-    """The SQL the session runs meanwhile, with its parameters."""
+def statements(session: Session, *tables: str) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL the session runs meanwhile on these tables (`deliveries` by default), with its
+    parameters."""
     seen: list[tuple[str, Any]] = []
+    names = tables or ("deliveries",)
 
     def record(_conn: Any, _cursor: Any, sql: str, parameters: Any, _ctx: Any, many: bool) -> None:
-        if not many and "deliveries" in sql:
+        if not many and any(name in sql for name in names):
             seen.append((sql, parameters))
 
     engine = session.get_bind()
@@ -162,3 +165,74 @@ def test_a_digest_batchs_statements_use_an_index(tmp_path: Any) -> None:
         for sql, parameters in by_run:
             plan = session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters)
             assert any("ix_deliveries_digest_run_subscriber" in str(row[-1]) for row in plan), sql
+
+
+def plans_for_any_values(session: Session, seen: list[tuple[str, Any]]) -> list[str]:
+    """The plans of these statements as made once for any parameters: what the database
+    runs for a statement the driver prepared, after a few runs (SQLite plans only so)."""
+    connection = session.connection()
+    if session.get_bind().dialect.name != "postgresql":
+        return [
+            "\n".join(
+                str(row[-1])
+                for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, parameters)
+            )
+            for sql, parameters in seen
+        ]
+    from psycopg import sql as psycopg_sql
+
+    raw = connection.connection.dbapi_connection
+    connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+    plans = []
+    for number, (statement, parameters) in enumerate(seen):
+        names = re.findall(r"%\((\w+)\)s", statement)
+        pieces = re.split(r"%\(\w+\)s", statement)
+        numbered = pieces[0] + "".join(f"${k}{piece}" for k, piece in enumerate(pieces[1:], 1))
+        connection.exec_driver_sql(f"PREPARE batch_{number} AS {numbered}")
+        values = ", ".join(psycopg_sql.Literal(parameters[name]).as_string(raw) for name in names)
+        rows = connection.exec_driver_sql(f"EXPLAIN EXECUTE batch_{number}({values})")
+        plans.append("\n".join(str(row[0]) for row in rows))
+    return plans
+
+
+def test_a_batchs_readers_and_rows_are_found_by_index_in_a_plan_for_any_batch(
+    session: Session,
+) -> None:
+    """A send batch looks its 500 readers up by id (the claim, the readers, what they follow):
+    by index, in the plan PostgreSQL makes once for the prepared statement, on tables just
+    filled (no statistics yet). With one parameter per id, that plan read every reader and
+    every row of the article, building the 500 ids again for each: most of the database's
+    time per email."""
+    from alerts import matching
+    from alerts.models import Subscriber, SubscriberLanguage, SubscriberStatus, Subscription, Topic
+    from alerts.sending import claims
+
+    wipo = session.scalar(select(Topic.id).where(Topic.slug == "wipo"))
+    ids = range(1, 10_001)
+    session.execute(
+        insert(Subscriber),
+        [{"id": i, "email": f"r{i}@example.org", "status": SubscriberStatus.ACTIVE} for i in ids],
+    )
+    session.execute(
+        insert(SubscriberLanguage), [{"subscriber_id": i, "language_code": "en"} for i in ids]
+    )
+    session.execute(
+        insert(Subscription),
+        [{"subscriber_id": i, "topic_id": wipo, "frequency": Frequency.IMMEDIATE} for i in ids],
+    )
+    article = factories.article(session)
+    ledger.write_pending(session, article.id, list(ids))
+    session.commit()
+
+    tables = ("subscribers", "deliveries", "subscriptions", "subscriber_languages")
+    with statements(session, *tables) as seen:
+        claim = ledger.claim_next(session, article.id, RetryPolicy())
+        claims.readers_of(session, claim.subscriber_ids)
+        matching.interests(session, claim.subscriber_ids, [Frequency.IMMEDIATE])
+    assert len(claim.subscriber_ids) == 500
+    by_ids = [(sql, parameters) for sql, parameters in seen if "= ANY" in sql or " IN (" in sql]
+    assert len(by_ids) >= 6
+    scan = re.compile(rf"(Seq Scan on|SCAN) ({'|'.join(tables)})\b")
+    for (sql, _), plan in zip(by_ids, plans_for_any_values(session, by_ids), strict=True):
+        assert not scan.search(plan), f"{sql}\n{plan}"
+    session.rollback()

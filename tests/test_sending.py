@@ -320,6 +320,33 @@ def test_no_data_leaves_before_every_earlier_outcome_is_committed(
     assert len(mailer.sent) == 5
 
 
+def test_a_sent_alert_is_recorded_in_the_transaction_open_or_in_one_of_its_own(
+    session: Session,
+) -> None:
+    """On PostgreSQL the record of a sent alert is its own transaction when none is open (one
+    round trip, not BEGIN, UPDATE and COMMIT); in an open one (a capped reader's count, under
+    its lock) it commits or rolls back with it. On SQLite the caller's commit keeps it."""
+    readers = [factories.subscriber(session) for _ in range(2)]
+    article = published(session)
+    claim = ledger.claim_next(session, article.id, POLICY)
+    alone, held = claim.subscriber_ids
+
+    ledger.record_sent(session, claim.token, article.id, alone, 0)
+    session.rollback()
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    expected = DeliveryStatus.SENT if postgresql else DeliveryStatus.PENDING
+    assert rows(session, article.id)[alone].status is expected
+
+    session.execute(select(Subscriber.id).where(Subscriber.id == held))  # a transaction open
+    ledger.record_sent(session, claim.token, article.id, held, 0)
+    session.rollback()
+    assert rows(session, article.id)[held].status is DeliveryStatus.PENDING
+    ledger.record_sent(session, claim.token, article.id, held, 0)
+    session.commit()
+    assert rows(session, article.id)[held].status is DeliveryStatus.SENT
+    assert {reader.id for reader in readers} == {alone, held}
+
+
 def test_a_drop_after_the_data_defers_that_reader_and_sends_the_rest(session: Session) -> None:
     first, second, third = (factories.subscriber(session) for _ in range(3))
     article = published(session)

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from alerts import revisions
+from alerts import db, revisions
 from alerts.clock import now
 from alerts.digests.runs import scope_topic_ids
 from alerts.i18n import Text
@@ -116,12 +116,14 @@ def build_contents(
         return {}
     readers = {
         reader.id: reader
-        for reader in session.scalars(select(Subscriber).where(Subscriber.id.in_(list(wants))))
+        for reader in session.scalars(
+            select(Subscriber).where(db.among(session, Subscriber.id, list(wants)))
+        )
     }
     last_sent = dict(
         session.execute(
             select(DigestSchedule.subscriber_id, DigestSchedule.last_sent_at).where(
-                DigestSchedule.subscriber_id.in_(list(readers)),
+                db.among(session, DigestSchedule.subscriber_id, list(readers)),
                 DigestSchedule.frequency == frequency,
             )
         ).all()
@@ -182,7 +184,7 @@ def build_contents(
     delivered = set(
         session.execute(
             select(Delivery.subscriber_id, Delivery.article_id).where(
-                Delivery.subscriber_id.in_(list(readers)),
+                db.among(session, Delivery.subscriber_id, list(readers)),
                 Delivery.article_id.in_(list(own_topics)),
                 # A claim of this same digest, left by a run that died, is ours to finish.
                 or_(Delivery.status != DeliveryStatus.PENDING, Delivery.digest_run_id.is_(None)),
@@ -282,7 +284,7 @@ def _held_for_next_digest(session: Session, subscriber_ids: list[int]) -> dict[i
     held: dict[int, set[int]] = {}
     for subscriber_id, article_id in session.execute(
         select(Delivery.subscriber_id, Delivery.article_id).where(
-            Delivery.subscriber_id.in_(subscriber_ids),
+            db.among(session, Delivery.subscriber_id, subscriber_ids),
             HELD_FOR_NEXT_DIGEST,
             or_(
                 Delivery.status == DeliveryStatus.HELD,
@@ -303,7 +305,7 @@ def _claimed_by_run(
     for subscriber_id, article_id in session.execute(
         select(Delivery.subscriber_id, Delivery.article_id).where(
             Delivery.digest_run_id == run_id,
-            Delivery.subscriber_id.in_(subscriber_ids),
+            db.among(session, Delivery.subscriber_id, subscriber_ids),
             DELIVERY_PENDING,
             NOT_HELD_FOR_NEXT_DIGEST,
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from alerts import db
 from alerts.clock import now
 from alerts.matching.words import ArticleWords
 from alerts.models import (
@@ -116,7 +117,7 @@ def interests(
     wanted = set(frequencies)
     has_keywords = exists().where(Keyword.subscriber_id == Subscriber.id)
     readers_query = select(Subscriber.id, Subscriber.keywords_within_topics, has_keywords).where(
-        Subscriber.id.in_(ids)
+        db.among(session, Subscriber.id, ids)
     )
     if receiving:
         readers_query = readers_query.where(Subscriber.receiving(now()))
@@ -138,7 +139,7 @@ def interests(
     else:
         for subscriber_id, code in session.execute(
             select(SubscriberLanguage.subscriber_id, SubscriberLanguage.language_code).where(
-                SubscriberLanguage.subscriber_id.in_(ids)
+                db.among(session, SubscriberLanguage.subscriber_id, ids)
             )
         ):
             languages.setdefault(subscriber_id, set()).add(code)
@@ -146,7 +147,7 @@ def interests(
     any_topics: dict[int, set[int]] = {}
     topic_query = select(
         Subscription.subscriber_id, Subscription.topic_id, Subscription.frequency
-    ).where(Subscription.subscriber_id.in_(ids))
+    ).where(db.among(session, Subscription.subscriber_id, ids))
     if article_scope is not None:
         topic_query = topic_query.where(Subscription.topic_id.in_(article_scope.topic_ids))
     for subscriber_id, topic_id, frequency in session.execute(topic_query):
@@ -156,7 +157,7 @@ def interests(
     keywords: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
     keyword_query = (
         select(Keyword.subscriber_id, Keyword.phrase, Keyword.words, Keyword.frequency)
-        .where(Keyword.subscriber_id.in_(ids))
+        .where(db.among(session, Keyword.subscriber_id, ids))
         .order_by(Keyword.id)
     )
     if article_scope is not None:

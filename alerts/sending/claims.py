@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
+from alerts import db
 from alerts.clock import now
 from alerts.db import rowcount
 from alerts.models import (
@@ -85,7 +86,7 @@ def claim(
         taken = rowcount(
             session.execute(
                 update(model)
-                .where(model.id.in_(ids), *open_rows, free(model, current, policy))
+                .where(db.among(session, model.id, ids), *open_rows, free(model, current, policy))
                 .values(claim_token=token, claimed_at=current, updated_at=current)
                 .execution_options(synchronize_session=False)
             )
@@ -100,5 +101,7 @@ def readers_of(session: Session, subscriber_ids: Sequence[int]) -> dict[int, Sub
     """A batch's readers by id, loaded in one query."""
     return {
         reader.id: reader
-        for reader in session.scalars(select(Subscriber).where(Subscriber.id.in_(subscriber_ids)))
+        for reader in session.scalars(
+            select(Subscriber).where(db.among(session, Subscriber.id, subscriber_ids))
+        )
     }

@@ -17,6 +17,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from alerts import db
 from alerts.mail import emails, smtp
 from alerts.models import (
     CONFIRMATION_PENDING,
@@ -55,7 +56,9 @@ class ConfirmationOutbox(rows.RowOutbox):
         self.rows = {
             row.id: row
             for row in session.scalars(
-                select(ConfirmationEmail).where(ConfirmationEmail.id.in_(claim.subscriber_ids))
+                select(ConfirmationEmail).where(
+                    db.among(session, ConfirmationEmail.id, claim.subscriber_ids)
+                )
             )
         }
         # Readers with the topics the email lists, in two queries for the whole batch.
@@ -63,7 +66,11 @@ class ConfirmationOutbox(rows.RowOutbox):
             reader.id: reader
             for reader in session.scalars(
                 select(Subscriber)
-                .where(Subscriber.id.in_({row.subscriber_id for row in self.rows.values()}))
+                .where(
+                    db.among(
+                        session, Subscriber.id, {row.subscriber_id for row in self.rows.values()}
+                    )
+                )
                 .options(selectinload(Subscriber.subscriptions).selectinload(Subscription.topic))
             )
         }

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from alerts import revisions
+from alerts import db, revisions
 from alerts.clock import now
 from alerts.db import insert_ignoring_duplicates
 from alerts.mail import emails, followups, smtp
@@ -160,7 +160,7 @@ class CorrectionOutbox(rows.RowOutbox):
         notices = session.execute(
             select(
                 RevisionNotice.id, RevisionNotice.subscriber_id, RevisionNotice.revision_id
-            ).where(RevisionNotice.id.in_(claim.subscriber_ids))
+            ).where(db.among(session, RevisionNotice.id, claim.subscriber_ids))
         ).all()
         self.reader_of = {notice_id: subscriber_id for notice_id, subscriber_id, _ in notices}
         self.readers = claims.readers_of(session, list(set(self.reader_of.values())))

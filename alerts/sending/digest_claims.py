@@ -13,6 +13,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from alerts import db
 from alerts.clock import now
 from alerts.db import Prepared, insert_ignoring_duplicates, rowcount
 from alerts.digests.schedules import ensure_digest
@@ -104,7 +105,7 @@ def claim_next(session: Session, run_id: int, policy: RetryPolicy) -> RecipientC
     )
     rows = session.execute(
         select(DigestRecipient.subscriber_id, DigestRecipient.slot)
-        .where(DigestRecipient.id.in_(ids), DigestRecipient.claim_token == token)
+        .where(db.among(session, DigestRecipient.id, ids), DigestRecipient.claim_token == token)
         .order_by(DigestRecipient.subscriber_id)
     ).all()
     session.commit()
@@ -196,7 +197,7 @@ def claim_articles(
     session.execute(
         update(Delivery)
         .where(
-            Delivery.subscriber_id.in_(readers),
+            db.among(session, Delivery.subscriber_id, readers),
             Delivery.digest_run_id == run_id,
             DELIVERY_PENDING,
             or_(Delivery.claim_token.is_(None), Delivery.claim_token != token),
@@ -209,7 +210,7 @@ def claim_articles(
     for row_id, subscriber_id, article_id, version in session.execute(
         select(
             Delivery.id, Delivery.subscriber_id, Delivery.article_id, Delivery.revision_id
-        ).where(Delivery.subscriber_id.in_(readers), Delivery.claim_token == token)
+        ).where(db.among(session, Delivery.subscriber_id, readers), Delivery.claim_token == token)
     ):
         held.setdefault(subscriber_id, set()).add(article_id)
         if version != versions.get(article_id, 0):  # carried from the cap, or an earlier try
@@ -247,7 +248,7 @@ def _forget_unwanted(
         (row_id, subscriber_id, held)
         for row_id, subscriber_id, article_id, held in session.execute(
             select(Delivery.id, Delivery.subscriber_id, Delivery.article_id, Delivery.held).where(
-                Delivery.subscriber_id.in_(list(wanted)),
+                db.among(session, Delivery.subscriber_id, list(wanted)),
                 Delivery.digest_run_id == run_id,
                 DELIVERY_PENDING,
             )
@@ -264,7 +265,7 @@ def _forget_unwanted(
         if ids:
             session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(ids), DELIVERY_PENDING)
+                .where(db.among(session, Delivery.id, ids), DELIVERY_PENDING)
                 .values(claim_token=None, updated_at=current, **values)
                 .execution_options(synchronize_session=False)
             )
@@ -289,7 +290,7 @@ def _take_held_for_next_digest(
     will never take it. One held after the digests were built is left for the next digest."""
     rows = session.execute(
         select(Delivery.id, Delivery.subscriber_id, Delivery.article_id, Delivery.updated_at).where(
-            Delivery.subscriber_id.in_(list(wanted)),
+            db.among(session, Delivery.subscriber_id, list(wanted)),
             Delivery.status == DeliveryStatus.HELD,
             HELD_FOR_NEXT_DIGEST,
         )
@@ -306,7 +307,7 @@ def _take_held_for_next_digest(
             # (PostgreSQL checks the condition again once the other's lock is gone).
             session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.HELD)
+                .where(db.among(session, Delivery.id, ids), Delivery.status == DeliveryStatus.HELD)
                 .values(updated_at=current, **values)
                 .execution_options(synchronize_session=False)
             )

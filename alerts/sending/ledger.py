@@ -16,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from alerts import db
 from alerts.clock import now
 from alerts.db import Prepared, insert_ignoring_duplicates, rowcount
 from alerts.models import DELIVERY_PENDING, Delivery, DeliveryStatus, Subscriber
@@ -70,7 +71,7 @@ def claim_next(session: Session, article_id: int, policy: RetryPolicy) -> Claim:
     rows = session.execute(
         select(Delivery.subscriber_id, Subscriber.receiving(current))
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.id.in_(ids), Delivery.claim_token == token)
+        .where(db.among(session, Delivery.id, ids), Delivery.claim_token == token)
         .order_by(Delivery.subscriber_id)
     ).all()
     gone = [subscriber_id for subscriber_id, receiving in rows if not receiving]
@@ -79,7 +80,7 @@ def claim_next(session: Session, article_id: int, policy: RetryPolicy) -> Claim:
             update(Delivery)
             .where(
                 Delivery.article_id == article_id,
-                Delivery.subscriber_id.in_(gone),
+                db.among(session, Delivery.subscriber_id, gone),
                 Delivery.claim_token == token,
             )
             .values(
@@ -118,8 +119,9 @@ _SENT = Prepared(
 def record_sent(
     session: Session, token: str, article_id: int, subscriber_id: int, revision: int
 ) -> None:
-    """The relay took the alert, which carried the article's version `revision`."""
-    _SENT.run(
+    """The relay took the alert, which carried the article's version `revision`. Its own
+    transaction when none is open (a capped reader's count holds one: recorded in it)."""
+    _SENT.run_alone(
         session,
         {
             "article": article_id,
@@ -214,7 +216,7 @@ def release(
         update(Delivery)
         .where(
             Delivery.article_id == article_id,
-            Delivery.subscriber_id.in_(list(subscriber_ids)),
+            db.among(session, Delivery.subscriber_id, list(subscriber_ids)),
             Delivery.claim_token == token,
         )
         .values(claim_token=None, last_error=error[:2000], updated_at=now())

@@ -17,7 +17,7 @@ from functools import partial
 from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 
-from alerts import matching, revisions
+from alerts import db, matching, revisions
 from alerts.clock import now
 from alerts.digests import DigestItem
 from alerts.mail import emails, followups, smtp
@@ -54,7 +54,7 @@ def claim_next(session: Session, policy: RetryPolicy) -> ledger.Claim:
     if readers:
         session.execute(
             update(Delivery)
-            .where(Delivery.subscriber_id.in_(readers), _due(current, policy))
+            .where(db.among(session, Delivery.subscriber_id, readers), _due(current, policy))
             .values(claim_token=token, claimed_at=current)
             .execution_options(synchronize_session=False)
         )

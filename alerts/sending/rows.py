@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 
+from alerts import db
 from alerts.clock import now
 from alerts.mail import emails, smtp
 from alerts.models import ConfirmationEmail, DeliveryStatus, RevisionNotice
@@ -33,7 +34,7 @@ def claim_next(
     held = list(
         session.scalars(
             select(model.id)
-            .where(model.id.in_(ids), model.claim_token == token)
+            .where(db.among(session, model.id, ids), model.claim_token == token)
             .order_by(model.subscriber_id, model.id)
         )
     )
