@@ -247,22 +247,10 @@ class Prepared:
             cursor.executemany(sql, [one(row) for row in rows])
 
     def run_alone(self, session: Session, values: dict[str, Any]) -> int:
-        """Run as a transaction of its own when the session has none open, else in the open
-        one; returns the rows it matched. On PostgreSQL the server commits it as it runs: one
-        round trip, where BEGIN, the statement and COMMIT take three (and most of the
-        server's time for a one-row UPDATE). The session's commit after it has nothing left
-        to send. On SQLite it runs in the session's transaction, committed by the caller."""
-        with cursor(session) as opened:
-            connection = opened.connection
-            alone = opened.dialect.name == "postgresql" and connection.info.transaction_status == 0
-            if not alone:
-                return self.run(opened, values)
-            connection.autocommit = True
-            try:
-                return self.run(opened, values)
-            finally:
-                if connection.info.transaction_status == 0:  # else lost: it is replaced
-                    connection.autocommit = False
+        """Run as a transaction of its own when the session has none open (`alone`), else in
+        the open one; returns the rows it matched."""
+        with alone(session) as opened:
+            return self.run(opened, values)
 
     def rows(self, session: Session | Cursor, values: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run a SELECT; values as the driver returns them (no result processing)."""
@@ -306,6 +294,26 @@ def cursor(session: Session) -> Iterator[Cursor]:
                 raw.close()
         except dialect.loaded_dbapi.Error:
             pass  # a connection already gone
+
+
+@contextmanager
+def alone(session: Session) -> Iterator[Cursor]:
+    """A cursor for one statement that is a transaction of its own when the session has none
+    open, else part of the open one. On PostgreSQL the server commits it as it runs: one
+    round trip, where BEGIN, the statement and COMMIT take three (and, for a one-row UPDATE,
+    most of the server's time). The session's commit after it has nothing left to send. On
+    SQLite the statement runs in the session's transaction, committed by the caller."""
+    with cursor(session) as opened:
+        connection = opened.connection
+        if opened.dialect.name != "postgresql" or connection.info.transaction_status != 0:
+            yield opened
+            return
+        connection.autocommit = True
+        try:
+            yield opened
+        finally:
+            if connection.info.transaction_status == 0:  # else lost: it is replaced
+                connection.autocommit = False
 
 
 @contextmanager

@@ -184,17 +184,18 @@ _MOVE = Prepared(
 )
 # Moved on only while the reader's hour and zone are those the next slot was worked out
 # from: they may have changed since the reader was loaded.
+CLOCK_UNCHANGED = exists().where(
+    _subscribers.c.id == bindparam("subscriber"),
+    _subscribers.c.timezone == bindparam("timezone"),
+    _subscribers.c.send_hour == bindparam("send_hour"),
+    _subscribers.c.send_weekday.is_not_distinct_from(bindparam("send_weekday")),
+)
 _MOVE_ON_CLOCK = Prepared(
     update(_schedules)
     .where(
         _schedules.c.subscriber_id == bindparam("subscriber"),
         _schedules.c.frequency == bindparam("schedule_frequency"),
-        exists().where(
-            _subscribers.c.id == bindparam("subscriber"),
-            _subscribers.c.timezone == bindparam("timezone"),
-            _subscribers.c.send_hour == bindparam("send_hour"),
-            _subscribers.c.send_weekday.is_not_distinct_from(bindparam("send_weekday")),
-        ),
+        CLOCK_UNCHANGED,
     )
     .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
 )
@@ -205,34 +206,42 @@ _READER_CLOCK = Prepared(
 )
 
 
+def moving_on(
+    reader: Subscriber, frequency: Frequency, covered: datetime, after: datetime
+) -> dict[str, object]:
+    """The values of a move on in the reader's hour and zone as loaded (`CLOCK_UNCHANGED`)."""
+    clock = (reader.timezone, reader.send_hour, reader.send_weekday)
+    return {
+        "subscriber": reader.id,
+        "schedule_frequency": frequency,
+        "new_last_sent_at": covered,
+        "timezone": clock[0],
+        "send_hour": clock[1],
+        "send_weekday": clock[2],
+        "new_next_at": next_send_time(frequency, *clock, after),
+    }
+
+
 def move_on(
     cursor: Cursor, reader: Subscriber, frequency: Frequency, covered: datetime, after: datetime
 ) -> None:
     """After a reader's digest (sent or skipped): it covered up to `covered`; the next is
     due at their first slot after `after`, in their hour and zone as they are now."""
-    moved = {
-        "subscriber": reader.id,
-        "schedule_frequency": frequency,
-        "new_last_sent_at": covered,
-    }
-    clock = (reader.timezone, reader.send_hour, reader.send_weekday)
-    if _MOVE_ON_CLOCK.run(
-        cursor,
-        {
-            **moved,
-            "timezone": clock[0],
-            "send_hour": clock[1],
-            "send_weekday": clock[2],
-            "new_next_at": next_send_time(frequency, *clock, after),
-        },
-    ):
-        return
-    # The reader changed their hour or zone meanwhile (or has no schedule row).
-    timezone, send_hour, send_weekday = _READER_CLOCK.rows(cursor, {"subscriber": reader.id})[0]
+    if not _MOVE_ON_CLOCK.run(cursor, moving_on(reader, frequency, covered, after)):
+        move_on_in_their_clock_now(cursor, reader.id, frequency, covered, after)
+
+
+def move_on_in_their_clock_now(
+    cursor: Cursor, subscriber_id: int, frequency: Frequency, covered: datetime, after: datetime
+) -> None:
+    """The reader changed their hour or zone since they were loaded (or has no schedule)."""
+    timezone, send_hour, send_weekday = _READER_CLOCK.rows(cursor, {"subscriber": subscriber_id})[0]
     _MOVE.run(
         cursor,
         {
-            **moved,
+            "subscriber": subscriber_id,
+            "schedule_frequency": frequency,
+            "new_last_sent_at": covered,
             "new_next_at": next_send_time(frequency, timezone, send_hour, send_weekday, after),
         },
     )

@@ -340,6 +340,7 @@ class DigestOutbox:
             RecipientStatus.SENT,
             article_count=len(self.contents[key].article_ids),
             delivery_status=DeliveryStatus.SENT,
+            alone=key not in self.told,  # else its notices are closed in the same transaction
         )
         self._notices(key, DeliveryStatus.SENT)
 

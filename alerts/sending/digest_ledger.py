@@ -9,13 +9,31 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, case, delete, literal, or_, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    Update,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from alerts import db
 from alerts.clock import now
 from alerts.db import Prepared
-from alerts.digests.schedules import ensure_digest, move_on
+from alerts.digests.schedules import (
+    CLOCK_UNCHANGED,
+    ensure_digest,
+    move_on,
+    move_on_in_their_clock_now,
+    moving_on,
+)
 from alerts.models import (
     DELIVERY_PENDING,
     HELD_FOR_NEXT_DIGEST,
@@ -23,6 +41,7 @@ from alerts.models import (
     Delivery,
     DeliveryStatus,
     DigestRecipient,
+    DigestSchedule,
     Frequency,
     RecipientStatus,
     Subscriber,
@@ -35,6 +54,7 @@ from alerts.sending.policy import RetryPolicy
 # Statements built once: they run once or twice per digest sent, so they must cost little.
 _recipients = cast(Table, DigestRecipient.__table__)
 _deliveries = cast(Table, Delivery.__table__)
+_schedules = cast(Table, DigestSchedule.__table__)
 
 _FINISH_RECIPIENT = Prepared(
     update(_recipients)
@@ -61,14 +81,51 @@ _FINISH_DELIVERIES = Prepared(
         _deliveries.c.claim_token == bindparam("token"),
     )
     .values(
-        status=bindparam("new_status"),
-        sent_at=bindparam("new_sent_at"),
+        status=bindparam("delivery_status"),
+        sent_at=bindparam("delivery_sent_at"),
         last_error=bindparam("new_error"),
         updated_at=bindparam("new_updated_at"),
         attempts=_deliveries.c.attempts + 1,
         claim_token=None,
     )
 )
+
+
+def _finish_in_one(articles: bool, moves: bool) -> Select[tuple[int, int]]:
+    """`finish` in one statement, for PostgreSQL: the reader's digest, its articles (when
+    `articles`) and their schedule (when `moves`, only if the digest was this task's and the
+    reader's clock is the one loaded) in data-modifying CTEs. Gives (the digest was ours, the
+    schedule moved on)."""
+    recipient = (
+        cast(Update, _FINISH_RECIPIENT.statement)
+        .returning(_recipients.c.subscriber_id)
+        .cte("recipient")
+    )
+    moved = (
+        update(_schedules)
+        .where(
+            _schedules.c.subscriber_id.in_(select(recipient.c.subscriber_id)),
+            _schedules.c.frequency == bindparam("schedule_frequency"),
+            CLOCK_UNCHANGED,
+        )
+        .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
+        .returning(_schedules.c.subscriber_id)
+        .cte("moved")
+    )
+    statement = select(
+        select(func.count()).select_from(recipient).scalar_subquery(),
+        select(func.count()).select_from(moved).scalar_subquery() if moves else literal(0),
+    )
+    if articles:
+        statement = statement.add_cte(cast(Update, _FINISH_DELIVERIES.statement).cte("articles"))
+    return statement
+
+
+_FINISH_IN_ONE = {
+    (articles, moves): Prepared(_finish_in_one(articles, moves))
+    for articles in (False, True)
+    for moves in (False, True)
+}
 _RELEASE_DELIVERIES = Prepared(
     update(_deliveries)
     .where(
@@ -98,46 +155,53 @@ def finish(
     article_count: int = 0,
     error: str | None = None,
     delivery_status: DeliveryStatus | None = None,
+    alone: bool = False,
 ) -> None:
     """Record a reader's digest outcome; sent and skipped move their schedule on, to the
     first slot after both now and the slot this digest served (so a digest sent ahead of
-    its time is not due again the same day)."""
+    its time is not due again the same day). `alone`: nothing else is to be recorded with
+    it, so on PostgreSQL it may be a transaction of its own (`db.alone`)."""
     current = now()
+    values = {
+        "run": run_id,
+        "subscriber": reader.id,
+        "token": token,
+        "new_status": status,
+        "new_count": article_count,
+        "new_error": error[:2000] if error else None,
+        "new_updated_at": current,
+        "tried": 1 if delivery_status is not None else 0,
+        "delivery_status": delivery_status,
+        "delivery_sent_at": current if delivery_status is DeliveryStatus.SENT else None,
+    }
+    # The end of the window this digest covered, not the time it finished: an article
+    # arriving mid-batch belongs to the next digest.
+    covered, after = until or current, max(current, slot or current)
+    moves = status in (RecipientStatus.SENT, RecipientStatus.SKIPPED)
+    if session.get_bind().dialect.name == "postgresql":
+        # One round trip where BEGIN, three updates and COMMIT took five.
+        if moves:
+            values.update(moving_on(reader, frequency, covered, after))
+        with db.alone(session) if alone else db.cursor(session) as cursor:
+            statement = _FINISH_IN_ONE[(delivery_status is not None, moves)]
+            ours, moved = statement.rows(cursor, values)[0]
+        if ours and moves and not moved:
+            # Their hour or zone changed since they were loaded (rare): in their clock as it
+            # is now. A separate transaction when the first was alone: a crash between the
+            # two leaves the schedule where it was, and the next run sends what is new.
+            with db.cursor(session) as cursor:
+                move_on_in_their_clock_now(cursor, reader.id, frequency, covered, after)
+        return
     with db.cursor(session) as cursor:
-        ours = _FINISH_RECIPIENT.run(
-            cursor,
-            {
-                "run": run_id,
-                "subscriber": reader.id,
-                "token": token,
-                "new_status": status,
-                "new_count": article_count,
-                "new_error": error[:2000] if error else None,
-                "new_updated_at": current,
-                "tried": 1 if delivery_status is not None else 0,
-            },
-        )
+        ours = _FINISH_RECIPIENT.run(cursor, values)
         if delivery_status is not None:
             # The articles this task still holds, even if the reader is no longer its own:
             # after a digest that went out, a task that took the reader over must not send
             # them again (its build finds them sent).
-            _FINISH_DELIVERIES.run(
-                cursor,
-                {
-                    "run": run_id,
-                    "subscriber": reader.id,
-                    "token": token,
-                    "new_status": delivery_status,
-                    "new_sent_at": current if delivery_status is DeliveryStatus.SENT else None,
-                    "new_error": error[:2000] if error else None,
-                    "new_updated_at": current,
-                },
-            )
-        if ours and status in (RecipientStatus.SENT, RecipientStatus.SKIPPED):
+            _FINISH_DELIVERIES.run(cursor, values)
+        if ours and moves:
             # Only by the task that holds the reader: one that took them over records theirs.
-            # The end of the window this digest covered, not the time it finished: an article
-            # arriving mid-batch belongs to the next digest.
-            move_on(cursor, reader, frequency, until or current, max(current, slot or current))
+            move_on(cursor, reader, frequency, covered, after)
 
 
 def skip_inactive(session: Session, run_id: int, subscriber_id: int, token: str) -> None:
