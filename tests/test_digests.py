@@ -944,3 +944,66 @@ def test_a_reader_found_away_keeps_the_claims_another_task_still_sends(
     session.commit()
     [row] = session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id))
     assert (row.status, row.claim_token) == (DeliveryStatus.PENDING, first.token)
+
+
+def test_a_sent_digests_outcome_is_one_transaction_and_moves_the_schedule_on(
+    session: Session,
+) -> None:
+    """The reader's digest, its articles and their schedule are recorded together. On
+    PostgreSQL that is one statement, its own transaction when nothing else is recorded with
+    it (committed as it runs); otherwise it commits or rolls back with the caller's. Seen
+    from another connection; recorded on one held for the task, as a send task does."""
+    reader = factories.subscriber(session, frequency=Frequency.DAILY)
+    article = factories.article(session)
+    run, _ = digests.start_run(session, Frequency.DAILY, "", "admin")
+    digests.enqueue(session, run, due_only=False)
+    session.commit()
+    claim = digest_claims.claim_next(session, run.id, RetryPolicy())
+    digest_claims.claim_articles(session, run.id, {reader.id: [article.id]}, claim.token)
+    session.commit()
+    covered_before = session.scalar(select(DigestSchedule.last_sent_at))
+    session.commit()
+
+    def outcome() -> tuple[RecipientStatus, DeliveryStatus, bool]:
+        recipient = session.scalars(select(DigestRecipient.status)).one()
+        row = session.scalars(select(Delivery.status)).one()
+        moved = session.scalar(select(DigestSchedule.last_sent_at)) != covered_before
+        session.commit()
+        return recipient, row, moved
+
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    with session.get_bind().connect() as connection:
+        task = Session(bind=connection, expire_on_commit=False)
+        task.commit()  # nothing open, as after each outcome the send loop commits
+        for alone in (False, True):
+            digest_ledger.finish(
+                task,
+                run.id,
+                reader,
+                claim.token,
+                RecipientStatus.SENT,
+                frequency=Frequency.DAILY,
+                article_count=1,
+                delivery_status=DeliveryStatus.SENT,
+                alone=alone,
+            )
+            if alone and postgresql:
+                assert outcome() == (RecipientStatus.SENT, DeliveryStatus.SENT, True)
+            else:
+                assert outcome() == (RecipientStatus.QUEUED, DeliveryStatus.PENDING, False)
+                task.rollback()
+                assert outcome() == (RecipientStatus.QUEUED, DeliveryStatus.PENDING, False)
+        # Recorded with the caller's commit (on PostgreSQL already: this matches nothing).
+        digest_ledger.finish(
+            task,
+            run.id,
+            reader,
+            claim.token,
+            RecipientStatus.SENT,
+            frequency=Frequency.DAILY,
+            article_count=1,
+            delivery_status=DeliveryStatus.SENT,
+        )
+        task.commit()
+        task.close()
+    assert outcome() == (RecipientStatus.SENT, DeliveryStatus.SENT, True)
