@@ -971,29 +971,7 @@ def test_a_sent_digests_outcome_is_one_transaction_and_moves_the_schedule_on(
         session.commit()
         return recipient, row, moved
 
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    with session.get_bind().connect() as connection:
-        task = Session(bind=connection, expire_on_commit=False)
-        task.commit()  # nothing open, as after each outcome the send loop commits
-        for alone in (False, True):
-            digest_ledger.finish(
-                task,
-                run.id,
-                reader,
-                claim.token,
-                RecipientStatus.SENT,
-                frequency=Frequency.DAILY,
-                article_count=1,
-                delivery_status=DeliveryStatus.SENT,
-                alone=alone,
-            )
-            if alone and postgresql:
-                assert outcome() == (RecipientStatus.SENT, DeliveryStatus.SENT, True)
-            else:
-                assert outcome() == (RecipientStatus.QUEUED, DeliveryStatus.PENDING, False)
-                task.rollback()
-                assert outcome() == (RecipientStatus.QUEUED, DeliveryStatus.PENDING, False)
-        # Recorded with the caller's commit (on PostgreSQL already: this matches nothing).
+    def record(task: Session, alone: bool) -> None:
         digest_ledger.finish(
             task,
             run.id,
@@ -1003,7 +981,23 @@ def test_a_sent_digests_outcome_is_one_transaction_and_moves_the_schedule_on(
             frequency=Frequency.DAILY,
             article_count=1,
             delivery_status=DeliveryStatus.SENT,
+            alone=alone,
         )
+
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    with session.get_bind().connect() as connection:
+        task = Session(bind=connection, expire_on_commit=False)
+        task.commit()  # nothing open, as after each outcome the send loop commits
+        for alone in (False, True):
+            record(task, alone)
+            if alone and postgresql:
+                assert outcome() == (RecipientStatus.SENT, DeliveryStatus.SENT, True)
+            else:
+                assert outcome() == (RecipientStatus.QUEUED, DeliveryStatus.PENDING, False)
+                task.rollback()
+                assert outcome() == (RecipientStatus.QUEUED, DeliveryStatus.PENDING, False)
+        # Recorded with the caller's commit (on PostgreSQL already: this matches nothing).
+        record(task, False)
         task.commit()
         task.close()
     assert outcome() == (RecipientStatus.SENT, DeliveryStatus.SENT, True)
