@@ -184,18 +184,18 @@ _MOVE = Prepared(
 )
 # Moved on only while the reader's hour and zone are those the next slot was worked out
 # from: they may have changed since the reader was loaded.
-CLOCK_UNCHANGED = exists().where(
+_CLOCK_UNCHANGED = exists().where(
     _subscribers.c.id == bindparam("subscriber"),
     _subscribers.c.timezone == bindparam("timezone"),
     _subscribers.c.send_hour == bindparam("send_hour"),
     _subscribers.c.send_weekday.is_not_distinct_from(bindparam("send_weekday")),
 )
-_MOVE_ON_CLOCK = Prepared(
+MOVE_ON_CLOCK = Prepared(
     update(_schedules)
     .where(
         _schedules.c.subscriber_id == bindparam("subscriber"),
         _schedules.c.frequency == bindparam("schedule_frequency"),
-        CLOCK_UNCHANGED,
+        _CLOCK_UNCHANGED,
     )
     .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
 )
@@ -209,7 +209,7 @@ _READER_CLOCK = Prepared(
 def moving_on(
     reader: Subscriber, frequency: Frequency, covered: datetime, after: datetime
 ) -> dict[str, object]:
-    """The values of a move on in the reader's hour and zone as loaded (`CLOCK_UNCHANGED`)."""
+    """The values of a move on in the reader's hour and zone as loaded (`MOVE_ON_CLOCK`)."""
     clock = (reader.timezone, reader.send_hour, reader.send_weekday)
     return {
         "subscriber": reader.id,
@@ -227,7 +227,7 @@ def move_on(
 ) -> None:
     """After a reader's digest (sent or skipped): it covered up to `covered`; the next is
     due at their first slot after `after`, in their hour and zone as they are now."""
-    if not _MOVE_ON_CLOCK.run(cursor, moving_on(reader, frequency, covered, after)):
+    if not MOVE_ON_CLOCK.run(cursor, moving_on(reader, frequency, covered, after)):
         move_on_in_their_clock_now(cursor, reader.id, frequency, covered, after)
 
 

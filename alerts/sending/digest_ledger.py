@@ -28,7 +28,7 @@ from alerts import db
 from alerts.clock import now
 from alerts.db import Prepared
 from alerts.digests.schedules import (
-    CLOCK_UNCHANGED,
+    MOVE_ON_CLOCK,
     ensure_digest,
     move_on,
     move_on_in_their_clock_now,
@@ -102,13 +102,8 @@ def _finish_in_one(articles: bool, moves: bool) -> Select[tuple[int, int]]:
         .cte("recipient")
     )
     moved = (
-        update(_schedules)
-        .where(
-            _schedules.c.subscriber_id.in_(select(recipient.c.subscriber_id)),
-            _schedules.c.frequency == bindparam("schedule_frequency"),
-            CLOCK_UNCHANGED,
-        )
-        .values(last_sent_at=bindparam("new_last_sent_at"), next_at=bindparam("new_next_at"))
+        cast(Update, MOVE_ON_CLOCK.statement)
+        .where(_schedules.c.subscriber_id.in_(select(recipient.c.subscriber_id)))
         .returning(_schedules.c.subscriber_id)
         .cte("moved")
     )
