@@ -13,18 +13,21 @@ answer (`rows`). The loop's keys here are row ids.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import and_, bindparam, exists, literal_column, or_, select
+from sqlalchemy.orm import Session, aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts import db
+from alerts.db import Prepared
 from alerts.mail import emails, smtp
 from alerts.models import (
     CONFIRMATION_PENDING,
     ConfirmationEmail,
     DeliveryStatus,
     Subscriber,
+    SubscriberStatus,
     Subscription,
+    UTCDateTime,
 )
 from alerts.sending import ledger, rows
 from alerts.sending.policy import RetryPolicy
@@ -36,6 +39,31 @@ WAKE_KEY = "alerts:confirmations:wake"
 # How long a wake-up may stand without its task starting (a message lost with the broker):
 # after that the next signup queues another; beat drains in between.
 WAKE_TTL = 60
+
+
+_emails = aliased(ConfirmationEmail)
+# The reader's link and status as they are now, and whether another email with the same link
+# makes this one redundant: a newer one waiting (the reader signed up again, or an admin
+# resent, while this one waited for a retry), or one that went out since this one was asked
+# for. An older one sent before it does not: a resend is what the reader asked for.
+_NOW = Prepared(
+    select(
+        Subscriber.confirm_nonce,
+        Subscriber.status,
+        exists().where(
+            _emails.subscriber_id == Subscriber.id,
+            _emails.nonce == bindparam("nonce"),
+            _emails.id != bindparam("row"),
+            or_(
+                and_(_emails.status == literal_column("'pending'"), _emails.id > bindparam("row")),
+                and_(
+                    _emails.status == literal_column("'sent'"),
+                    _emails.sent_at >= bindparam("asked", type_=UTCDateTime()),
+                ),
+            ),
+        ),
+    ).where(Subscriber.id == bindparam("reader"))
+)
 
 
 class ConfirmationOutbox(rows.RowOutbox):
@@ -81,17 +109,19 @@ class ConfirmationOutbox(rows.RowOutbox):
         if row is None or reader is None:
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="reader erased")
             return None
-        # The reader as they are now, not as the batch found them.
-        nonce, status = self.session.execute(
-            select(Subscriber.confirm_nonce, Subscriber.status).where(Subscriber.id == reader.id)
-        ).one()
+        # The reader as they are now, not as the batch found them, in one statement.
+        [(nonce, status, superseded)] = _NOW.rows(
+            self.session,
+            {"reader": reader.id, "nonce": row.nonce, "row": row.id, "asked": row.created_at},
+        )
         if nonce != row.nonce:
             # Confirmed, or a newer link went out since: this one would not work.
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="link replaced")
             return None
-        if self._superseded(row):
+        if superseded:
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="superseded")
             return None
+        status = SubscriberStatus(status)
         set_committed_value(reader, "confirm_nonce", nonce)
         set_committed_value(reader, "status", status)
         changes = Choices.from_payload(row.changes) if row.changes else None
@@ -100,32 +130,6 @@ class ConfirmationOutbox(rows.RowOutbox):
             self._close(key, status=DeliveryStatus.SKIPPED, last_error="no longer pending")
             return None
         return reader.email, raw
-
-    def _superseded(self, row: ConfirmationEmail) -> bool:
-        """Another email with the same link makes this one redundant: a newer one waiting (the
-        reader signed up again, or an admin resent, while this one waited for a retry), or one
-        that went out since this one was asked for. An older one sent before it does not:
-        a resend is what the reader asked for."""
-        same_link = (
-            ConfirmationEmail.subscriber_id == row.subscriber_id,
-            ConfirmationEmail.nonce == row.nonce,
-            ConfirmationEmail.id != row.id,
-        )
-        other = self.session.scalar(
-            select(ConfirmationEmail.id)
-            .where(
-                *same_link,
-                or_(
-                    and_(CONFIRMATION_PENDING, ConfirmationEmail.id > row.id),
-                    and_(
-                        ConfirmationEmail.status == DeliveryStatus.SENT,
-                        ConfirmationEmail.sent_at >= row.created_at,
-                    ),
-                ),
-            )
-            .limit(1)
-        )
-        return other is not None
 
     def refused(self, key: int, rejection: smtp.Rejection) -> str:
         if rejection.permanent:

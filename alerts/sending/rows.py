@@ -9,16 +9,16 @@ retry after a backoff and giving a batch back are the same for every such ledger
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
-from typing import Any, ClassVar
+from functools import cache, partial
+from typing import Any, ClassVar, cast
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from alerts import db
 from alerts.clock import now
 from alerts.mail import emails, smtp
-from alerts.models import ConfirmationEmail, DeliveryStatus, RevisionNotice
+from alerts.models import ConfirmationEmail, DeliveryStatus, RevisionNotice, UTCDateTime
 from alerts.sending import batches, claims, ledger, loop
 from alerts.sending.policy import RetryPolicy
 
@@ -40,6 +40,23 @@ def claim_next(
     )
     session.commit()
     return ledger.Claim(token, held)
+
+
+@cache
+def _sent(model: RowLedger) -> db.Prepared:
+    """Closing a row as sent, once per email: compiled once per ledger."""
+    table = cast(Table, model.__table__)
+    return db.Prepared(
+        update(table)
+        .where(table.c.id == bindparam("row"), table.c.claim_token == bindparam("token"))
+        .values(
+            status=DeliveryStatus.SENT.value,
+            sent_at=bindparam("at", type_=UTCDateTime()),
+            updated_at=bindparam("at", type_=UTCDateTime()),
+            attempts=table.c.attempts + 1,
+            claim_token=None,
+        )
+    )
 
 
 class RowOutbox:
@@ -111,9 +128,7 @@ class RowOutbox:
         pass
 
     def sent(self, key: int) -> None:
-        self._close(
-            key, status=DeliveryStatus.SENT, sent_at=now(), attempts=self.model.attempts + 1
-        )
+        _sent(self.model).run(self.session, {"row": key, "token": self.token, "at": now()})
 
     def _later(self, key: int, error: str) -> str:
         """A temporary failure: tried again after a backoff, until the retry horizon;
