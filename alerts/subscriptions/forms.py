@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import literal_column, null, select, union_all
 from sqlalchemy.orm import Session
 
 from alerts import i18n
 from alerts.clock import timezones
+from alerts.db import Prepared
 from alerts.errors import InvalidInput
 from alerts.i18n import Text
 from alerts.matching import MAX_KEYWORDS, words
@@ -134,18 +135,47 @@ def normalize_email(raw: str) -> str:
     return normalized
 
 
-def _check_topics(session: Session, slugs: Collection[str]) -> tuple[tuple[int, ...], str | None]:
-    """The topics' ids in order, and the message for topics that do not exist (or None)."""
-    known: dict[str, int] = {
-        slug: topic_id
-        for slug, topic_id in session.execute(
-            select(Topic.slug, Topic.id).where(Topic.slug.in_(list(slugs)))
-        )
-    }
-    unknown = sorted(set(slugs) - set(known))
-    if unknown:
-        return (), Text("Unknown topic: %(topics)s.", topics=", ".join(unknown[:5]))
-    return tuple(known[slug] for slug in slugs), None
+# Every topic's slug and id and every language's code: a few dozen rows, read afresh for each
+# form (an admin may have changed them) in one prepared statement, for less than two IN
+# queries through the ORM cost (a fifth of a signup's time in the web process).
+_VOCABULARY = Prepared(
+    union_all(
+        select(literal_column("'topic'"), Topic.slug, Topic.id),
+        select(literal_column("'language'"), Language.code, null()),
+    )
+)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The topics and languages a form may name."""
+
+    topics: dict[str, int]  # slug -> id
+    languages: frozenset[str]
+
+    @classmethod
+    def load(cls, session: Session) -> Vocabulary:
+        topics: dict[str, int] = {}
+        languages: set[str] = set()
+        for kind, key, topic_id in _VOCABULARY.rows(session, {}):
+            if kind == "topic":
+                topics[key] = int(topic_id)
+            else:
+                languages.add(key)
+        return cls(topics, frozenset(languages))
+
+    def check_topics(self, slugs: Collection[str]) -> tuple[tuple[int, ...], str | None]:
+        """The topics' ids in order, and the message for topics that do not exist (or None)."""
+        unknown = sorted(set(slugs) - set(self.topics))
+        if unknown:
+            return (), Text("Unknown topic: %(topics)s.", topics=", ".join(unknown[:5]))
+        return tuple(self.topics[slug] for slug in slugs), None
+
+    def check_languages(self, codes: Collection[str]) -> str | None:
+        """The message for no language or one that is not offered, or None."""
+        if not codes:
+            return Text("Choose at least one language.")
+        return Text("Choose languages from the list.") if set(codes) - self.languages else None
 
 
 def _check_locale(code: str | None) -> Text | None:
@@ -181,6 +211,7 @@ def validate(
             "frequency", "locale") with its message.
     """
     errors: dict[str, str] = {}
+    vocabulary = Vocabulary.load(session)
     normalized = ""
     try:
         normalized = normalize_email(email)
@@ -200,12 +231,12 @@ def validate(
         elif within_topics:
             errors["topics"] = Text("Choose topics for your keywords to stay within.")
     else:
-        topic_ids, problem = _check_topics(session, wanted_topics)
+        topic_ids, problem = vocabulary.check_topics(wanted_topics)
         if problem:
             errors["topics"] = problem
 
     wanted_languages = tuple(dict.fromkeys(code.strip() for code in languages if code.strip()))
-    if problem := _check_languages(session, wanted_languages):
+    if problem := vocabulary.check_languages(wanted_languages):
         errors["languages"] = problem
 
     try:
@@ -320,6 +351,7 @@ def validate_preferences(
             "send_hour", "send_weekday", "locale", "daily_cap", "quiet") with its message.
     """
     errors: dict[str, str] = {}
+    vocabulary = Vocabulary.load(session)
     phrases: tuple[str, ...] = ()
     try:
         phrases = parse_keywords(keywords)
@@ -338,10 +370,10 @@ def validate_preferences(
             errors["topics"] = Text("Choose how often for each topic.")
     if not topics and not phrases and "topics" not in errors and "keywords" not in errors:
         errors["topics"] = Text("Keep at least one topic or keyword, or unsubscribe instead.")
-    elif topics and (problem := _check_topics(session, topics)[1]):
+    elif topics and (problem := vocabulary.check_topics(topics)[1]):
         errors["topics"] = problem
     codes = tuple(dict.fromkeys(code for code in languages if code))
-    if problem := _check_languages(session, codes):
+    if problem := vocabulary.check_languages(codes):
         errors["languages"] = problem
     if timezone not in timezones():
         errors["timezone"] = Text("Choose a time zone from the list.")
