@@ -187,7 +187,45 @@ def test_a_signup_committed_while_the_sender_looks_is_sent_by_that_sender(
         assert queued == ["sender"]  # the late signup found the key set
         [message] = sink.store.all()
         assert message.recipients == ["late@example.org"]
-        assert looks == [0, 1, 0]
+        assert looks == [0, 1]  # the look after the deletion found it
+    finally:
+        server.stop()
+
+
+def test_signups_while_the_woken_sender_works_go_out_in_its_next_batches_and_wake_no_other(
+    app: Flask,
+    client: FlaskClient,
+    sink: MailSink,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst of signups: one sender, each of its looks a batch of what came in meanwhile,
+    rather than a sender (and a batch) per signup."""
+    server = EmbeddedRedis(str(tmp_path / "redis")).start()
+    try:
+        app.config.update(CELERY_ALWAYS_EAGER=False, REDIS_URL=server.url)
+        queued: list[str] = []
+        monkeypatch.setattr(tasks.send_confirmations, "delay", lambda: queued.append("sender"))
+        looks: list[int] = []
+        drain_now = confirmations.drain
+
+        def signups_while_it_sends(*args: Any, **kwargs: Any) -> Any:
+            result = drain_now(*args, **kwargs)
+            looks.append(result.outcome.sent)
+            if len(looks) <= 2:
+                for number in range(3):
+                    address = f"reader{len(looks)}-{number}@example.org"
+                    assert signup(client, address).status_code == 303
+            return result
+
+        monkeypatch.setattr(confirmations, "drain", signups_while_it_sends)
+        assert signup(client, "first@example.org").status_code == 303
+        with app.app_context():
+            tasks.send_confirmations()
+        assert queued == ["sender"]  # the signups meanwhile found the key set
+        assert looks == [1, 3, 3, 0, 0]  # then the look after the deletion
+        received = sorted(r for message in sink.store.all() for r in message.recipients)
+        assert len(received) == 7 and len(set(received)) == 7
     finally:
         server.stop()
 

@@ -42,9 +42,11 @@ TRANSIENT_ERRORS = (OSError, smtplib.SMTPException)
 @shared_task(name="alerts.send_confirmations")
 def send_confirmations() -> None:
     """Woken after a signup commits, and from beat about every 30 s: every confirmation
-    email owed. A woken sender sends what signups add while it works; once a look finds
-    nothing, it deletes the wake-up key and looks once more, so a signup that found the key
-    set is always seen by a look that follows the deletion."""
+    email owed. While signups keep coming, the woken sender keeps the wake-up key and sends
+    them a short pause apart (`GATHER_SECONDS`), as batches: signups meanwhile find the key
+    set and wait for its next look. Once a look finds nothing, it deletes the key and looks
+    once more, so a signup that found the key set is always seen by a look that follows the
+    deletion; a signup after the deletion wakes another sender."""
     config = current_app.config
     policy, settings = _policy(), _mail_settings()
     started = time.monotonic()
@@ -61,8 +63,13 @@ def send_confirmations() -> None:
                 queue_after_commit(session, send_confirmations)  # still the woken sender
                 session.commit()
                 break
-            if looked_since_delete and not outcome.handled:
-                break
+            if looked_since_delete:
+                break  # the look after the deletion: later signups woke another sender
+            if outcome.handled:
+                # Looked again at once, each signup would be a batch of one (a claim, a
+                # connection to the relay, a lease), and the sender would fall behind.
+                time.sleep(confirmations.GATHER_SECONDS)
+                continue
             with contextlib.suppress(redis.RedisError, OSError):
                 # From here on a signup wakes another sender.
                 _client(config["REDIS_URL"]).delete(confirmations.WAKE_KEY)

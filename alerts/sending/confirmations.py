@@ -39,6 +39,9 @@ WAKE_KEY = "alerts:confirmations:wake"
 # How long a wake-up may stand without its task starting (a message lost with the broker):
 # after that the next signup queues another; beat drains in between.
 WAKE_TTL = 60
+# While signups keep coming, the woken sender looks again after this pause: what they added
+# meanwhile goes out as one batch (a confirmation is a fifth of a second later at most).
+GATHER_SECONDS = 0.2
 
 
 _emails = aliased(ConfirmationEmail)
