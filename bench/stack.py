@@ -100,8 +100,8 @@ class BenchStack:
 
 def gunicorn_argv(port: int, workers: int = 2) -> list[str]:
     return [
-        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers), "alerts:create_app()",
+        sys.executable, "-m", "gunicorn", "-c", "python:alerts.gunicorn_conf",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "alerts:create_app()",
     ]  # fmt: skip
 
 
