@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from sqlalchemy import ARRAY, ColumnElement, Engine, any_, create_engine, event, literal
 from sqlalchemy.engine import make_url
@@ -173,6 +173,14 @@ def insert_ignoring_duplicates(session: Session | str, table: Any) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
+class _Compiled(NamedTuple):
+    sql: str
+    positions: tuple[str, ...] | None  # the parameters' order, for a positional driver
+    defaults: dict[str, Any]  # values the statement was built with, and columns' defaults
+    processors: dict[str, Any]  # name -> the type's conversion for the driver
+    makers: dict[str, Any]  # name -> a column's default function, called for each row
+
+
 class Prepared:
     """A statement run once or more per email sent: compiled once per dialect and run on the
     driver's own cursor, in the session's transaction.
@@ -184,12 +192,13 @@ class Prepared:
 
     def __init__(self, statement: Any, columns: tuple[str, ...] | None = None) -> None:
         """`statement`: a Core statement, or a function of the dialect's name giving one;
-        `columns`: for an INSERT, the columns each row gives (the others take their defaults)."""
+        `columns`: for an INSERT, the columns each row gives (the others take their defaults,
+        as SQLAlchemy would give them: a value, or a function called for each row)."""
         self.statement = statement
         self.columns = columns
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any], dict]] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
-    def _for(self, dialect: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any], dict]:
+    def _for(self, dialect: Any) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
             statement = self.statement(dialect.name) if callable(self.statement) else self.statement
@@ -202,15 +211,29 @@ class Prepared:
                 if processor is not None:
                     processors[name] = processor
             positions = tuple(compiled.positiontup) if compiled.positional else None
-            found = (compiled.string, positions, dict(compiled.params), processors)
+            defaults, makers = dict(compiled.params), {}
+            given: tuple[str, ...] = self.columns or ()
+            table: Any = getattr(statement, "table", None)
+            for name in list(defaults) if given and table is not None else []:
+                default = table.c[name].default if name in table.c else None
+                if name in given or default is None:
+                    continue
+                if default.is_callable:
+                    makers[name] = default.arg  # SQLAlchemy's: takes the execution context
+                elif default.is_scalar:
+                    defaults[name] = default.arg
+            found = _Compiled(compiled.string, positions, defaults, processors, makers)
             self._compiled[dialect.name] = found
         return found
 
-    def _parameters(self, prepared: tuple, values: dict[str, Any]) -> Any:
-        _sql, positions, defaults, processors = prepared
-        merged = {**defaults, **values}
-        for name, processor in processors.items():
+    def _parameters(self, prepared: _Compiled, values: dict[str, Any]) -> Any:
+        merged = {**prepared.defaults, **values}
+        for name, make in prepared.makers.items():
+            if name not in values:
+                merged[name] = make(None)
+        for name, processor in prepared.processors.items():
             merged[name] = processor(merged[name])
+        positions = prepared.positions
         return [merged[name] for name in positions] if positions is not None else merged
 
     def run(self, session: Session | Cursor, values: dict[str, Any]) -> int:
@@ -218,7 +241,7 @@ class Prepared:
         it matched."""
         with _cursor(session) as (cursor, dialect):
             prepared = self._for(dialect)
-            cursor.execute(prepared[0], self._parameters(prepared, values))
+            cursor.execute(prepared.sql, self._parameters(prepared, values))
             return int(cursor.rowcount)
 
     def run_many(
@@ -231,20 +254,28 @@ class Prepared:
         """Run once per row: `rows` hold the values of `columns`, which differ from row to
         row; `shared` the values every row has, converted for the driver once, not per row."""
         with _cursor(session) as (cursor, dialect):
-            sql, positions, defaults, processors = self._for(dialect)
-            common = {**defaults, **shared}
+            prepared = self._for(dialect)
+            positions, processors = prepared.positions, prepared.processors
+            makers = {
+                name: (make, processors.get(name))
+                for name, make in prepared.makers.items()
+                if name not in columns and name not in shared
+            }
+            common = {**prepared.defaults, **shared}
             for name, processor in processors.items():
-                if name not in columns:
+                if name not in columns and name not in makers:
                     common[name] = processor(common[name])
             varying = [(name, processors.get(name)) for name in columns]
 
             def one(row: tuple[Any, ...]) -> Any:
                 values = common.copy()
+                for name, (make, processor) in makers.items():
+                    values[name] = processor(make(None)) if processor is not None else make(None)
                 for (name, processor), value in zip(varying, row, strict=True):
                     values[name] = processor(value) if processor is not None else value
                 return [values[name] for name in positions] if positions is not None else values
 
-            cursor.executemany(sql, [one(row) for row in rows])
+            cursor.executemany(prepared.sql, [one(row) for row in rows])
 
     def run_alone(self, session: Session, values: dict[str, Any]) -> int:
         """Run as a transaction of its own when the session has none open (`alone`), else in
@@ -256,7 +287,7 @@ class Prepared:
         """Run a SELECT; values as the driver returns them (no result processing)."""
         with _cursor(session) as (cursor, dialect):
             prepared = self._for(dialect)
-            cursor.execute(prepared[0], self._parameters(prepared, values))
+            cursor.execute(prepared.sql, self._parameters(prepared, values))
             return [tuple(row) for row in cursor.fetchall()]
 
 

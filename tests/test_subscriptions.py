@@ -84,6 +84,23 @@ def test_new_signup_is_pending_with_consent(session: Session) -> None:
     )
 
 
+def test_a_new_reader_has_the_models_defaults_and_a_link_key_of_their_own(
+    session: Session,
+) -> None:
+    """A signup is written by prepared INSERTs naming only what the form gives: every other
+    column still takes the model's default, a function's called for each reader."""
+    first, second = signup(session, "one@example.org"), signup(session, "two@example.org")
+    readers = [session.get(Subscriber, request.subscriber_id) for request in (first, second)]
+    for reader in readers:
+        assert reader is not None
+        assert (reader.send_hour, reader.send_weekday) == (8, 0)
+        assert reader.urgent_in_quiet and reader.corrections
+        assert reader.link_key and len(reader.link_key) == 16
+        [subscription] = reader.subscriptions
+        assert subscription.frequency is Frequency.DAILY and subscription.topic.slug == "wipo"
+    assert readers[0].link_key != readers[1].link_key  # type: ignore[union-attr]
+
+
 def test_addresses_are_unique_whatever_their_case(session: Session) -> None:
     first = signup(session, "Reader@example.org")
     second = signup(session, "READER@EXAMPLE.ORG")

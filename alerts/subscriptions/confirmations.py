@@ -9,17 +9,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts import metrics
 from alerts.clock import now
-from alerts.db import call_after_commit
+from alerts.db import Prepared, call_after_commit
 from alerts.models import ConfirmationEmail, DeliveryStatus, Subscriber, SubscriberStatus
 from alerts.subscriptions.forms import Choices
 
 _CONFIRMATION_EMAILS = cast(Table, ConfirmationEmail.__table__)
+_OWE = Prepared(
+    insert(_CONFIRMATION_EMAILS),
+    columns=("subscriber_id", "nonce", "changes", "status", "attempts", "created_at", "updated_at"),
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,8 @@ def owe_confirmation(
 ) -> None:
     """The confirmation email is owed from the caller's commit (alerts.sending.confirmations
     sends it)."""
-    session.connection().execute(
-        _CONFIRMATION_EMAILS.insert(),
+    _OWE.run(
+        session,
         {
             "subscriber_id": subscriber_id,
             "nonce": nonce,

@@ -5,13 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from alerts.clock import now
+from alerts.db import Prepared
 from alerts.models import ConsentRecord, Subscriber
 
 _CONSENTS = cast(Table, ConsentRecord.__table__)
+_RECORD = Prepared(
+    insert(_CONSENTS),
+    columns=(
+        "subscriber_id",
+        "action",
+        "source",
+        "given_at",
+        "ip_address",
+        "user_agent",
+        "form_version",
+        "recorded_by",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -34,8 +48,8 @@ def record(
     """Keep what the reader (or their id) did, with where it came from (and who recorded it
     for them). Part of the caller's transaction."""
     session.flush()  # the reader it is about may be new in the session
-    session.connection().execute(
-        _CONSENTS.insert(),
+    _RECORD.run(
+        session,
         {
             "subscriber_id": subscriber if isinstance(subscriber, int) else subscriber.id,
             "action": action[:32],

@@ -4,19 +4,18 @@ purge of sign-ups never confirmed. The confirmation emails they are owed: `confi
 from __future__ import annotations
 
 import enum
-import functools
 import secrets
 from collections.abc import Collection, Sequence
 from datetime import timedelta
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, func, select
+from sqlalchemy import Table, bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts import digests, metrics
 from alerts.clock import now
-from alerts.db import call_after_commit, insert_ignoring_duplicates
+from alerts.db import Prepared, call_after_commit, insert_ignoring_duplicates
 from alerts.errors import LinkNotValid
 from alerts.matching import MAX_KEYWORDS, words
 from alerts.models import (
@@ -105,9 +104,8 @@ def _sign_up_new(
     on lower(email) decides, also between two requests at once."""
     current = now()
     nonce = secrets.token_hex(8)
-    connection = session.connection()
-    subscriber_id = connection.execute(
-        _new_reader(connection.dialect.name),
+    created = _NEW_READER.rows(
+        session,
         {
             "email": email,
             "status": SubscriberStatus.PENDING,
@@ -120,31 +118,29 @@ def _sign_up_new(
             "created_at": current,
             "updated_at": current,
         },
-    ).scalar()
-    if subscriber_id is None:
+    )
+    if not created:
         return None
+    [(subscriber_id,)] = created
+    connection = session.connection()
     topic_ids = choices.topic_ids or (
         connection.execute(_TOPIC_IDS, {"slugs": list(choices.topics)}).scalars().all()
         if choices.topics
         else ()
     )
     if topic_ids:
-        connection.execute(
-            _SUBSCRIPTIONS.insert(),
-            [
-                {
-                    "subscriber_id": subscriber_id,
-                    "topic_id": topic_id,
-                    "frequency": choices.frequency,
-                    "created_at": current,
-                }
-                for topic_id in topic_ids
-            ],
+        _FOLLOW.run_many(
+            session,
+            [(topic_id,) for topic_id in topic_ids],
+            ("topic_id",),
+            {"subscriber_id": subscriber_id, "frequency": choices.frequency, "created_at": current},
         )
     if choices.languages:
-        connection.execute(
-            _LANGUAGES.insert(),
-            [{"subscriber_id": subscriber_id, "language_code": code} for code in choices.languages],
+        _SPEAK.run_many(
+            session,
+            [(code,) for code in choices.languages],
+            ("language_code",),
+            {"subscriber_id": subscriber_id},
         )
     keywords = [
         {"subscriber_id": subscriber_id, "frequency": choices.frequency, **_keyword(phrase, folded)}
@@ -166,9 +162,25 @@ _KEYWORDS = cast(Table, Keyword.__table__)
 _TOPIC_IDS = select(Topic.id).where(Topic.slug.in_(bindparam("slugs", expanding=True)))
 
 
-@functools.cache
-def _new_reader(dialect: str) -> Any:
-    return insert_ignoring_duplicates(dialect, _SUBSCRIBERS).returning(_SUBSCRIBERS.c.id)
+# Prepared: a signup's statements cost more through SQLAlchemy than in the database.
+_NEW_READER = Prepared(
+    lambda dialect: insert_ignoring_duplicates(dialect, _SUBSCRIBERS).returning(_SUBSCRIBERS.c.id),
+    columns=(
+        "email",
+        "status",
+        "locale",
+        "timezone",
+        "keywords_within_topics",
+        "confirmation_sent_at",
+        "confirm_nonce",
+        "created_at",
+        "updated_at",
+    ),
+)
+_FOLLOW = Prepared(
+    insert(_SUBSCRIPTIONS), columns=("subscriber_id", "topic_id", "frequency", "created_at")
+)
+_SPEAK = Prepared(insert(_LANGUAGES), columns=("subscriber_id", "language_code"))
 
 
 def _keyword(phrase: str, folded: str) -> dict[str, str]:
