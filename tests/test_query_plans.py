@@ -68,9 +68,9 @@ def seeded(tmp_path: Any) -> Iterator[Session]:
 
 
 def plan_of(session: Session, statement: db.Prepared) -> str:
-    sql, positions, _defaults, _processors = statement._for(session.get_bind().dialect)
+    compiled = statement._for(session.get_bind().dialect)
     plan = session.connection().exec_driver_sql(
-        "EXPLAIN QUERY PLAN " + sql, tuple(1 for _ in positions)
+        "EXPLAIN QUERY PLAN " + compiled.sql, tuple(1 for _ in compiled.positions or ())
     )
     return "\n".join(str(row[-1]) for row in plan)
 
