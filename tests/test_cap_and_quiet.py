@@ -79,6 +79,11 @@ def test_past_the_cap_alerts_wait_for_the_digest(
     note = "That is your last instant alert today (your limit is 2 a day)"
     assert note in last_before_cap.body("plain") and note not in first.body("plain")
     assert held(session, reader) == {"WIPO story 3": "cap", "WIPO story 4": "cap"}
+    # The reader's data says where each is: sent as an alert, or waiting for their digest.
+    export = client.get(f"/manage/{token(tokens.Purpose.MANAGE, reader)}/data.json").get_json()
+    kinds = {row["article"]: (row["kind"], row["status"]) for row in export["deliveries"]}
+    assert kinds["WIPO story 1"] == ("alert", "sent")
+    assert kinds["WIPO story 3"] == kinds["WIPO story 4"] == ("digest", "held")
     # They had no digest: a daily one is made to carry the rest.
     schedules = session.scalars(
         select(DigestSchedule).where(DigestSchedule.subscriber_id == reader.id)

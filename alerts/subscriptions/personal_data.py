@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from alerts.models import Article, Delivery, DeliveryCount, Subscriber
+from alerts.models import FOR_NEXT_DIGEST, Article, Delivery, DeliveryCount, Subscriber
 
 
 def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
@@ -66,7 +66,10 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
             {
                 "article": title,
                 "url": url,
-                "kind": "digest" if delivery.digest_run_id else "alert",
+                # Held for the next digest (past the daily cap, say): it goes in a digest.
+                "kind": "digest"
+                if delivery.digest_run_id or delivery.held in FOR_NEXT_DIGEST
+                else "alert",
                 "status": delivery.status.value,
                 "sent_at": when(delivery.sent_at),
                 "attempts": delivery.attempts,
