@@ -3,6 +3,8 @@ sender (or beat's drain), whatever happened to the broker in between."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -165,31 +167,19 @@ def test_a_signup_committed_while_the_sender_looks_is_sent_by_that_sender(
     """The reader presses the button after the woken sender found nothing, before it deletes
     the wake-up key: their signup sees the key set and queues nothing, so the sender must
     look once more after the deletion."""
-    server = EmbeddedRedis(str(tmp_path / "redis")).start()
-    try:
-        app.config.update(CELERY_ALWAYS_EAGER=False, REDIS_URL=server.url)
-        queued: list[str] = []
-        monkeypatch.setattr(tasks.send_confirmations, "delay", lambda: queued.append("sender"))
-        looks: list[int] = []
-        drain_now = confirmations.drain
 
-        def a_signup_after_the_first_look(*args: Any, **kwargs: Any) -> Any:
-            result = drain_now(*args, **kwargs)
-            looks.append(result.outcome.sent)
-            if len(looks) == 1:
-                assert signup(client, "late@example.org").status_code == 303
-            return result
+    def a_signup_after_the_first_look(look: int) -> None:
+        if look == 1:
+            assert signup(client, "late@example.org").status_code == 303
 
-        monkeypatch.setattr(confirmations, "drain", a_signup_after_the_first_look)
-        with app.app_context():
-            tasks._wake_confirmations()  # an earlier signup's, whose email beat already sent
-            tasks.send_confirmations()
-        assert queued == ["sender"]  # the late signup found the key set
-        [message] = sink.store.all()
-        assert message.recipients == ["late@example.org"]
-        assert looks == [0, 1]  # the look after the deletion found it
-    finally:
-        server.stop()
+    woken = a_woken_sender(app, tmp_path, monkeypatch, a_signup_after_the_first_look)
+    with woken as (queued, looks), app.app_context():
+        tasks._wake_confirmations()  # an earlier signup's, whose email beat already sent
+        tasks.send_confirmations()
+    assert queued == ["sender"]  # the late signup found the key set
+    [message] = sink.store.all()
+    assert message.recipients == ["late@example.org"]
+    assert looks == [0, 1]  # the look after the deletion found it
 
 
 def test_signups_while_the_woken_sender_works_go_out_in_its_next_batches_and_wake_no_other(
@@ -201,31 +191,45 @@ def test_signups_while_the_woken_sender_works_go_out_in_its_next_batches_and_wak
 ) -> None:
     """A burst of signups: one sender, each of its looks a batch of what came in meanwhile,
     rather than a sender (and a batch) per signup."""
+
+    def three_signups_after_each_of_the_first_two_looks(look: int) -> None:
+        for number in range(3 if look <= 2 else 0):
+            assert signup(client, f"reader{look}-{number}@example.org").status_code == 303
+
+    with a_woken_sender(
+        app, tmp_path, monkeypatch, three_signups_after_each_of_the_first_two_looks
+    ) as (queued, looks):
+        assert signup(client, "first@example.org").status_code == 303
+        with app.app_context():
+            tasks.send_confirmations()
+    assert queued == ["sender"]  # the signups meanwhile found the key set
+    assert looks == [1, 3, 3, 0, 0]  # then the look after the deletion
+    received = sorted(r for message in sink.store.all() for r in message.recipients)
+    assert len(received) == 7 and len(set(received)) == 7
+
+
+@contextmanager
+def a_woken_sender(
+    app: Flask, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, after_look: Callable[[int], None]
+) -> Iterator[tuple[list[str], list[int]]]:
+    """Senders woken through a real Redis (the wake-up key): the wake-ups are counted instead
+    of queued, and what each look sent; `after_look(n)` runs after the n-th look."""
     server = EmbeddedRedis(str(tmp_path / "redis")).start()
     try:
         app.config.update(CELERY_ALWAYS_EAGER=False, REDIS_URL=server.url)
         queued: list[str] = []
-        monkeypatch.setattr(tasks.send_confirmations, "delay", lambda: queued.append("sender"))
         looks: list[int] = []
+        monkeypatch.setattr(tasks.send_confirmations, "delay", lambda: queued.append("sender"))
         drain_now = confirmations.drain
 
-        def signups_while_it_sends(*args: Any, **kwargs: Any) -> Any:
+        def looking(*args: Any, **kwargs: Any) -> Any:
             result = drain_now(*args, **kwargs)
             looks.append(result.outcome.sent)
-            if len(looks) <= 2:
-                for number in range(3):
-                    address = f"reader{len(looks)}-{number}@example.org"
-                    assert signup(client, address).status_code == 303
+            after_look(len(looks))
             return result
 
-        monkeypatch.setattr(confirmations, "drain", signups_while_it_sends)
-        assert signup(client, "first@example.org").status_code == 303
-        with app.app_context():
-            tasks.send_confirmations()
-        assert queued == ["sender"]  # the signups meanwhile found the key set
-        assert looks == [1, 3, 3, 0, 0]  # then the look after the deletion
-        received = sorted(r for message in sink.store.all() for r in message.recipients)
-        assert len(received) == 7 and len(set(received)) == 7
+        monkeypatch.setattr(confirmations, "drain", looking)
+        yield queued, looks
     finally:
         server.stop()
 
