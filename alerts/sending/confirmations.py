@@ -13,8 +13,8 @@ answer (`rows`). The loop's keys here are row ids.
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, exists, literal_column, or_, select
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy import and_, bindparam, exists, or_, select
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts import db
@@ -44,7 +44,6 @@ WAKE_TTL = 60
 GATHER_SECONDS = 0.2
 
 
-_emails = aliased(ConfirmationEmail)
 # The reader's link and status as they are now, and whether another email with the same link
 # makes this one redundant: a newer one waiting (the reader signed up again, or an admin
 # resent, while this one waited for a retry), or one that went out since this one was asked
@@ -54,14 +53,14 @@ _NOW = Prepared(
         Subscriber.confirm_nonce,
         Subscriber.status,
         exists().where(
-            _emails.subscriber_id == Subscriber.id,
-            _emails.nonce == bindparam("nonce"),
-            _emails.id != bindparam("row"),
+            ConfirmationEmail.subscriber_id == Subscriber.id,
+            ConfirmationEmail.nonce == bindparam("nonce"),
+            ConfirmationEmail.id != bindparam("row"),
             or_(
-                and_(_emails.status == literal_column("'pending'"), _emails.id > bindparam("row")),
+                and_(CONFIRMATION_PENDING, ConfirmationEmail.id > bindparam("row")),
                 and_(
-                    _emails.status == literal_column("'sent'"),
-                    _emails.sent_at >= bindparam("asked", type_=UTCDateTime()),
+                    ConfirmationEmail.status == DeliveryStatus.SENT,
+                    ConfirmationEmail.sent_at >= bindparam("asked", type_=UTCDateTime()),
                 ),
             ),
         ),
